@@ -1,0 +1,31 @@
+"""Errors core and its ports speak: transient (try later) versus permanent (dead-letter)."""
+
+from __future__ import annotations
+
+
+class PulseError(Exception):
+    """Base of every error Pulse raises on purpose."""
+
+
+class UnparseableEnvelope(PulseError):
+    """The envelope cannot be turned into source events; it is dead-lettered with this reason."""
+
+
+class TransientError(PulseError):
+    """A dependency failed in a way that may pass (timeout, throttling, 5xx): retry later."""
+
+
+class PermanentError(PulseError):
+    """A dependency rejected the request for good (schema, 400): dead-letter with the detail."""
+
+
+class SinkTransientError(TransientError):
+    pass
+
+
+class SinkPermanentError(PermanentError):
+    pass
+
+
+class ValidationFailed(PulseError):
+    """A control-plane payload or a setting is wrong; the message names the field."""

@@ -1,0 +1,400 @@
+"""The ingest use case: deliveries in, facts out, each counted event exactly once (DESIGN §2)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, tzinfo
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from core import calendar
+from core.errors import SinkPermanentError, TransientError, UnparseableEnvelope
+from core.identity import event_key, first_of_each
+from core.model import (
+    CrmObject,
+    DimAgent,
+    DimMetric,
+    DimRow,
+    Direction,
+    EventKey,
+    FactEvent,
+    Goal,
+    Kind,
+    MetricID,
+    RosterSnapshot,
+    ShiftRule,
+    Source,
+    SourceEvent,
+)
+from core.rules import Policy, classify
+from core.schema import key_of, table_of
+
+if TYPE_CHECKING:
+    from core.model import Delivery
+    from ports.directory import CrmDirectory, Roster
+    from ports.inbox import DeadLetters, Inbox
+    from ports.ledger import Claim, Ledger
+    from ports.parser import EnvelopeParser
+    from ports.sink import Sink
+
+
+class Status(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    GATED = "gated"
+    IGNORED = "ignored"
+    DEAD_LETTERED = "dead_lettered"
+    RETRY = "retry"
+
+
+# An envelope's status is the most pressing of its events' statuses, in this order.
+_PRECEDENCE = (
+    Status.RETRY,  # an envelope with anything still to do comes back whole; done keys dedup
+    Status.DEAD_LETTERED,
+    Status.ACCEPTED,
+    Status.DUPLICATE,
+    Status.GATED,
+    Status.IGNORED,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    key: str | None
+    status: Status
+    reason: str
+    metric: MetricID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeOutcome:
+    request_id: str
+    source: str
+    status: Status
+    events: tuple[EventOutcome, ...]
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    envelopes: tuple[EnvelopeOutcome, ...]
+
+    def event_counts(self) -> Counter[str]:
+        return Counter(e.status.value for env in self.envelopes for e in env.events)
+
+    def envelope_counts(self) -> Counter[str]:
+        return Counter(env.status.value for env in self.envelopes)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    zone: tzinfo
+    shift_rules: tuple[ShiftRule, ...] = (calendar.ALL_DAY,)
+    goals: Mapping[MetricID, Goal] = field(default_factory=dict)
+    policy: Policy = field(default_factory=Policy)
+    workdays: frozenset[int] = frozenset(range(5))
+    lease: timedelta = timedelta(seconds=120)
+    retry_base: timedelta = timedelta(seconds=2)
+    retry_cap: timedelta = timedelta(minutes=5)
+
+    def retry_delay(self, attempt: int) -> timedelta:
+        delay: timedelta = self.retry_base * (2 ** max(0, attempt - 1))
+        return min(self.retry_cap, delay)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPorts:
+    parsers: Mapping[str, EnvelopeParser]
+    inbox: Inbox
+    dead_letters: DeadLetters
+    ledger: Ledger
+    sink: Sink
+    roster: Roster
+    crm: CrmDirectory
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """One parsed event on its way through the pipeline."""
+
+    index: int  # which delivery it came from
+    event: SourceEvent
+    key: EventKey | None = None
+    fact: FactEvent | None = None
+    outcome: EventOutcome | None = None
+
+    def settle(self, status: Status, reason: str) -> None:
+        metric = self.fact.MetricID if self.fact else None
+        self.outcome = EventOutcome(self.key, status, reason, metric)
+
+
+async def process_batch(
+    deliveries: Sequence[Delivery],
+    ports: IngestPorts,
+    config: IngestConfig,
+    now: datetime,
+) -> BatchOutcome:
+    """parse → classify → identity + dedup → enrich → gate → claim → dims → append → commit → ack."""
+    dead: dict[int, str] = {}
+    candidates: list[_Candidate] = []
+    for index, delivery in enumerate(deliveries):
+        parser = ports.parsers.get(delivery.envelope.source)
+        if parser is None:
+            dead[index] = f"no parser for source {delivery.envelope.source!r}"
+            continue
+        try:
+            events = parser.parse(delivery.envelope)
+        except UnparseableEnvelope as exc:
+            dead[index] = f"unparseable: {exc}"
+            continue
+        for event in events:
+            occurred = event.occurred_at or delivery.envelope.received_at
+            candidates.append(_Candidate(index, replace(event, occurred_at=occurred)))
+
+    roster = await ports.roster.snapshot()
+    crm_seen: dict[tuple[str, str], CrmObject | None] = {}
+    live: list[_Candidate] = []
+    for cand in candidates:
+        cand.key = event_key(cand.event)
+        if cand.event.source is Source.HUBSPOT and cand.event.kind in (Kind.EMAIL, Kind.TICKET):
+            if not await _enrich(cand, ports.crm, crm_seen):
+                continue
+        verdict = classify(cand.event, config.policy)
+        if not verdict.counts or cand.key is None or verdict.metric is None:
+            cand.settle(Status.IGNORED, verdict.reason)
+            continue
+        agent, gate_reason = _gate(cand.event, roster)
+        if agent is None:
+            cand.settle(Status.GATED, gate_reason)
+            continue
+        cand.fact = _fact(cand.key, cand.event, verdict.metric, agent, config)
+        live.append(cand)
+
+    unique, repeats = first_of_each(live, key=lambda c: str(c.key))
+    for cand in repeats:
+        cand.settle(Status.DUPLICATE, "repeat within batch")
+
+    await _claim_and_push(unique, ports, config, roster, now)
+
+    outcomes = _envelope_outcomes(deliveries, candidates, dead)
+    await _settle_deliveries(deliveries, outcomes, ports, config)
+    return BatchOutcome(tuple(outcomes))
+
+
+async def _enrich(
+    cand: _Candidate, crm: CrmDirectory, seen: dict[tuple[str, str], CrmObject | None]
+) -> bool:
+    """Learn owner, direction and status of a HubSpot object. False when the event is settled."""
+    event = cand.event
+    ref = (event.kind.value, str(event.object_id))
+    if ref not in seen:
+        try:
+            seen[ref] = await crm.lookup(*ref)
+        except TransientError as exc:
+            cand.settle(Status.RETRY, f"crm unavailable: {exc}")
+            return False
+    obj = seen[ref]
+    if obj is None:
+        cand.settle(Status.DEAD_LETTERED, f"crm has no {ref[0]} {ref[1]}")
+        return False
+    direction = event.direction
+    if event.kind is Kind.EMAIL:
+        direction = Direction.OUTBOUND if obj.direction == "EMAIL" else Direction.INBOUND
+    cand.event = replace(
+        event,
+        direction=direction,
+        disposition=obj.status,
+        agent_id=obj.owner_email.strip().lower() if obj.owner_email else None,
+    )
+    return True
+
+
+def _gate(event: SourceEvent, roster: RosterSnapshot) -> tuple[str | None, str]:
+    """The roster agent this event counts for, or None with the reason it does not."""
+    if event.source is Source.HUBSPOT:
+        email = event.agent_id
+        if not email:
+            return None, "unknown_owner"
+        agent = roster.by_email(email)
+        if agent is not None:
+            return agent.agent_id, ""
+        return (email, "") if roster.count_everyone else (None, "unknown_owner")
+    agent_id = event.agent_id or ""
+    if roster.count_everyone or roster.by_id(agent_id) is not None:
+        return agent_id, ""
+    return None, "not_on_roster"
+
+
+def _fact(
+    key: EventKey, event: SourceEvent, metric: MetricID, agent: str, config: IngestConfig
+) -> FactEvent:
+    assert event.occurred_at is not None
+    occurred = calendar.as_utc(event.occurred_at)
+    local = calendar.local_time(occurred, config.zone)
+    day = local.date()
+    return FactEvent(
+        EventKey=key,
+        Source=event.source.value,
+        MetricID=metric,
+        AgentKey=agent,
+        DateKey=calendar.date_key(day),
+        ShiftKey=calendar.shift_for(occurred, config.zone, config.shift_rules),
+        OccurredAtUtc=occurred,
+        OccurredAtLocal=local.replace(tzinfo=None),
+        MetricMonthKey=calendar.metric_month_key(day, metric),
+        DurationSec=event.duration_sec if event.kind is Kind.CALL else None,
+    )
+
+
+def dimension_rows(
+    facts: Sequence[FactEvent], config: IngestConfig, roster: RosterSnapshot, now: datetime
+) -> list[DimRow]:
+    """The dimension rows these facts refer to (DimDate, DimMetric, DimAgent, DimShift)."""
+    rows: dict[str, DimRow] = {}
+    shifts = {s.ShiftKey: s for s in calendar.shift_rows(config.shift_rules)}
+    for fact in facts:
+        day = fact.OccurredAtLocal.date()
+        wanted: list[DimRow] = [calendar.dim_date(day, config.workdays)]
+        goal = config.goals.get(fact.MetricID)
+        if goal is not None:
+            wanted.append(
+                DimMetric(
+                    MetricMonthKey=fact.MetricMonthKey,
+                    MetricID=fact.MetricID,
+                    Month=calendar.month_key(day),
+                    DefaultGoal=goal.default_goal,
+                    YellowFloorPct=goal.yellow_floor_pct,
+                    Version=0,
+                )
+            )
+        agent = roster.by_id(fact.AgentKey)
+        wanted.append(
+            DimAgent(
+                AgentKey=fact.AgentKey,
+                AgentName=agent.name if agent else fact.AgentKey,
+                Email=agent.email if agent else None,
+                RingGroupId=roster.ring_group_id,
+                Active=True,
+                SyncedAt=now,
+            )
+        )
+        if fact.ShiftKey in shifts:
+            wanted.append(shifts[fact.ShiftKey])
+        for row in wanted:
+            rows.setdefault(dimension_key(row), row)
+    return list(rows.values())
+
+
+def dimension_key(row: DimRow) -> str:
+    """Ledger key under which a dimension row is pushed once: `dim:DimDate:20251105`."""
+    return f"dim:{table_of(row).name}:{key_of(row)}"
+
+
+async def _claim_and_push(
+    cands: list[_Candidate],
+    ports: IngestPorts,
+    config: IngestConfig,
+    roster: RosterSnapshot,
+    now: datetime,
+) -> None:
+    if not cands:
+        return
+    claim = await ports.ledger.claim([str(c.key) for c in cands], config.lease)
+    done, busy = set(claim.done), set(claim.busy)
+    ours: list[_Candidate] = []
+    for cand in cands:
+        if cand.key in done:
+            cand.settle(Status.DUPLICATE, "already counted")
+        elif cand.key in busy:
+            cand.settle(Status.RETRY, "in flight elsewhere")
+        else:
+            ours.append(cand)
+    if not ours:
+        return
+    facts = [c.fact for c in ours if c.fact is not None]
+    try:
+        await _ensure_dimensions(facts, ports, config, roster, now)
+        await ports.sink.append(facts)
+    except TransientError as exc:
+        await ports.ledger.release(claim)
+        for cand in ours:
+            cand.settle(Status.RETRY, f"sink unavailable: {exc}")
+        return
+    except SinkPermanentError as exc:
+        await ports.ledger.release(claim)
+        for cand in ours:
+            cand.settle(Status.DEAD_LETTERED, f"sink rejected: {exc}")
+        return
+    await ports.ledger.commit(claim)
+    for cand in ours:
+        cand.settle(Status.ACCEPTED, "counted")
+
+
+async def _ensure_dimensions(
+    facts: Sequence[FactEvent],
+    ports: IngestPorts,
+    config: IngestConfig,
+    roster: RosterSnapshot,
+    now: datetime,
+) -> None:
+    """Push each dimension row a fact refers to, once (through the ledger)."""
+    rows = {dimension_key(r): r for r in dimension_rows(facts, config, roster, now)}
+    claim: Claim = await ports.ledger.claim(list(rows), config.lease)
+    if not claim.claimed:
+        return
+    try:
+        await ports.sink.upsert([rows[k] for k in claim.claimed])
+    except BaseException:
+        await ports.ledger.release(claim)
+        raise
+    await ports.ledger.commit(claim)
+
+
+def _envelope_outcomes(
+    deliveries: Sequence[Delivery], candidates: Sequence[_Candidate], dead: Mapping[int, str]
+) -> list[EnvelopeOutcome]:
+    by_index: dict[int, list[EventOutcome]] = {i: [] for i in range(len(deliveries))}
+    for cand in candidates:
+        assert cand.outcome is not None, "every candidate is settled"
+        by_index[cand.index].append(cand.outcome)
+    outcomes = []
+    for index, delivery in enumerate(deliveries):
+        env = delivery.envelope
+        events = tuple(by_index[index])
+        if index in dead:
+            outcomes.append(
+                EnvelopeOutcome(
+                    env.request_id, env.source, Status.DEAD_LETTERED, events, dead[index]
+                )
+            )
+            continue
+        statuses = {e.status for e in events}
+        status = next((s for s in _PRECEDENCE if s in statuses), Status.IGNORED)
+        reasons = sorted({e.reason for e in events if e.status is status})
+        reason = "; ".join(reasons) if events else "no events"
+        outcomes.append(EnvelopeOutcome(env.request_id, env.source, status, events, reason))
+    return outcomes
+
+
+async def _settle_deliveries(
+    deliveries: Sequence[Delivery],
+    outcomes: Sequence[EnvelopeOutcome],
+    ports: IngestPorts,
+    config: IngestConfig,
+) -> None:
+    acks: list[str] = []
+    retries: dict[timedelta, list[str]] = {}
+    for delivery, outcome in zip(deliveries, outcomes, strict=True):
+        if outcome.status is Status.DEAD_LETTERED:
+            await ports.dead_letters.add(delivery, outcome.reason)
+            acks.append(delivery.receipt)
+        elif outcome.status is Status.RETRY:
+            retries.setdefault(config.retry_delay(delivery.attempt), []).append(delivery.receipt)
+        else:
+            acks.append(delivery.receipt)
+    for delay, receipts in retries.items():
+        await ports.inbox.retry(receipts, delay)
+    if acks:
+        await ports.inbox.ack(acks)

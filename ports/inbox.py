@@ -1,0 +1,62 @@
+"""The durable inbox between the edge and the workers, and where unprocessable envelopes rest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from core.model import Delivery, IngestEnvelope
+
+
+@dataclass(frozen=True, slots=True)
+class InboxStats:
+    depth: int
+    oldest_age_sec: float
+    dead_letters: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    envelope: IngestEnvelope
+    reason: str
+    dead_at: datetime
+    attempts: int
+
+
+class Inbox(Protocol):
+    async def put(self, envelope: IngestEnvelope) -> None:
+        """Store durably; return only when a crash can no longer lose it."""
+        ...
+
+    async def take(self, max_items: int, wait: float) -> list[Delivery]:
+        """Up to `max_items` visible envelopes, hidden from others until acked or their
+        visibility timeout passes; waits up to `wait` seconds when none is ready."""
+        ...
+
+    async def ack(self, receipts: Sequence[str]) -> None:
+        """Done with these deliveries: they never come back."""
+        ...
+
+    async def retry(self, receipts: Sequence[str], delay: timedelta) -> None:
+        """Give these back, visible again after `delay` (transient failure)."""
+        ...
+
+    async def stats(self) -> InboxStats: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class DeadLetters(Protocol):
+    async def add(self, delivery: Delivery, reason: str) -> None:
+        """Keep the envelope with the reason, replayable; the caller acks the delivery after."""
+        ...
+
+    async def list(self, limit: int = 100) -> list[DeadLetter]: ...
+
+    async def replay(self, request_ids: Sequence[str] | None = None) -> int:
+        """Put dead letters back into the inbox (all when `request_ids` is None); returns how many."""
+        ...
