@@ -1,0 +1,206 @@
+"""Settings: env and `.env`, nested with `__`, validated once at start with one line per problem."""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.model import Goal, MetricID, ShiftRule
+
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "<secret>"}
+
+
+def _refuse_placeholder(value: SecretStr | None, name: str) -> None:
+    if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+        raise ValueError(f"{name} is a placeholder ({name}=<real secret> or unset it)")
+
+
+class GoalSettings(BaseModel):
+    """Default per-agent per-workday goals, used for a month no admin call has set (GOALS__CALLS=60)."""
+
+    CALLS: float = Field(60, ge=0)
+    TEXTS: float = Field(40, ge=0)
+    EMAILS: float = Field(20, ge=0)
+    CASES: float = Field(5, ge=0)
+    yellow_floor_pct: float = Field(0.8, ge=0, le=1)
+
+    def as_goals(self) -> dict[MetricID, Goal]:
+        return {
+            m: Goal(m, float(getattr(self, m.value)), self.yellow_floor_pct) for m in MetricID
+        }
+
+
+class ShiftSettings(BaseModel):
+    name: str
+    start: time
+    end: time
+    days: list[int] = Field(default_factory=lambda: list(range(7)))
+
+
+class PowerBISettings(BaseModel):
+    """POWERBI__TENANT_ID, POWERBI__CLIENT_ID, … (DESIGN §4 limits are the defaults)."""
+
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    workspace_id: str | None = None
+    dataset_id: str | None = None
+    dataset_name: str = "Pulse"
+    authority_host: str = "https://login.microsoftonline.com"
+    api_base_url: str = "https://api.powerbi.com/v1.0/myorg"
+    scope: str = "https://analysis.windows.net/powerbi/api/.default"
+    timeout_sec: float = Field(30, gt=0)
+    max_rows_per_request: int = Field(10_000, ge=1, le=10_000)
+    requests_per_minute: int = Field(120, ge=1)
+    requests_per_hour_large: int = Field(120, ge=1)
+    large_table_rows: int = Field(250_000, ge=1)
+    rows_per_hour: int = Field(1_000_000, ge=1)
+    max_pending: int = Field(5, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_nested_delimiter="__",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # --- process ---
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    workers: int = Field(2, ge=1, le=64)
+    batch_size: int = Field(100, ge=1, le=1000)
+    drain_timeout_sec: float = Field(10, ge=0)
+    public_base_url: str | None = Field(
+        None, description="URL senders use to reach Pulse (HubSpot signs it); default: request URL"
+    )
+
+    # --- adapters (DESIGN §6) ---
+    inbox: Literal["sqlite", "sqs"] = "sqlite"
+    ledger: Literal["sqlite", "dynamodb"] = "sqlite"
+    sink: Literal["local", "powerbi", "fabric-eventhouse", "fabric-eventstream"] = "local"
+    roster: Literal["static", "aloware"] = "static"
+    crm: Literal["static", "hubspot"] = "static"
+
+    # --- edge ---
+    body_limit_bytes: int = Field(1024 * 1024, ge=1024)
+    inbox_visibility_sec: float = Field(60, gt=0)
+    ledger_lease_sec: float = Field(120, gt=0)
+    ledger_ttl_days: int = Field(14, ge=1)
+
+    # --- Aloware ---
+    aloware_auth: Literal["bearer", "basic", "none"] = "bearer"
+    aloware_secret: SecretStr | None = Field(
+        None, description="Bearer token, or user:password for basic"
+    )
+    aloware_count_failed_calls: bool = False
+
+    # --- HubSpot ---
+    hubspot_auth: Literal["v3", "none"] = "v3"
+    hubspot_client_secret: SecretStr | None = None
+    hubspot_allow_v1: bool = False
+    hubspot_max_age_sec: int = Field(300, ge=1)
+
+    # --- business rules ---
+    business_timezone: str = "UTC"
+    goals: GoalSettings = Field(default_factory=GoalSettings)
+    shifts: list[ShiftSettings] = Field(default_factory=list)
+
+    # --- static roster and CRM (embedded defaults) ---
+    roster_agents: list[str] = Field(
+        default_factory=list, description="Agent ids; empty and no file = count everyone (warned)"
+    )
+    roster_file: Path | None = None
+    ring_group_id: str | None = None
+    crm_file: Path | None = None
+
+    # --- Power BI ---
+    powerbi: PowerBISettings = Field(default_factory=PowerBISettings)
+
+    # --- AWS (issue: production stores) ---
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+    dynamo_table: str = "pulse"
+    dynamo_ttl_days: int = Field(14, ge=1)
+    sqs_queue: str = "pulse-inbox"
+    sqs_dlq: str = "pulse-inbox-dlq"
+    sqs_max_receive_count: int = Field(5, ge=1)
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as America/New_York)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        _refuse_placeholder(self.aloware_secret, "ALOWARE_SECRET")
+        _refuse_placeholder(self.hubspot_client_secret, "HUBSPOT_CLIENT_SECRET")
+        if self.aloware_auth != "none" and self.aloware_secret is None:
+            raise ValueError(
+                "ALOWARE_SECRET is not set: set it, or ALOWARE_AUTH=none to accept unauthenticated webhooks"
+            )
+        if self.aloware_auth == "basic" and self.aloware_secret is not None:
+            if ":" not in self.aloware_secret.get_secret_value():
+                raise ValueError("ALOWARE_SECRET must be user:password when ALOWARE_AUTH=basic")
+        if self.hubspot_auth != "none" and self.hubspot_client_secret is None:
+            raise ValueError(
+                "HUBSPOT_CLIENT_SECRET is not set: set your app's client secret, or HUBSPOT_AUTH=none"
+            )
+        if self.sink == "powerbi":
+            missing = [
+                f"POWERBI__{n.upper()}"
+                for n in ("tenant_id", "client_id", "client_secret", "workspace_id")
+                if getattr(self.powerbi, n) is None
+            ]
+            if missing:
+                raise ValueError(f"SINK=powerbi needs {', '.join(missing)}")
+        return self
+
+    # --- derived ---
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.business_timezone)
+
+    def shift_rules(self) -> tuple[ShiftRule, ...]:
+        from core.calendar import ALL_DAY
+
+        if not self.shifts:
+            return (ALL_DAY,)
+        return tuple(
+            ShiftRule(
+                key=s.name.upper().replace(" ", "_"),
+                name=s.name,
+                start=s.start,
+                end=s.end,
+                days=frozenset(s.days),
+            )
+            for s in self.shifts
+        )
+
+
+class SettingsError(Exception):
+    """Settings are wrong; `str()` is one readable line per problem."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = "__".join(str(p) for p in err["loc"]).upper()
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {msg}" if where else msg)
+        raise SettingsError("\n".join(lines)) from None
