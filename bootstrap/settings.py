@@ -30,9 +30,7 @@ class GoalSettings(BaseModel):
     yellow_floor_pct: float = Field(0.8, ge=0, le=1)
 
     def as_goals(self) -> dict[MetricID, Goal]:
-        return {
-            m: Goal(m, float(getattr(self, m.value)), self.yellow_floor_pct) for m in MetricID
-        }
+        return {m: Goal(m, float(getattr(self, m.value)), self.yellow_floor_pct) for m in MetricID}
 
 
 class ShiftSettings(BaseModel):
@@ -61,6 +59,11 @@ class PowerBISettings(BaseModel):
     large_table_rows: int = Field(250_000, ge=1)
     rows_per_hour: int = Field(1_000_000, ge=1)
     max_pending: int = Field(5, ge=1)
+    append_timeout_sec: float = Field(
+        80,
+        gt=0,
+        description="Longest a batch waits for a PostRows slot; keep below LEDGER_LEASE_SEC",
+    )
 
 
 class Settings(BaseSettings):
@@ -111,7 +114,7 @@ class Settings(BaseSettings):
 
     # --- business rules ---
     business_timezone: str = "UTC"
-    goals: GoalSettings = Field(default_factory=GoalSettings)
+    goals: GoalSettings = GoalSettings()
     shifts: list[ShiftSettings] = Field(default_factory=list)
 
     # --- static roster and CRM (embedded defaults) ---
@@ -123,12 +126,15 @@ class Settings(BaseSettings):
     crm_file: Path | None = None
 
     # --- Power BI ---
-    powerbi: PowerBISettings = Field(default_factory=PowerBISettings)
+    powerbi: PowerBISettings = PowerBISettings()
 
     # --- AWS (issue: production stores) ---
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
     dynamo_table: str = "pulse"
+    dynamo_control_table: str | None = Field(
+        None, description="Control-plane stores' table; unset: the ledger's table"
+    )
     dynamo_ttl_days: int = Field(14, ge=1)
     sqs_queue: str = "pulse-inbox"
     sqs_dlq: str = "pulse-inbox-dlq"
@@ -140,7 +146,9 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name such as America/New_York)") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name such as America/New_York)"
+            ) from None
         return value
 
     @model_validator(mode="after")

@@ -1,0 +1,19 @@
+"""The aiohttp application: webhook edge, health and metrics routes behind one middleware."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from adapters_in.http.health import Health
+from adapters_in.http.middleware import edge_middleware
+from adapters_in.http.webhooks import WebhookEdge
+
+
+def build_app(edge: WebhookEdge, health: Health, body_limit: int) -> web.Application:
+    app = web.Application(middlewares=[edge_middleware], client_max_size=body_limit)
+    app["body_limit"] = body_limit
+    app.router.add_post("/webhooks/{source}", edge.receive)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics_text)
+    return app

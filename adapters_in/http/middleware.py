@@ -1,0 +1,106 @@
+"""One middleware for every request: request id, JSON errors, one access-log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+log = logging.getLogger("pulse.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def error_response(
+    status: int, message: str, request_id: str, code: str | None = None
+) -> web.Response:
+    body = {
+        "error": {
+            "code": code or ERROR_CODES.get(status, "error"),
+            "message": message,
+            "request_id": request_id,
+        }
+    }
+    return web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        content_type="application/json",
+        headers={"X-Request-Id": request_id},
+    )
+
+
+class JsonError(web.HTTPException):
+    """Raise from a handler to answer `{"error": {...}}` with this status and code."""
+
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+        self.status_code = status
+        super().__init__(reason=None, text=message)
+        self.message = message
+        self.code = code or ERROR_CODES.get(status, "error")
+
+
+def request_id_of(request: web.Request) -> str:
+    return str(request.get("request_id", ""))
+
+
+@web.middleware
+async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get("X-Request-Id", "")
+    rid = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+    request["request_id"] = rid
+    started = time.perf_counter()
+    error = ""
+    try:
+        response = await handler(request)
+        response.headers["X-Request-Id"] = rid
+    except JsonError as exc:
+        error = exc.message
+        response = error_response(exc.status_code, exc.message, rid, exc.code)
+    except web.HTTPException as exc:
+        if exc.status_code < 400:
+            raise
+        message = exc.text or exc.reason
+        if exc.status_code == 413:
+            message = f"body larger than {request.app['body_limit']} bytes"
+        error = message
+        response = error_response(exc.status_code, message, rid)
+    except Exception:
+        log.exception(
+            "handler crashed", extra={"fields": {"request_id": rid, "path": request.path}}
+        )
+        error = "handler crashed"
+        response = error_response(500, "internal error; the request id is in the logs", rid)
+    status = response.status
+    fields = {
+        "request_id": rid,
+        "method": request.method,
+        "path": request.path,
+        "status": status,
+        "ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+    if error:
+        fields["error"] = error
+    if status >= 400:
+        log.warning("request", extra={"fields": fields})
+    elif log.isEnabledFor(logging.INFO):
+        log.info("request", extra={"fields": fields})
+    return response

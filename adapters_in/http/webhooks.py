@@ -1,0 +1,74 @@
+"""`POST /webhooks/{source}`: size, authenticate, check, store in the inbox, answer 202."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from adapters_in.http.middleware import JsonError, request_id_of
+from adapters_in.metrics import Metrics
+from adapters_in.sources.base import SourceRejected, WebhookRequest, WebhookSource
+from core.model import IngestEnvelope
+from ports.clock import Clock
+from ports.inbox import Inbox
+
+log = logging.getLogger("pulse.edge")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEdge:
+    sources: Mapping[str, WebhookSource]
+    inbox: Inbox
+    clock: Clock
+    metrics: Metrics
+    public_base_url: str | None = None
+
+    def public_url(self, request: web.Request) -> str:
+        """The URL the sender signed: configured public base + raw path, else what we received."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/") + request.raw_path
+        return str(request.url)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        name = request.match_info["source"]
+        source = self.sources.get(name)
+        if source is None:
+            raise JsonError(
+                404, f"unknown source {name!r}; known: {', '.join(sorted(self.sources))}"
+            )
+        body = await request.read()
+        now = self.clock.now()
+        incoming = WebhookRequest(
+            method=request.method,
+            url=self.public_url(request),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+            now_ms=int(now.timestamp() * 1000),
+        )
+        try:
+            source.authenticate(incoming)
+            source.check(incoming)
+        except SourceRejected as exc:
+            self.metrics.inc("webhooks_rejected_total", source=name, code=exc.code)
+            raise JsonError(exc.status, str(exc), exc.code) from None
+        rid = request_id_of(request)
+        envelope = IngestEnvelope(
+            request_id=rid,
+            source=source.name,
+            received_at=now,
+            body=body,
+            headers={h: incoming.headers[h] for h in source.kept_headers if h in incoming.headers},
+        )
+        try:
+            await self.inbox.put(envelope)
+        except Exception as exc:
+            # Nothing was stored: say so, so a sender that retries (HubSpot) tries again.
+            log.exception("inbox put failed", extra={"fields": {"request_id": rid, "source": name}})
+            raise JsonError(
+                503, f"could not store the request ({type(exc).__name__}); retry"
+            ) from None
+        self.metrics.inc("webhooks_received_total", help="Webhook requests stored", source=name)
+        return web.json_response({"request_id": rid}, status=202)

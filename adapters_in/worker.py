@@ -1,0 +1,159 @@
+"""Inbox workers: take batches, run `process_batch`, log one line per batch; drain on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from adapters_in.metrics import Metrics
+from core.ingest import BatchOutcome, IngestConfig, IngestPorts, process_batch
+from core.model import Delivery
+from ports.clock import Clock
+
+log = logging.getLogger("pulse.worker")
+
+CRASH_RETRY_DELAY = timedelta(seconds=5)
+
+
+@dataclass(slots=True)
+class DrainReport:
+    acked: int
+    in_flight: int
+    dead_lettered: int
+    cancelled: int
+
+    def line(self) -> str:
+        return (
+            f"shutdown: {self.acked:,} acked · {self.in_flight} in flight · "
+            f"{self.dead_lettered} dead-lettered · {self.cancelled} cancelled"
+        )
+
+
+class InboxWorkers:
+    """N asyncio tasks sharing one inbox. A batch in progress is finished before stop."""
+
+    def __init__(
+        self,
+        ports: IngestPorts,
+        config: IngestConfig,
+        clock: Clock,
+        metrics: Metrics,
+        count: int = 2,
+        batch_size: int = 100,
+        take_wait: float = 1.0,
+    ) -> None:
+        self.ports = ports
+        self.config = config
+        self.clock = clock
+        self.metrics = metrics
+        self.count = count
+        self.batch_size = batch_size
+        self.take_wait = take_wait
+        self._tasks: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self.acked = 0
+        self.dead_lettered = 0
+        self.batches = 0
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        for i in range(self.count):
+            self._tasks.append(asyncio.create_task(self._run(), name=f"inbox-worker-{i}"))
+
+    @property
+    def alive(self) -> int:
+        return sum(1 for t in self._tasks if not t.done())
+
+    async def _run(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        while not self._stopping.is_set():
+            try:
+                deliveries = await self.ports.inbox.take(self.batch_size, self.take_wait)
+            except Exception as exc:
+                self.last_error = f"inbox take failed: {exc!r}"
+                log.exception("inbox take failed")
+                await asyncio.sleep(1)
+                continue
+            if not deliveries:
+                continue
+            self._busy.add(task)
+            try:
+                await self.run_batch(deliveries)
+            finally:
+                self._busy.discard(task)
+
+    async def run_batch(self, deliveries: list[Delivery]) -> BatchOutcome | None:
+        started = time.perf_counter()
+        try:
+            outcome = await process_batch(deliveries, self.ports, self.config, self.clock.now())
+        except Exception as exc:
+            # A bug or a store outage: hand the batch back; the ledger makes the retry safe.
+            self.last_error = f"batch failed: {exc!r}"
+            log.exception("batch failed", extra={"fields": {"envelopes": len(deliveries)}})
+            self.metrics.inc("batch_failures_total", help="Batches that raised")
+            try:
+                await self.ports.inbox.retry([d.receipt for d in deliveries], CRASH_RETRY_DELAY)
+            except Exception:
+                log.exception("could not hand the batch back; visibility timeout will")
+            return None
+        self._record(outcome, time.perf_counter() - started)
+        return outcome
+
+    def _record(self, outcome: BatchOutcome, seconds: float) -> None:
+        self.batches += 1
+        envs = outcome.envelope_counts()
+        events = outcome.event_counts()
+        self.acked += sum(n for s, n in envs.items() if s != "retry")
+        self.dead_lettered += envs.get("dead_lettered", 0)
+        for env in outcome.envelopes:
+            for event in env.events:
+                self.metrics.inc(
+                    "events_total",
+                    help="Events by outcome",
+                    source=env.source,
+                    status=event.status.value,
+                )
+            if env.status.value == "dead_lettered":
+                log.warning(
+                    "dead-lettered",
+                    extra={
+                        "fields": {
+                            "request_id": env.request_id,
+                            "source": env.source,
+                            "reason": env.reason,
+                        }
+                    },
+                )
+        log.info(
+            "batch",
+            extra={
+                "fields": {
+                    "envelopes": len(outcome.envelopes),
+                    "request_ids": [e.request_id for e in outcome.envelopes][:20],
+                    "events": dict(events),
+                    "ms": round(seconds * 1000, 2),
+                }
+            },
+        )
+
+    async def drain(self, budget_sec: float) -> DrainReport:
+        """Stop taking, let batches in progress finish within `budget_sec`, cancel the rest."""
+        self._stopping.set()
+        for task in self._tasks:
+            if task not in self._busy:
+                task.cancel()  # idle in take(): nothing to lose
+        busy = [t for t in self._tasks if t in self._busy]
+        in_flight = len(busy)
+        cancelled = 0
+        if busy:
+            _, pending = await asyncio.wait(busy, timeout=budget_sec)
+            for task in pending:
+                task.cancel()  # its deliveries come back after the visibility timeout
+            cancelled = len(pending)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        return DrainReport(self.acked, in_flight, self.dead_lettered, cancelled)

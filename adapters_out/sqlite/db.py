@@ -1,0 +1,83 @@
+"""One durable SQLite connection per store, owned by its own thread and awaited from the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = (
+    5_000  # a CLI replay or `pulse report` in another process may hold the lock briefly
+)
+
+
+class Database:
+    """A sqlite3 connection that lives on one dedicated thread.
+
+    sqlite3 connections are not shared across threads, and a blocking fsync must never run on
+    the event loop, so every use goes through `run` (awaitable) or `submit` (fire and forget),
+    both executed in order on the single worker thread.
+    """
+
+    def __init__(self, path: Path, schema: str = "") -> None:
+        self.path = path
+        self.commits = 0  # write transactions committed; lets tests see group commit batch
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{path.stem}")
+        self._closed = False
+        self._conn: sqlite3.Connection = self._executor.submit(self._open, schema).result()
+
+    def _open(self, schema: str) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write transaction holds
+        # the write lock from its first statement and never fails on a lock upgrade.
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: once put/commit returned, a power cut cannot lose the row (WAL + NORMAL could).
+        conn.execute("PRAGMA synchronous = FULL")
+        if schema:
+            conn.executescript(schema)
+        return conn
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` on the store's thread and return its result."""
+        if self._closed:
+            raise RuntimeError(f"sqlite store {self.path} is closed")
+        return await asyncio.wrap_future(self._executor.submit(fn, self._conn))
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
+        """Queue `fn(connection)` on the store's thread without waiting for it."""
+        if self._closed:
+            raise RuntimeError(f"sqlite store {self.path} is closed")
+        return self._executor.submit(fn, self._conn)
+
+    @contextmanager
+    def transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """One write transaction (call on the store's thread): committed whole or not at all."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        self.commits += 1
+
+    async def close(self) -> None:
+        """Finish queued work, then close the connection and the thread. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        # Jobs already queued (a group-commit flush) run before this one: the executor is FIFO.
+        await asyncio.wrap_future(self._executor.submit(self._conn.close))
+        self._executor.shutdown(wait=False)

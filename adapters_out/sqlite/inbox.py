@@ -1,0 +1,339 @@
+"""The embedded durable inbox and its dead letters, in one SQLite (WAL) file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from adapters_out.sqlite.db import Database
+from core.model import Delivery, IngestEnvelope
+from ports.clock import Clock
+from ports.inbox import DeadLetter, InboxStats
+
+POLL_SEC = 0.1  # another process (a CLI replay) may write; its rows are seen within this
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id  TEXT    NOT NULL,
+    source      TEXT    NOT NULL,
+    received_at TEXT    NOT NULL,
+    headers     TEXT    NOT NULL,
+    body        BLOB    NOT NULL,
+    enqueued_at REAL    NOT NULL,
+    visible_at  REAL    NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    receipt     TEXT
+);
+CREATE INDEX IF NOT EXISTS inbox_visible ON inbox (visible_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    request_id  TEXT PRIMARY KEY,
+    source      TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    headers     TEXT NOT NULL,
+    body        BLOB NOT NULL,
+    reason      TEXT NOT NULL,
+    dead_at     TEXT NOT NULL,
+    attempts    INTEGER NOT NULL
+);
+"""
+
+_INSERT = (
+    "INSERT INTO inbox (request_id, source, received_at, headers, body, enqueued_at, visible_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _iso(instant: datetime) -> str:
+    """ISO-8601; aware instants are stored in UTC so they sort and round-trip as UTC."""
+    return instant.astimezone(UTC).isoformat() if instant.tzinfo else instant.isoformat()
+
+
+def _envelope_columns(envelope: IngestEnvelope) -> tuple[str, str, str, str, bytes]:
+    return (
+        envelope.request_id,
+        envelope.source,
+        _iso(envelope.received_at),
+        json.dumps(envelope.headers),
+        bytes(envelope.body),
+    )
+
+
+def _envelope(
+    request_id: str, source: str, received_at: str, headers: str, body: bytes
+) -> IngestEnvelope:
+    return IngestEnvelope(
+        request_id=request_id,
+        source=source,
+        received_at=datetime.fromisoformat(received_at),
+        body=bytes(body),
+        headers=json.loads(headers),
+    )
+
+
+def _row_id(receipt: str) -> int | None:
+    head, _, token = receipt.partition(":")
+    return int(head) if head.isdigit() and token else None
+
+
+@dataclass(slots=True)
+class _PendingPut:
+    row: tuple[object, ...]
+    loop: asyncio.AbstractEventLoop
+    done: asyncio.Future[None]
+
+
+class SqliteInbox:
+    """Inbox port over SQLite: group-committed puts, visibility-timeout takes, unique receipts."""
+
+    def __init__(
+        self, path: Path, clock: Clock, visibility: timedelta = timedelta(seconds=60)
+    ) -> None:
+        self.db = Database(path, SCHEMA)
+        self.clock = clock
+        self.visibility = visibility
+        self._pending: list[_PendingPut] = []
+        self._pending_lock = threading.Lock()  # shared by the loop (put) and the db thread (flush)
+        self._flush_queued = False
+        self._unsettled: set[asyncio.Future[None]] = set()  # puts not yet told their outcome
+        self._closing = False
+        # Replaced (never cleared) on every arrival, so each waiter sees the arrival after its look.
+        self._arrived = asyncio.Event()
+
+    # --- put: group commit ------------------------------------------------------------------
+
+    async def put(self, envelope: IngestEnvelope) -> None:
+        if self._closing:
+            raise RuntimeError(f"inbox {self.db.path} is closed")
+        loop = asyncio.get_running_loop()
+        now = self.clock.now().timestamp()
+        pending = _PendingPut((*_envelope_columns(envelope), now, now), loop, loop.create_future())
+        self._unsettled.add(pending.done)
+        with self._pending_lock:
+            self._pending.append(pending)
+            start_flush = not self._flush_queued
+            self._flush_queued = True
+        if start_flush:
+            self.db.submit(self._flush)
+        try:
+            await pending.done
+        finally:
+            self._unsettled.discard(pending.done)
+        self._announce_arrival()
+
+    def _flush(self, conn: sqlite3.Connection) -> None:
+        """On the db thread: commit everything pending now in one transaction (one fsync).
+
+        Puts arriving during the commit wait for the next flush, queued behind the takes and
+        acks already waiting, so a steady stream of puts cannot starve the workers."""
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+        error: BaseException | None = None
+        try:
+            with self.db.transaction(conn):
+                conn.executemany(_INSERT, [p.row for p in batch])
+        except BaseException as exc:  # every waiting put must hear about it
+            error = exc
+        for p in batch:
+            with contextlib.suppress(RuntimeError):  # that caller's loop is already closed
+                p.loop.call_soon_threadsafe(_settle, p.done, error)
+        with self._pending_lock:
+            self._flush_queued = bool(self._pending)
+            if self._flush_queued:
+                self.db.submit(self._flush)
+
+    def _announce_arrival(self) -> None:
+        arrived, self._arrived = self._arrived, asyncio.Event()
+        arrived.set()
+
+    # --- take / ack / retry -----------------------------------------------------------------
+
+    async def take(self, max_items: int, wait: float) -> list[Delivery]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, wait)
+        while True:
+            arrival = self._arrived
+            deliveries = await self.db.run(lambda conn: self._take(conn, max_items))
+            remaining = deadline - loop.time()
+            if deliveries or remaining <= 0 or max_items <= 0:
+                return deliveries
+            try:
+                await asyncio.wait_for(arrival.wait(), timeout=min(remaining, POLL_SEC))
+            except TimeoutError:
+                pass
+
+    def _take(self, conn: sqlite3.Connection, max_items: int) -> list[Delivery]:
+        if max_items <= 0:
+            return []
+        now = self.clock.now().timestamp()
+        # A read first: an idle poll must not take the write lock the puts are waiting for.
+        if (
+            conn.execute("SELECT 1 FROM inbox WHERE visible_at <= ? LIMIT 1", (now,)).fetchone()
+            is None
+        ):
+            return []
+        invisible_until = now + self.visibility.total_seconds()
+        deliveries: list[Delivery] = []
+        with self.db.transaction(conn):
+            rows = conn.execute(
+                "SELECT id, request_id, source, received_at, headers, body, attempts FROM inbox"
+                " WHERE visible_at <= ? ORDER BY id LIMIT ?",
+                (now, max_items),
+            ).fetchall()
+            for row_id, request_id, source, received_at, headers, body, attempts in rows:
+                # A fresh token per delivery: a stale receipt can never settle a later delivery.
+                receipt = f"{row_id}:{secrets.token_hex(8)}"
+                conn.execute(
+                    "UPDATE inbox SET visible_at = ?, attempts = ?, receipt = ? WHERE id = ?",
+                    (invisible_until, attempts + 1, receipt, row_id),
+                )
+                envelope = _envelope(request_id, source, received_at, headers, body)
+                deliveries.append(Delivery(envelope, receipt, attempts + 1))
+        return deliveries
+
+    async def ack(self, receipts: Sequence[str]) -> None:
+        pairs = [(rid, r) for r in receipts if (rid := _row_id(r)) is not None]
+        if not pairs:
+            return
+
+        def delete(conn: sqlite3.Connection) -> None:
+            with self.db.transaction(conn):
+                conn.executemany("DELETE FROM inbox WHERE id = ? AND receipt = ?", pairs)
+
+        await self.db.run(delete)
+
+    async def retry(self, receipts: Sequence[str], delay: timedelta) -> None:
+        visible_at = self.clock.now().timestamp() + max(0.0, delay.total_seconds())
+        rows = [(visible_at, rid, r) for r in receipts if (rid := _row_id(r)) is not None]
+        if not rows:
+            return
+
+        def give_back(conn: sqlite3.Connection) -> None:
+            with self.db.transaction(conn):
+                conn.executemany(
+                    "UPDATE inbox SET visible_at = ?, receipt = NULL WHERE id = ? AND receipt = ?",
+                    rows,
+                )
+
+        await self.db.run(give_back)
+
+    # --- health -----------------------------------------------------------------------------
+
+    async def stats(self) -> InboxStats:
+        def read(conn: sqlite3.Connection) -> tuple[int, float | None, int]:
+            depth, oldest = conn.execute("SELECT COUNT(*), MIN(enqueued_at) FROM inbox").fetchone()
+            (dead,) = conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()
+            return depth, oldest, dead
+
+        depth, oldest, dead = await self.db.run(read)
+        age = max(0.0, self.clock.now().timestamp() - oldest) if oldest is not None else 0.0
+        return InboxStats(depth=depth, oldest_age_sec=age, dead_letters=dead)
+
+    async def ping(self) -> None:
+        await self.db.run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        """Refuse new puts, let every accepted put commit, then close the store."""
+        self._closing = True
+        await asyncio.gather(*self._unsettled, return_exceptions=True)
+        await self.db.close()
+
+    # --- for the dead letters sharing this file ---------------------------------------------
+
+    def _requeue(self, conn: sqlite3.Connection, envelopes: Sequence[IngestEnvelope]) -> None:
+        now = self.clock.now().timestamp()
+        conn.executemany(_INSERT, [(*_envelope_columns(e), now, now) for e in envelopes])
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
+
+
+class SqliteDeadLetters:
+    """DeadLetters port over the inbox's own file, so a replay moves rows in one transaction."""
+
+    def __init__(self, inbox: SqliteInbox) -> None:
+        self.inbox = inbox
+
+    async def add(self, delivery: Delivery, reason: str) -> None:
+        envelope = delivery.envelope
+        row = (
+            *_envelope_columns(envelope),
+            reason,
+            _iso(self.inbox.clock.now()),
+            delivery.attempt,
+        )
+        db = self.inbox.db
+
+        def upsert(conn: sqlite3.Connection) -> None:
+            # By request_id: a batch that dead-letters, crashes before its ack and runs again
+            # must not leave two letters for one envelope.
+            with db.transaction(conn):
+                conn.execute(
+                    "INSERT INTO dead_letters"
+                    " (request_id, source, received_at, headers, body, reason, dead_at, attempts)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (request_id) DO UPDATE SET reason = excluded.reason,"
+                    " dead_at = excluded.dead_at, attempts = excluded.attempts",
+                    row,
+                )
+
+        await db.run(upsert)
+
+    async def list(self, limit: int = 100) -> list[DeadLetter]:
+        def read(conn: sqlite3.Connection) -> list[DeadLetter]:
+            rows = conn.execute(
+                "SELECT request_id, source, received_at, headers, body, reason, dead_at, attempts"
+                " FROM dead_letters ORDER BY dead_at, request_id LIMIT ?",
+                (max(0, limit),),
+            ).fetchall()
+            return [
+                DeadLetter(
+                    envelope=_envelope(*row[:5]),
+                    reason=row[5],
+                    dead_at=datetime.fromisoformat(row[6]),
+                    attempts=row[7],
+                )
+                for row in rows
+            ]
+
+        return await self.inbox.db.run(read)
+
+    async def replay(self, request_ids: Sequence[str] | None = None) -> int:
+        db = self.inbox.db
+        wanted = None if request_ids is None else list(dict.fromkeys(request_ids))
+
+        def move(conn: sqlite3.Connection) -> int:
+            with db.transaction(conn):
+                query = "SELECT request_id, source, received_at, headers, body FROM dead_letters"
+                if wanted is None:
+                    rows = conn.execute(query + " ORDER BY dead_at, request_id").fetchall()
+                else:
+                    rows = [
+                        row
+                        for rid in wanted
+                        for row in conn.execute(query + " WHERE request_id = ?", (rid,))
+                    ]
+                self.inbox._requeue(conn, [_envelope(*row) for row in rows])
+                conn.executemany(
+                    "DELETE FROM dead_letters WHERE request_id = ?", [(row[0],) for row in rows]
+                )
+                return len(rows)
+
+        moved = await db.run(move)
+        if moved:
+            self.inbox._announce_arrival()
+        return moved

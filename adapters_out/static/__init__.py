@@ -1,0 +1,1 @@
+"""Embedded roster and CRM directory read from settings and local JSON files (no vendor API)."""

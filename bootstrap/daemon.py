@@ -1,0 +1,128 @@
+"""The process lifecycle: one loop runs the HTTP site and the inbox workers; SIGTERM drains."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from adapters_in.http.app import build_app
+from adapters_in.http.health import Health
+from adapters_in.http.webhooks import WebhookEdge
+from adapters_in.worker import InboxWorkers
+
+if TYPE_CHECKING:
+    from bootstrap.container import Container
+
+log = logging.getLogger("pulse.daemon")
+
+PURGE_EVERY_SEC = 3600
+INBOX_WEDGED_AFTER_SEC = 600
+
+
+class Daemon:
+    def __init__(self, container: Container) -> None:
+        self.container = container
+        self.settings = container.settings()
+        self.stop_requested = asyncio.Event()
+        self.port: int | None = None
+
+    async def run(self, host: str, port: int) -> int:
+        c, s = self.container, self.settings
+        ports = await c.ingest_ports()  # type: ignore[misc]
+        metrics = c.metrics()
+        clock = c.clock()
+        health_deps = await c.health()  # type: ignore[misc]
+        roster = await ports.roster.snapshot()
+        if roster.count_everyone:
+            log.warning(
+                "roster is empty: every agent counts (set ROSTER_AGENTS, ROSTER_FILE or ROSTER=aloware)"
+            )
+        workers = InboxWorkers(
+            ports, c.ingest_config(), clock, metrics, count=s.workers, batch_size=s.batch_size
+        )
+
+        async def inbox_not_wedged() -> None:
+            stats = await ports.inbox.stats()
+            if stats.depth and stats.oldest_age_sec > INBOX_WEDGED_AFTER_SEC:
+                raise RuntimeError(f"oldest item waits {stats.oldest_age_sec:.0f} s")
+
+        async def workers_alive() -> None:
+            if workers.alive < workers.count:
+                raise RuntimeError(f"{workers.alive}/{workers.count} workers alive")
+
+        inbox_gauges: dict[str, float] = {}
+
+        def gauges() -> list[tuple[str, dict[str, str], float]]:
+            return [(f"inbox_{k}", {}, v) for k, v in inbox_gauges.items()]
+
+        metrics.gauge_source(gauges)
+        edge = WebhookEdge(c.sources(), ports.inbox, clock, metrics, s.public_base_url)
+        health = Health(
+            health_deps, metrics, {"inbox_flowing": inbox_not_wedged, "workers": workers_alive}
+        )
+        app = build_app(edge, health, s.body_limit_bytes)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self.port = _bound_port(runner, port)
+        workers.start()
+        housekeeping = asyncio.create_task(self._housekeeping(ports, inbox_gauges))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_requested.set)
+        log.info(
+            "listening",
+            extra={
+                "fields": {
+                    "url": f"http://{host}:{self.port}",
+                    "inbox": s.inbox,
+                    "ledger": s.ledger,
+                    "sink": s.sink,
+                    "workers": s.workers,
+                }
+            },
+        )
+        await self.stop_requested.wait()
+
+        log.info("stopping: no new requests; draining")
+        await runner.cleanup()  # stops accepting; lets requests being stored finish
+        report = await workers.drain(s.drain_timeout_sec)
+        housekeeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await housekeeping
+        log.info(report.line(), extra={"fields": dataclasses.asdict(report)})
+        return 0
+
+    async def _housekeeping(self, ports: Any, gauges: dict[str, float]) -> None:
+        since_purge = PURGE_EVERY_SEC
+        while True:
+            try:
+                stats = await ports.inbox.stats()
+                gauges.update(
+                    depth=stats.depth,
+                    oldest_age_seconds=stats.oldest_age_sec,
+                    dead_letters=stats.dead_letters,
+                )
+                if since_purge >= PURGE_EVERY_SEC:
+                    purged = await ports.ledger.purge_expired()
+                    since_purge = 0
+                    if purged:
+                        log.info("ledger purge", extra={"fields": {"purged": purged}})
+            except Exception:
+                log.exception("housekeeping failed")
+            await asyncio.sleep(15)
+            since_purge += 15
+
+
+def _bound_port(runner: web.AppRunner, asked: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return asked

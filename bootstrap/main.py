@@ -1,0 +1,42 @@
+"""`pulse` entry point: parse arguments, load settings, build the container, run the command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from adapters_in import cli
+from bootstrap.container import Container
+from bootstrap.logs import setup_logging
+from bootstrap.settings import SettingsError, load_settings
+
+
+async def _run(container: Container, args: object) -> int:
+    try:
+        return await cli.dispatch(args)  # type: ignore[arg-type]
+    finally:
+        await container.shutdown_resources()  # type: ignore[misc]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = cli.build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print("pulse: configuration error:", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"  {line}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    container = Container(settings=settings)
+    container.wire(modules=[cli])
+    try:
+        return asyncio.run(_run(container, args))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        container.unwire()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The control plane's stores: audit, applied versions, nonces, owner overrides, row counts, job leases (DESIGN §5)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One control-plane call: who did what, to which payload, with what result.
+
+    `outcome` reads as a word or a short phrase: `applied`, `dry_run`, `stale`, `failed: …`.
+    """
+
+    who: str
+    when: datetime
+    action: str
+    payload_hash: str
+    outcome: str
+    version: int | None = None
+    counts: Mapping[str, int] = field(default_factory=dict)
+    duration_sec: float = 0.0
+
+
+class AuditLog(Protocol):
+    async def append(self, record: AuditRecord) -> None: ...
+
+    async def recent(self, limit: int = 50) -> list[AuditRecord]:
+        """The newest records first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedVersion:
+    """The payload last applied to one document (`dim_metric:2026-11`, `dim_shift`), kept so a
+    rewrite can rebuild a dimension from every stored document."""
+
+    document: str
+    version: int
+    body: str
+    applied_at: datetime
+
+
+class VersionStore(Protocol):
+    async def get(self, document: str) -> AppliedVersion | None: ...
+
+    async def put(self, applied: AppliedVersion) -> bool:
+        """Store it if its version is newer than the stored one; False (and nothing written)
+        when it is stale or equal."""
+        ...
+
+    async def get_all(self, prefix: str = "") -> list[AppliedVersion]:
+        """Every stored document whose name starts with `prefix`, by name."""
+        ...
+
+
+class NonceStore(Protocol):
+    async def remember(self, nonce: str, ttl: timedelta) -> bool:
+        """True the first time a nonce is seen within `ttl`; False for a replay."""
+        ...
+
+
+class OwnerOverrides(Protocol):
+    """Admin-set mapping of a CRM owner (id or lower-cased email) to a roster agent id."""
+
+    async def get(self, owner: str) -> str | None: ...
+
+    async def set(self, owner: str, agent_id: str | None) -> None:
+        """Map `owner` to `agent_id`; None removes the override."""
+        ...
+
+    async def get_all(self) -> dict[str, str]: ...
+
+
+class RowCounts(Protocol):
+    """Rows each sink table holds, as the Power BI limiter counts them (DESIGN §4)."""
+
+    async def add(self, table: str, rows: int) -> None: ...
+
+    async def set(self, table: str, rows: int) -> None:
+        """After a table is cleared and repopulated."""
+        ...
+
+    async def get_all(self) -> dict[str, int]: ...
+
+
+class JobLease(Protocol):
+    """Single flight across replicas: one owner runs a named job until its lease passes."""
+
+    async def acquire(self, name: str, owner: str, ttl: timedelta) -> bool:
+        """True when `owner` now holds `name` (free, expired, or already ours)."""
+        ...
+
+    async def renew(self, name: str, owner: str, ttl: timedelta) -> bool:
+        """Extend our lease; False when it is no longer ours."""
+        ...
+
+    async def release(self, name: str, owner: str) -> None:
+        """Give the lease up if it is still ours."""
+        ...

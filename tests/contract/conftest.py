@@ -1,0 +1,206 @@
+"""Port contract suites: one suite per port, run over every adapter of that port.
+
+Extension point: to put a new adapter under a suite, add ONE entry to the matching factory dict
+below. Every test of the suite then runs once per entry (the entry's name is the test id).
+
+| dict                | suite                                       | factory(tmp_path, …) yields  |
+|---------------------|---------------------------------------------|------------------------------|
+| INBOX_FACTORIES     | test_inbox_contract, test_dead_letters_...  | InboxUnderTest               |
+| LEDGER_FACTORIES    | test_ledger_contract                        | LedgerUnderTest              |
+| SINK_FACTORIES      | test_sink_contract                          | SinkUnderTest                |
+| ROSTER_FACTORIES    | test_directory_contract                     | a Roster seeded with agents  |
+| CRM_FACTORIES       | test_directory_contract                     | a CrmDirectory seeded        |
+
+A factory is an async context manager function (`@asynccontextmanager`): it builds the adapter,
+yields it (wrapped in its `…UnderTest` where the suite needs more than the port), and closes it
+on exit. Store factories take `(tmp_path, clock)`; the clock is a `FakeClock` the suite moves
+(pass it to the adapter, or give the harness a `pass_time` that waits for real when the store
+keeps its own time, e.g. SQS visibility). Directory factories take `(tmp_path, seed)` and serve
+exactly the seeded agents / CRM objects in their own way (a file, a local fake API server).
+Suites assert port behaviour only; checks of one technology's internals live in tests/unit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
+from adapters_out.sqlite.ledger import SqliteLedger
+from adapters_out.sqlite.warehouse import SqliteWarehouse
+from adapters_out.static.crm import StaticCrmDirectory
+from adapters_out.static.roster import StaticRoster
+from core.model import CrmObject, IngestEnvelope, RosterAgent
+from ports.directory import CrmDirectory, Roster
+from ports.inbox import DeadLetters, Inbox
+from ports.ledger import Ledger
+from ports.sink import Sink
+from tests.aws.factories import dynamodb_ledger, sqs_inbox
+from tests.fakes import FakeClock
+
+PassTime = Callable[[float], Awaitable[None]]
+
+
+def moving(clock: FakeClock) -> PassTime:
+    """`pass_time` for adapters that read the injected clock: time passes instantly."""
+
+    async def pass_time(seconds: float) -> None:
+        clock.advance(seconds)
+
+    return pass_time
+
+
+def envelope(request_id: str, body: bytes = b'{"id": 1}') -> IngestEnvelope:
+    """A webhook envelope as the edge stores it (aware UTC time, raw bytes, a few headers)."""
+    return IngestEnvelope(
+        request_id=request_id,
+        source="aloware",
+        received_at=datetime(2025, 11, 5, 17, 0, 1, 250_000, tzinfo=UTC),
+        body=body,
+        headers={"content-type": "application/json", "x-request-id": request_id},
+    )
+
+
+# --- what each factory yields -----------------------------------------------------------------
+
+
+@dataclass
+class InboxUnderTest:
+    inbox: Inbox
+    dead_letters: DeadLetters
+    visibility: timedelta
+    pass_time: PassTime
+
+
+@dataclass
+class LedgerUnderTest:
+    ledger: Ledger
+    ttl: timedelta
+    pass_time: PassTime
+    native_ttl: bool = False  # the store deletes expired keys itself; purge_expired returns 0
+
+
+@dataclass
+class SinkUnderTest:
+    sink: Sink
+    rows: Callable[[str], Awaitable[list[dict[str, Any]]]]
+    """What a reader of the sink sees in a table, as column → value (values as the sink stores them)."""
+
+
+StoreFactory = Callable[[Path, FakeClock], AbstractAsyncContextManager[Any]]
+RosterFactory = Callable[[Path, Sequence[RosterAgent]], AbstractAsyncContextManager[Roster]]
+CrmFactory = Callable[[Path, Sequence[CrmObject]], AbstractAsyncContextManager[CrmDirectory]]
+
+
+# --- SQLite and static (embedded defaults) ----------------------------------------------------
+
+
+@asynccontextmanager
+async def sqlite_inbox(tmp_path: Path, clock: FakeClock) -> AsyncIterator[InboxUnderTest]:
+    visibility = timedelta(seconds=30)
+    inbox = SqliteInbox(tmp_path / "inbox.sqlite", clock, visibility)
+    try:
+        yield InboxUnderTest(inbox, SqliteDeadLetters(inbox), visibility, moving(clock))
+    finally:
+        await inbox.close()
+
+
+@asynccontextmanager
+async def sqlite_ledger(tmp_path: Path, clock: FakeClock) -> AsyncIterator[LedgerUnderTest]:
+    ttl = timedelta(days=14)
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite", clock, ttl)
+    try:
+        yield LedgerUnderTest(ledger, ttl, moving(clock))
+    finally:
+        await ledger.close()
+
+
+@asynccontextmanager
+async def sqlite_warehouse(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SinkUnderTest]:
+    warehouse = SqliteWarehouse(tmp_path / "warehouse.sqlite")
+    try:
+        yield SinkUnderTest(warehouse, warehouse.rows)
+    finally:
+        await warehouse.close()
+
+
+@asynccontextmanager
+async def static_roster(tmp_path: Path, agents: Sequence[RosterAgent]) -> AsyncIterator[Roster]:
+    file = tmp_path / "roster.json"
+    entries = [{"id": a.agent_id, "name": a.name, "email": a.email} for a in agents]
+    file.write_text(json.dumps(entries))
+    yield StaticRoster(agent_ids=[], file=file)
+
+
+@asynccontextmanager
+async def static_crm(tmp_path: Path, objects: Sequence[CrmObject]) -> AsyncIterator[CrmDirectory]:
+    sections: dict[str, dict[str, Any]] = {"emails": {}, "tickets": {}}
+    for obj in objects:
+        sections[f"{obj.object_type}s"][obj.object_id] = {
+            "owner_id": obj.owner_id,
+            "owner_email": obj.owner_email,
+            "direction": obj.direction,
+            "status": obj.status,
+            "created_at": obj.created_at.isoformat() if obj.created_at else None,
+        }
+    file = tmp_path / "crm.json"
+    file.write_text(json.dumps(sections))
+    yield StaticCrmDirectory(file)
+
+
+# --- the extension point: one entry per adapter -----------------------------------------------
+
+INBOX_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_inbox, "sqs": sqs_inbox}
+LEDGER_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_ledger, "dynamodb": dynamodb_ledger}
+SINK_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_warehouse}
+ROSTER_FACTORIES: dict[str, RosterFactory] = {"static": static_roster}
+CRM_FACTORIES: dict[str, CrmFactory] = {"static": static_crm}
+
+
+# --- fixtures the suites use ------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=sorted(INBOX_FACTORIES))
+async def inbox_under_test(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[InboxUnderTest]:
+    async with INBOX_FACTORIES[request.param](tmp_path, clock) as under_test:
+        yield under_test
+
+
+@pytest.fixture(params=sorted(LEDGER_FACTORIES))
+async def ledger_under_test(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[LedgerUnderTest]:
+    async with LEDGER_FACTORIES[request.param](tmp_path, clock) as under_test:
+        yield under_test
+
+
+@pytest.fixture(params=sorted(SINK_FACTORIES))
+async def sink_under_test(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[SinkUnderTest]:
+    async with SINK_FACTORIES[request.param](tmp_path, clock) as under_test:
+        yield under_test
+
+
+@pytest.fixture(params=sorted(ROSTER_FACTORIES))
+def roster_factory(request: pytest.FixtureRequest) -> RosterFactory:
+    return ROSTER_FACTORIES[request.param]
+
+
+@pytest.fixture(params=sorted(CRM_FACTORIES))
+def crm_factory(request: pytest.FixtureRequest) -> CrmFactory:
+    return CRM_FACTORIES[request.param]

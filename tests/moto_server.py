@@ -1,0 +1,99 @@
+"""A moto server (DynamoDB, SQS) on 127.0.0.1 for the whole session: every AWS call crosses real HTTP."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from aiobotocore.session import AioSession, get_session
+from moto.server import ThreadedMotoServer
+
+from adapters_out.dynamodb.client import dynamodb_client
+from adapters_out.dynamodb.infra import ensure_table
+from adapters_out.sqs.client import sqs_client
+from adapters_out.sqs.infra import ensure_queues
+
+REGION = "us-east-1"
+# Dummy credentials: moto checks none, and real ones must never be needed by the tests.
+CREDENTIALS: dict[str, Any] = {"access_key_id": "testing", "secret_access_key": "testing"}
+
+_server: ThreadedMotoServer | None = None
+_session: AioSession | None = None
+_url: str | None = None
+_lock = threading.Lock()
+
+
+def moto_endpoint() -> str:
+    """The session's moto server URL, started on first use (contract factories call this too)."""
+    global _server, _url
+    with _lock:
+        if _url is None:
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+            _server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            _server.start()
+            host, port = _server.get_host_and_port()
+            _url = f"http://{host}:{port}"
+        return _url
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _server, _url
+    if _server is not None:
+        _server.stop()
+        _server, _url = None, None
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> str:
+    return moto_endpoint()
+
+
+def unique(prefix: str) -> str:
+    """Tests share one server, so each gets its own table and queue names."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _shared_session() -> AioSession:
+    """One aiobotocore session for the run: a client then costs milliseconds, not a model load."""
+    global _session
+    if _session is None:
+        _session = get_session()
+    return _session
+
+
+@asynccontextmanager
+async def dynamodb(endpoint: str | None = None, **options: Any) -> AsyncIterator[Any]:
+    opened = asynccontextmanager(dynamodb_client)(
+        REGION, endpoint or moto_endpoint(), session=_shared_session(), **CREDENTIALS, **options
+    )
+    async with opened as client:
+        yield client
+
+
+@asynccontextmanager
+async def sqs(endpoint: str | None = None) -> AsyncIterator[Any]:
+    opened = asynccontextmanager(sqs_client)(
+        REGION, endpoint or moto_endpoint(), session=_shared_session(), **CREDENTIALS
+    )
+    async with opened as client:
+        yield client
+
+
+async def new_table(client: Any) -> str:
+    name = unique("pulse")
+    await ensure_table(client, name, dry_run=False)
+    return name
+
+
+async def new_queues(client: Any, max_receive_count: int = 5) -> tuple[str, str]:
+    queue = unique("pulse-inbox")
+    dlq = f"{queue}-dlq"
+    await ensure_queues(
+        client, queue, dlq, max_receive_count=max_receive_count, visibility_sec=30, dry_run=False
+    )
+    return queue, dlq
