@@ -24,6 +24,7 @@ OUTBOUND = 2
 # `disposition_status2` as seen in captures: 1 initiated / in progress, 3 missed, 4 completed,
 # 5 failed. Anything from 3 up is an outcome, so the communication is over.
 FIRST_FINAL_DISPOSITION_CODE = 3
+FAILED_DISPOSITION_CODE = 5
 FAILED_DISPOSITION = "failed"
 IN_PROGRESS_DISPOSITIONS = frozenset(
     {"initiated", "queued", "ringing", "in-progress", "in_progress", "in progress", "sending"}
@@ -115,6 +116,9 @@ def _communication(event_name: str, communication_id: str, body: Mapping[str, An
     kind = _kind(_code(body, "type"), event_name)
     disposition = _disposition(body)
     disposition_code = _code(body, "disposition_status2")
+    if disposition is None and disposition_code == FAILED_DISPOSITION_CODE:
+        # Some captures carry only the numeric code; a failed call must not count by default.
+        disposition = FAILED_DISPOSITION
     return SourceEvent(
         source=Source.ALOWARE,
         kind=kind,

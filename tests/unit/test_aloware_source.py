@@ -347,3 +347,23 @@ def test_an_id_that_is_an_object_is_unparseable() -> None:
 def test_a_type_code_that_is_not_a_number_is_unparseable() -> None:
     with pytest.raises(UnparseableEnvelope, match="type is 'call', not a whole number"):
         parse_one(with_fields("call-disposed", type="call"))
+
+
+def test_a_failed_call_known_only_by_its_code_is_not_counted_by_default() -> None:
+    import json
+    from pathlib import Path
+
+    from adapters_in.sources.aloware import AlowareSource
+    from core.model import IngestEnvelope
+    from core.rules import Policy, classify
+
+    sample = json.loads(
+        (Path(__file__).parents[1] / "specs" / "webhooks" / "aloware-call-failed.json").read_text()
+    )["body"]
+    del sample["body"]["disposition_status"]
+    envelope = IngestEnvelope(
+        "r1", "aloware", __import__("datetime").datetime.now(), json.dumps(sample).encode()
+    )
+    [event] = AlowareSource(auth="none", secret=None).parse(envelope)
+    assert not classify(event).counts
+    assert classify(event, Policy(count_failed_calls=True)).counts

@@ -1,0 +1,38 @@
+# Two commands do all set-up: `make run` (daemon on embedded defaults) and `make test` (whole suite).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed-run
+
+# .env with fresh random webhook secrets, written once: the daemon refuses to start without them.
+.env:
+	@$(BIN)/python -c "import secrets; open('.env','w').write('ALOWARE_SECRET=' + secrets.token_urlsafe(24) + '\nHUBSPOT_CLIENT_SECRET=' + secrets.token_urlsafe(24) + '\n')"
+	@echo "wrote .env with new ALOWARE_SECRET and HUBSPOT_CLIENT_SECRET"
+
+run: $(VENV)/.installed-run .env
+	$(BIN)/pulse serve
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
