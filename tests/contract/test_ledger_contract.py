@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-import pytest
-
 from tests.contract.conftest import LedgerUnderTest
 
 LEASE = timedelta(seconds=120)
@@ -179,9 +177,13 @@ async def test_a_done_key_is_kept_for_its_ttl_then_purged(
     assert await ledger.purge_expired() == 0
     assert (await ledger.claim(["aloware:1"], LEASE)).done == ("aloware:1",)
 
-    if ledger_under_test.native_ttl:
-        pytest.skip("the store expires keys itself; nothing observable to purge")
     await ledger_under_test.pass_time(120)
+    if ledger_under_test.native_ttl:
+        # The store deletes expired items itself, some time later; until then the key
+        # still reads as done (never as claimable twice), and purge has nothing to do.
+        assert await ledger.purge_expired() == 0
+        assert (await ledger.claim(["aloware:1"], LEASE)).done == ("aloware:1",)
+        return
     assert await ledger.purge_expired() == 1  # the done key only; a PENDING claim has no TTL
     assert (await ledger.claim(["aloware:1"], LEASE)).claimed == ("aloware:1",)
 
