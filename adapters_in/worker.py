@@ -8,12 +8,15 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from opentelemetry import propagate, trace
+
 from adapters_in.metrics import Metrics
 from core.ingest import BatchOutcome, IngestConfig, IngestPorts, process_batch
 from core.model import Delivery
 from ports.clock import Clock
 
 log = logging.getLogger("pulse.worker")
+tracer = trace.get_tracer("pulse.worker")
 
 CRASH_RETRY_DELAY = timedelta(seconds=5)
 
@@ -90,7 +93,12 @@ class InboxWorkers:
     async def run_batch(self, deliveries: list[Delivery]) -> BatchOutcome | None:
         started = time.perf_counter()
         try:
-            outcome = await process_batch(deliveries, self.ports, self.config, self.clock.now())
+            with tracer.start_as_current_span(
+                "inbox.batch",
+                links=_links(deliveries),
+                attributes={"pulse.envelopes": len(deliveries)},
+            ):
+                outcome = await process_batch(deliveries, self.ports, self.config, self.clock.now())
         except Exception as exc:
             # A bug or a store outage: hand the batch back; the ledger makes the retry safe.
             self.last_error = f"batch failed: {exc!r}"
@@ -157,3 +165,15 @@ class InboxWorkers:
             cancelled = len(pending)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         return DrainReport(self.acked, in_flight, self.dead_lettered, cancelled)
+
+
+def _links(deliveries: list[Delivery]) -> list[trace.Link]:
+    """Links from the batch span to each request's edge span (context carried in the envelope)."""
+    links = []
+    for delivery in deliveries:
+        if "traceparent" not in delivery.envelope.headers:
+            continue
+        span = trace.get_current_span(propagate.extract(delivery.envelope.headers))
+        if span.get_span_context().is_valid:
+            links.append(trace.Link(span.get_span_context()))
+    return links

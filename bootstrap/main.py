@@ -9,6 +9,7 @@ from adapters_in import cli
 from bootstrap.container import Container
 from bootstrap.logs import setup_logging
 from bootstrap.settings import SettingsError, load_settings
+from bootstrap.telemetry import setup_tracing
 
 
 async def _run(container: Container, args: object) -> int:
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {line}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
+    tracing = setup_tracing(settings.otel_exporter_otlp_endpoint)
     container = Container(settings=settings)
     container.wire(modules=[cli])
     try:
@@ -36,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         container.unwire()
+        if tracing is not None:
+            tracing.shutdown()  # flush spans still buffered
 
 
 if __name__ == "__main__":

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535)
     data_dir: Path = Path("data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP collector base URL; traces are exported only when set"
+    )
     workers: int = Field(2, ge=1, le=64)
     batch_size: int = Field(100, ge=1, le=1000)
     drain_timeout_sec: float = Field(10, ge=0)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
+from opentelemetry import propagate, trace
 
 from adapters_in.http.middleware import JsonError, request_id_of
 from adapters_in.metrics import Metrics
@@ -16,6 +17,7 @@ from ports.clock import Clock
 from ports.inbox import Inbox
 
 log = logging.getLogger("pulse.edge")
+tracer = trace.get_tracer("pulse.edge")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +57,17 @@ class WebhookEdge:
             self.metrics.inc("webhooks_rejected_total", source=name, code=exc.code)
             raise JsonError(exc.status, str(exc), exc.code) from None
         rid = request_id_of(request)
-        envelope = IngestEnvelope(
-            request_id=rid,
-            source=source.name,
-            received_at=now,
-            body=body,
-            headers={h: incoming.headers[h] for h in source.kept_headers if h in incoming.headers},
-        )
+        headers = {h: incoming.headers[h] for h in source.kept_headers if h in incoming.headers}
+        with tracer.start_as_current_span(
+            "webhook.store", attributes={"pulse.request_id": rid, "pulse.source": name}
+        ):
+            propagate.inject(headers)  # the worker's batch span links back to this one
+            envelope = IngestEnvelope(rid, source.name, now, body, headers)
+            await self._store(envelope, rid, name)
+        self.metrics.inc("webhooks_received_total", help="Webhook requests stored", source=name)
+        return web.json_response({"request_id": rid}, status=202)
+
+    async def _store(self, envelope: IngestEnvelope, rid: str, name: str) -> None:
         try:
             await self.inbox.put(envelope)
         except Exception as exc:
@@ -70,5 +76,3 @@ class WebhookEdge:
             raise JsonError(
                 503, f"could not store the request ({type(exc).__name__}); retry"
             ) from None
-        self.metrics.inc("webhooks_received_total", help="Webhook requests stored", source=name)
-        return web.json_response({"request_id": rid}, status=202)
