@@ -15,9 +15,10 @@ from core.model import Goal, MetricID, ShiftRule
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "<secret>"}
 
 
-def _refuse_placeholder(value: SecretStr | None, name: str) -> None:
+def _placeholder(value: SecretStr | None, name: str) -> str:
     if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
-        raise ValueError(f"{name} is a placeholder ({name}=<real secret> or unset it)")
+        return f"{name} is a placeholder: set the real secret"
+    return ""
 
 
 class GoalSettings(BaseModel):
@@ -156,17 +157,29 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
-        _refuse_placeholder(self.aloware_secret, "ALOWARE_SECRET")
-        _refuse_placeholder(self.hubspot_client_secret, "HUBSPOT_CLIENT_SECRET")
+        problems = [p for p in self.problems() if p]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def problems(self) -> list[str]:
+        """Cross-field rules; every broken one is reported, not just the first."""
+        found = [
+            _placeholder(self.aloware_secret, "ALOWARE_SECRET"),
+            _placeholder(self.hubspot_client_secret, "HUBSPOT_CLIENT_SECRET"),
+        ]
         if self.aloware_auth != "none" and self.aloware_secret is None:
-            raise ValueError(
+            found.append(
                 "ALOWARE_SECRET is not set: set it, or ALOWARE_AUTH=none to accept unauthenticated webhooks"
             )
-        if self.aloware_auth == "basic" and self.aloware_secret is not None:
-            if ":" not in self.aloware_secret.get_secret_value():
-                raise ValueError("ALOWARE_SECRET must be user:password when ALOWARE_AUTH=basic")
+        if (
+            self.aloware_auth == "basic"
+            and self.aloware_secret is not None
+            and ":" not in self.aloware_secret.get_secret_value()
+        ):
+            found.append("ALOWARE_SECRET must be user:password when ALOWARE_AUTH=basic")
         if self.hubspot_auth != "none" and self.hubspot_client_secret is None:
-            raise ValueError(
+            found.append(
                 "HUBSPOT_CLIENT_SECRET is not set: set your app's client secret, or HUBSPOT_AUTH=none"
             )
         if self.sink == "powerbi":
@@ -176,8 +189,8 @@ class Settings(BaseSettings):
                 if getattr(self.powerbi, n) is None
             ]
             if missing:
-                raise ValueError(f"SINK=powerbi needs {', '.join(missing)}")
-        return self
+                found.append(f"SINK=powerbi needs {', '.join(missing)}")
+        return found
 
     # --- derived ---
     @property
@@ -212,6 +225,6 @@ def load_settings(**overrides: object) -> Settings:
         lines = []
         for err in exc.errors():
             where = "__".join(str(p) for p in err["loc"]).upper()
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{where}: {msg}" if where else msg)
+            for msg in err["msg"].removeprefix("Value error, ").splitlines():
+                lines.append(f"{where}: {msg}" if where else msg)
         raise SettingsError("\n".join(lines)) from None

@@ -1,0 +1,62 @@
+"""Settings fail loudly, once, at start: one readable line per problem, naming the variable."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from bootstrap.settings import SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env from the developer's tree
+    for name in ("ALOWARE_SECRET", "HUBSPOT_CLIENT_SECRET", "ALOWARE_AUTH", "HUBSPOT_AUTH", "SINK"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_missing_webhook_secrets_are_each_named_with_the_way_out() -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    lines = str(err.value).splitlines()
+    assert any(
+        "ALOWARE_SECRET is not set" in line and "ALOWARE_AUTH=none" in line for line in lines
+    )
+    assert any("HUBSPOT_CLIENT_SECRET is not set" in line for line in lines)
+
+
+def test_every_bad_value_is_reported_on_its_own_line() -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(
+            aloware_auth="none", hubspot_auth="none", port=-1, business_timezone="Mars/Base"
+        )
+    lines = str(err.value).splitlines()
+    assert any(line.startswith("PORT:") for line in lines)
+    assert any(line.startswith("BUSINESS_TIMEZONE:") and "Mars/Base" in line for line in lines)
+
+
+def test_placeholder_secrets_are_refused() -> None:
+    with pytest.raises(SettingsError, match="ALOWARE_SECRET is a placeholder"):
+        load_settings(aloware_secret="changeme", hubspot_auth="none")
+
+
+def test_basic_auth_needs_user_and_password() -> None:
+    with pytest.raises(SettingsError, match="user:password"):
+        load_settings(
+            aloware_auth="basic", aloware_secret=secrets.token_hex(8), hubspot_auth="none"
+        )
+
+
+def test_powerbi_sink_names_every_missing_setting() -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(aloware_auth="none", hubspot_auth="none", sink="powerbi")
+    assert "POWERBI__TENANT_ID" in str(err.value) and "POWERBI__WORKSPACE_ID" in str(err.value)
+
+
+def test_nested_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOALS__CALLS", "75")
+    monkeypatch.setenv("ROSTER_AGENTS", '["42", "43"]')
+    settings = load_settings(aloware_auth="none", hubspot_auth="none")
+    assert settings.goals.CALLS == 75
+    assert settings.roster_agents == ["42", "43"]
