@@ -100,7 +100,8 @@ class IngestConfig:
     retry_cap: timedelta = timedelta(minutes=5)
 
     def retry_delay(self, attempt: int) -> timedelta:
-        delay: timedelta = self.retry_base * (2 ** max(0, attempt - 1))
+        # The exponent is bounded: from attempt 49 on, 2 s x 2**48 overflows timedelta.
+        delay: timedelta = self.retry_base * (2 ** min(max(0, attempt - 1), 32))
         return min(self.retry_cap, delay)
 
 
@@ -349,7 +350,8 @@ async def _ensure_dimensions(
     except BaseException:
         await ports.ledger.release(claim)
         raise
-    await ports.ledger.commit(claim)
+    # No TTL: a dimension row pushed again after a purge would be a duplicate key in Power BI.
+    await ports.ledger.commit(claim, forever=True)
 
 
 def _envelope_outcomes(

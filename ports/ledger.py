@@ -27,8 +27,11 @@ class Ledger(Protocol):
         """Conditional put per key: new, or PENDING with an expired lease."""
         ...
 
-    async def commit(self, claim: Claim, keys: Sequence[str] | None = None) -> None:
-        """Mark claimed keys (all, or `keys`) DONE and set their TTL."""
+    async def commit(
+        self, claim: Claim, keys: Sequence[str] | None = None, *, forever: bool = False
+    ) -> None:
+        """Mark claimed keys (all, or `keys`) DONE and set their TTL; `forever` keeps them
+        with no TTL (dimension rows pushed once must never be pushed again)."""
         ...
 
     async def release(self, claim: Claim, keys: Sequence[str] | None = None) -> None:

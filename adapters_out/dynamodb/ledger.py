@@ -141,12 +141,20 @@ class DynamoLedger:
         item: dict[str, Any] | None = answer.get("Item")
         return item
 
-    async def commit(self, claim: Claim, keys: Sequence[str] | None = None) -> None:
+    async def commit(
+        self, claim: Claim, keys: Sequence[str] | None = None, *, forever: bool = False
+    ) -> None:
         now = self._clock.now().timestamp()
-        expires = str(int(now + self._ttl.total_seconds()))
+        expires = None if forever else str(int(now + self._ttl.total_seconds()))
         await self._each(claim.claimed if keys is None else keys, self._commit_one, claim, expires)
 
-    async def _commit_one(self, key: str, claim: Claim, expires: str) -> None:
+    async def _commit_one(self, key: str, claim: Claim, expires: str | None) -> None:
+        values = {":done": {"S": DONE}, ":token": {"S": claim.token}}
+        if expires is None:  # kept for good: TTL never sweeps an item without `expires_at`
+            update = "SET #s = :done REMOVE lease_until, expires_at"
+        else:
+            update = "SET #s = :done, expires_at = :exp REMOVE lease_until"
+            values[":exp"] = {"N": expires}
         try:
             async with self._slots:
                 await call(
@@ -154,14 +162,10 @@ class DynamoLedger:
                     self._backoff,
                     TableName=self._table,
                     Key={"pk": {"S": key}},
-                    UpdateExpression="SET #s = :done, expires_at = :exp REMOVE lease_until",
+                    UpdateExpression=update,
                     ConditionExpression="claim_token = :token",
                     ExpressionAttributeNames={"#s": "state"},
-                    ExpressionAttributeValues={
-                        ":done": {"S": DONE},
-                        ":exp": {"N": expires},
-                        ":token": {"S": claim.token},
-                    },
+                    ExpressionAttributeValues=values,
                 )
         except ConditionFailed:
             # Our lease ran out and another replica took the key over: it will push and commit

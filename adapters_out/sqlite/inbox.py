@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import secrets
 import sqlite3
@@ -35,7 +36,8 @@ CREATE TABLE IF NOT EXISTS inbox (
 );
 CREATE INDEX IF NOT EXISTS inbox_visible ON inbox (visible_at);
 CREATE TABLE IF NOT EXISTS dead_letters (
-    request_id  TEXT PRIMARY KEY,
+    letter_key  TEXT PRIMARY KEY,
+    request_id  TEXT NOT NULL,
     source      TEXT NOT NULL,
     received_at TEXT NOT NULL,
     headers     TEXT NOT NULL,
@@ -44,6 +46,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     dead_at     TEXT NOT NULL,
     attempts    INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS dead_letters_request ON dead_letters (request_id);
 """
 
 _INSERT = (
@@ -271,6 +274,7 @@ class SqliteDeadLetters:
     async def add(self, delivery: Delivery, reason: str) -> None:
         envelope = delivery.envelope
         row = (
+            _letter_key(envelope),
             *_envelope_columns(envelope),
             reason,
             _iso(self.inbox.clock.now()),
@@ -279,14 +283,15 @@ class SqliteDeadLetters:
         db = self.inbox.db
 
         def upsert(conn: sqlite3.Connection) -> None:
-            # By request_id: a batch that dead-letters, crashes before its ack and runs again
-            # must not leave two letters for one envelope.
+            # By envelope identity: a batch that dead-letters, crashes before its ack and runs
+            # again must not leave two letters for one envelope; two envelopes that share a
+            # caller-chosen X-Request-Id must not overwrite each other.
             with db.transaction(conn):
                 conn.execute(
                     "INSERT INTO dead_letters"
-                    " (request_id, source, received_at, headers, body, reason, dead_at, attempts)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (request_id) DO UPDATE SET reason = excluded.reason,"
+                    " (letter_key, request_id, source, received_at, headers, body, reason,"
+                    " dead_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (letter_key) DO UPDATE SET reason = excluded.reason,"
                     " dead_at = excluded.dead_at, attempts = excluded.attempts",
                     row,
                 )
@@ -318,7 +323,10 @@ class SqliteDeadLetters:
 
         def move(conn: sqlite3.Connection) -> int:
             with db.transaction(conn):
-                query = "SELECT request_id, source, received_at, headers, body FROM dead_letters"
+                query = (
+                    "SELECT request_id, source, received_at, headers, body, letter_key"
+                    " FROM dead_letters"
+                )
                 if wanted is None:
                     rows = conn.execute(query + " ORDER BY dead_at, request_id").fetchall()
                 else:
@@ -327,9 +335,9 @@ class SqliteDeadLetters:
                         for rid in wanted
                         for row in conn.execute(query + " WHERE request_id = ?", (rid,))
                     ]
-                self.inbox._requeue(conn, [_envelope(*row) for row in rows])
+                self.inbox._requeue(conn, [_envelope(*row[:5]) for row in rows])
                 conn.executemany(
-                    "DELETE FROM dead_letters WHERE request_id = ?", [(row[0],) for row in rows]
+                    "DELETE FROM dead_letters WHERE letter_key = ?", [(row[5],) for row in rows]
                 )
                 return len(rows)
 
@@ -337,3 +345,11 @@ class SqliteDeadLetters:
         if moved:
             self.inbox._announce_arrival()
         return moved
+
+
+def _letter_key(envelope: IngestEnvelope) -> str:
+    digest = hashlib.sha256()
+    for part in (envelope.request_id, envelope.source, _iso(envelope.received_at)):
+        digest.update(part.encode() + b"\0")
+    digest.update(envelope.body)
+    return digest.hexdigest()

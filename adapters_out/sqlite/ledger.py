@@ -67,8 +67,10 @@ class SqliteLedger:
 
         return await self.db.run(claim)
 
-    async def commit(self, claim: Claim, keys: Sequence[str] | None = None) -> None:
-        expires_at = int((self.clock.now() + self.ttl).timestamp())
+    async def commit(
+        self, claim: Claim, keys: Sequence[str] | None = None, *, forever: bool = False
+    ) -> None:
+        expires_at = None if forever else int((self.clock.now() + self.ttl).timestamp())
         rows = [(expires_at, key, claim.token) for key in _ours(claim, keys)]
         if not rows:
             return

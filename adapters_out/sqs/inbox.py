@@ -385,16 +385,16 @@ class SqsDeadLetters:
         await self._inbox.send_dead(encode(delivery.envelope), reason, delivery.attempt)
 
     async def list(self, limit: int = 100) -> list[DeadLetter]:
-        # A standard queue cannot refuse a second copy, so letters are one per request id
-        # (the newest wins) when read.
+        # A standard queue cannot refuse a second copy, so letters are one per distinct
+        # envelope (the same envelope encodes to the same body; the newest copy wins).
         found: dict[str, DeadLetter] = {}
 
         async def keep(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for message in page:
                 letter = self._dead_letter(message)
-                known = found.get(letter.envelope.request_id)
+                known = found.get(message["Body"])
                 if known is None or letter.dead_at >= known.dead_at:
-                    found[letter.envelope.request_id] = letter
+                    found[message["Body"]] = letter
             return []
 
         await self._page(keep, stop=lambda: len(found) >= limit)
@@ -403,26 +403,28 @@ class SqsDeadLetters:
     async def replay(self, request_ids: Sequence[str] | None = None) -> int:
         wanted = None if request_ids is None else set(request_ids)
         main, _ = await self._inbox._urls()
-        replayed: set[str] = set()  # request ids sent back to the main queue
+        replayed: set[str] = set()  # bodies (distinct envelopes) sent back to the main queue
 
         async def send_back(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
             fresh: dict[str, dict[str, Any]] = {}
-            copies: list[tuple[str, dict[str, Any]]] = []
+            copies: list[dict[str, Any]] = []
             for message in page:
-                request_id = self._dead_letter(message).envelope.request_id
-                if wanted is not None and request_id not in wanted:
-                    continue
-                if request_id in replayed or request_id in fresh:
-                    copies.append((request_id, message))
+                if wanted is not None:
+                    if self._dead_letter(message).envelope.request_id not in wanted:
+                        continue
+                body = message["Body"]
+                if body in replayed or body in fresh:
+                    copies.append(message)
                 else:
-                    fresh[request_id] = message
-            entries = {rid: {"MessageBody": m["Body"]} for rid, m in fresh.items()}
-            failed = await self._inbox._batch("send_message_batch", main, list(entries.values()))
-            lost = {id(e) for e in failed}
-            replayed.update(rid for rid, e in entries.items() if id(e) not in lost)
-            # Deleted from the DLQ only once safely back on the main queue (one copy per id).
-            done = [fresh[rid] for rid, e in entries.items() if id(e) not in lost]
-            return done + [m for rid, m in copies if rid in replayed]
+                    fresh[body] = message
+            entries = [{"MessageBody": body} for body in fresh]
+            failed = {
+                f["MessageBody"]
+                for f in await self._inbox._batch("send_message_batch", main, entries)
+            }
+            replayed.update(body for body in fresh if body not in failed)
+            # Deleted from the DLQ only once safely back on the main queue (one copy each).
+            return [m for m in (*fresh.values(), *copies) if m["Body"] in replayed]
 
         await self._page(send_back, stop=lambda: False)
         return len(replayed)

@@ -116,7 +116,7 @@ async def test_an_abandoned_claim_is_taken_over_after_its_lease_not_before(
 async def test_a_claim_held_by_a_killed_process_is_free_after_its_lease(
     moto_url: str, dynamo: Any, table: str
 ) -> None:
-    lease_sec = 2.0
+    lease_sec = 3.0
     child = textwrap.dedent(
         f"""
         import asyncio, sys

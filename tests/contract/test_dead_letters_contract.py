@@ -40,6 +40,22 @@ async def test_adding_the_same_envelope_twice_keeps_one_letter(
     assert [letter.envelope.request_id for letter in letters] == ["r-1"]
 
 
+async def test_two_envelopes_sharing_a_caller_chosen_request_id_are_both_kept(
+    inbox_under_test: InboxUnderTest,
+) -> None:
+    # The edge honours an incoming X-Request-Id, so two different requests may carry one id.
+    for body in (b'{"id": 1}', b'{"id": 2}'):
+        await inbox_under_test.inbox.put(envelope("same-id", body))
+    deliveries = await inbox_under_test.inbox.take(2, wait=0.5)
+    for delivery in deliveries:
+        await inbox_under_test.dead_letters.add(delivery, "unparseable")
+    await inbox_under_test.inbox.ack([d.receipt for d in deliveries])
+
+    letters = await inbox_under_test.dead_letters.list()
+
+    assert sorted(letter.envelope.body for letter in letters) == [b'{"id": 1}', b'{"id": 2}']
+
+
 async def test_list_honours_its_limit(inbox_under_test: InboxUnderTest) -> None:
     for i in range(3):
         await dead_letter(inbox_under_test, f"r-{i}", "unparseable")

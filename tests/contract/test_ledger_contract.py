@@ -188,5 +188,17 @@ async def test_a_done_key_is_kept_for_its_ttl_then_purged(
     assert (await ledger.claim(["aloware:1"], LEASE)).claimed == ("aloware:1",)
 
 
+async def test_a_key_committed_forever_outlives_the_ttl(
+    ledger_under_test: LedgerUnderTest,
+) -> None:
+    ledger = ledger_under_test.ledger
+    await ledger.commit(await ledger.claim(["dim:DimDate:20251105"], LEASE), forever=True)
+
+    await ledger_under_test.pass_time(ledger_under_test.ttl.total_seconds() + 120)
+    await ledger.purge_expired()
+
+    assert (await ledger.claim(["dim:DimDate:20251105"], LEASE)).done == ("dim:DimDate:20251105",)
+
+
 async def test_ping_answers(ledger_under_test: LedgerUnderTest) -> None:
     await ledger_under_test.ledger.ping()
