@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
+import secrets
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from core.errors import SinkPermanentError, SinkTransientError, TransientError
+from core.model import (
+    CrmObject,
+    Delivery,
+    DimRow,
+    FactEvent,
+    IngestEnvelope,
+    RosterAgent,
+    RosterSnapshot,
+)
+from core.schema import key_of, table_of
+from ports.inbox import DeadLetter, InboxStats
+from ports.ledger import Claim
 
 
 class FakeClock:
@@ -16,3 +35,228 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.current += timedelta(seconds=seconds)
+
+
+class FakeInbox:
+    """Hands out what was put, and remembers which receipts were acked or given back (and when)."""
+
+    def __init__(self) -> None:
+        self.waiting: list[IngestEnvelope] = []
+        self.acked: list[str] = []
+        self.retried: list[tuple[str, timedelta]] = []
+        self._receipts = itertools.count(1)
+
+    async def put(self, envelope: IngestEnvelope) -> None:
+        self.waiting.append(envelope)
+
+    async def take(self, max_items: int, wait: float) -> list[Delivery]:
+        taken, self.waiting = self.waiting[:max_items], self.waiting[max_items:]
+        return [Delivery(e, f"r{next(self._receipts)}") for e in taken]
+
+    async def ack(self, receipts: Sequence[str]) -> None:
+        self.acked.extend(receipts)
+
+    async def retry(self, receipts: Sequence[str], delay: timedelta) -> None:
+        self.retried.extend((r, delay) for r in receipts)
+
+    def retry_delay_of(self, receipt: str) -> timedelta | None:
+        return next((d for r, d in self.retried if r == receipt), None)
+
+    async def stats(self) -> InboxStats:
+        return InboxStats(depth=len(self.waiting), oldest_age_sec=0.0, dead_letters=0)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeDeadLetters:
+    """Keeps each dead letter with its reason."""
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.clock = clock or FakeClock()
+        self.letters: list[DeadLetter] = []
+
+    async def add(self, delivery: Delivery, reason: str) -> None:
+        self.letters.append(
+            DeadLetter(delivery.envelope, reason, self.clock.now(), delivery.attempt)
+        )
+
+    def reason_for(self, request_id: str) -> str | None:
+        return next((d.reason for d in self.letters if d.envelope.request_id == request_id), None)
+
+    async def list(self, limit: int = 100) -> list[DeadLetter]:
+        return self.letters[:limit]
+
+    async def replay(self, request_ids: Sequence[str] | None = None) -> int:
+        raise NotImplementedError("core never replays")
+
+
+class FakeLedger:
+    """The "Exactly once" item per key: {state, lease_until, claim_token}, on a FakeClock."""
+
+    def __init__(self, clock: FakeClock | None = None, ttl: timedelta = timedelta(days=14)) -> None:
+        self.clock = clock or FakeClock()
+        self.ttl = ttl
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def state(self, key: str) -> str | None:
+        item = self.items.get(key)
+        return item["state"] if item else None
+
+    def keys_in(self, state: Literal["PENDING", "DONE"], prefix: str = "") -> set[str]:
+        return {k for k, v in self.items.items() if v["state"] == state and k.startswith(prefix)}
+
+    def hold(self, key: str, lease: timedelta = timedelta(minutes=2)) -> None:
+        """Someone else (another worker) holds `key` PENDING under a live lease."""
+        self.items[key] = {
+            "state": "PENDING",
+            "lease_until": self.clock.now() + lease,
+            "claim_token": "someone-else",
+        }
+
+    async def claim(self, keys: Sequence[str], lease: timedelta) -> Claim:
+        token = secrets.token_hex(8)
+        now = self.clock.now()
+        claimed, done, busy = [], [], []
+        for key in dict.fromkeys(keys):
+            item = self.items.get(key)
+            if item and item["state"] == "DONE":
+                done.append(key)
+            elif item and item["lease_until"] >= now:
+                busy.append(key)
+            else:
+                claimed.append(key)
+                self.items[key] = {
+                    "state": "PENDING",
+                    "lease_until": now + lease,
+                    "claim_token": token,
+                }
+        return Claim(token, tuple(claimed), tuple(done), tuple(busy))
+
+    def _ours(self, claim: Claim, keys: Sequence[str] | None) -> list[str]:
+        return [
+            k
+            for k in (claim.claimed if keys is None else keys)
+            if (item := self.items.get(k))
+            and item["state"] == "PENDING"
+            and item["claim_token"] == claim.token
+        ]
+
+    async def commit(
+        self, claim: Claim, keys: Sequence[str] | None = None, *, forever: bool = False
+    ) -> None:
+        for key in self._ours(claim, keys):
+            self.items[key] = {
+                "state": "DONE",
+                "lease_until": None,
+                "claim_token": claim.token,
+                "expires_at": datetime.max.replace(tzinfo=UTC)
+                if forever
+                else self.clock.now() + self.ttl,
+            }
+
+    async def release(self, claim: Claim, keys: Sequence[str] | None = None) -> None:
+        for key in self._ours(claim, keys):
+            del self.items[key]
+
+    async def purge_expired(self) -> int:
+        now = self.clock.now()
+        expired = [
+            k for k, v in self.items.items() if v["state"] == "DONE" and v["expires_at"] < now
+        ]
+        for key in expired:
+            del self.items[key]
+        return len(expired)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+SinkFailure = Literal["transient", "permanent"]
+
+
+class FakeSink:
+    """Rows per table, keyed like the real sinks (a repeated key changes nothing for facts).
+
+    `fail_next(kind, on=...)` makes the next `append` (or `upsert`) raise the port's error.
+    """
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, Any]] = defaultdict(dict)
+        self.upserted: list[DimRow] = []
+        self._failures: dict[str, list[SinkFailure]] = defaultdict(list)
+
+    def fail_next(self, kind: SinkFailure, on: Literal["append", "upsert"] = "append") -> None:
+        self._failures[on].append(kind)
+
+    def rows(self, table: str) -> list[Any]:
+        return list(self.tables[table].values())
+
+    def facts(self) -> list[FactEvent]:
+        return self.rows("FactEvent")
+
+    def _maybe_fail(self, operation: str) -> None:
+        if self._failures[operation]:
+            kind = self._failures[operation].pop(0)
+            if kind == "transient":
+                raise SinkTransientError("429 Too Many Requests (fake)")
+            raise SinkPermanentError("400 column MetricID rejected (fake)")
+
+    async def append(self, facts: Sequence[FactEvent]) -> None:
+        self._maybe_fail("append")
+        for fact in facts:
+            self.tables["FactEvent"].setdefault(fact.EventKey, fact)
+
+    async def upsert(self, rows: Sequence[DimRow]) -> None:
+        self._maybe_fail("upsert")
+        self.upserted.extend(rows)
+        for row in rows:
+            self.tables[table_of(row).name][key_of(row)] = row
+
+    async def replace(self, table: str, rows: Sequence[DimRow]) -> None:
+        self.tables[table] = {key_of(r): r for r in rows}
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeRoster:
+    def __init__(
+        self,
+        agents: Sequence[RosterAgent] = (),
+        ring_group_id: str | None = "29109",
+        count_everyone: bool = False,
+    ) -> None:
+        self.current = RosterSnapshot(tuple(agents), ring_group_id, count_everyone)
+
+    async def snapshot(self) -> RosterSnapshot:
+        return self.current
+
+
+class FakeCrm:
+    """CRM objects by (type, id). `unavailable` makes every lookup a transient failure;
+    `flaky` only the lookups of those (type, id) pairs."""
+
+    def __init__(self, objects: Mapping[tuple[str, str], CrmObject] | None = None) -> None:
+        self.objects = dict(objects or {})
+        self.unavailable = False
+        self.flaky: set[tuple[str, str]] = set()
+        self.lookups: list[tuple[str, str]] = []
+
+    def add(self, obj: CrmObject) -> None:
+        self.objects[(obj.object_type, obj.object_id)] = obj
+
+    async def lookup(self, object_type: str, object_id: str) -> CrmObject | None:
+        self.lookups.append((object_type, object_id))
+        if self.unavailable or (object_type, object_id) in self.flaky:
+            raise TransientError("HubSpot answered 503 (fake)")
+        return self.objects.get((object_type, object_id))
