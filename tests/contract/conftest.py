@@ -44,6 +44,7 @@ from ports.ledger import Ledger
 from ports.sink import Sink
 from tests.aws.factories import dynamodb_ledger, sqs_inbox
 from tests.fakes import FakeClock
+from tests.powerbi.harness import powerbi_sink_under_test
 
 PassTime = Callable[[float], Awaitable[None]]
 
@@ -159,7 +160,10 @@ async def static_crm(tmp_path: Path, objects: Sequence[CrmObject]) -> AsyncItera
 
 INBOX_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_inbox, "sqs": sqs_inbox}
 LEDGER_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_ledger, "dynamodb": dynamodb_ledger}
-SINK_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_warehouse}
+SINK_FACTORIES: dict[str, StoreFactory] = {
+    "sqlite": sqlite_warehouse,
+    "powerbi": powerbi_sink_under_test,
+}
 ROSTER_FACTORIES: dict[str, RosterFactory] = {"static": static_roster}
 CRM_FACTORIES: dict[str, CrmFactory] = {"static": static_crm}
 

@@ -1,0 +1,58 @@
+"""Power BI failures, typed: throttled/unavailable/misconfigured wait and retry; rejected dead-letters."""
+
+from __future__ import annotations
+
+from core.errors import SinkPermanentError, SinkTransientError
+
+
+class PowerBIUnavailable(SinkTransientError):
+    """5xx, timeout or connection error. `maybe_landed`: the request may have been applied."""
+
+    def __init__(self, message: str, *, status: int | None = None, maybe_landed: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.maybe_landed = maybe_landed
+
+
+class PowerBIThrottled(PowerBIUnavailable):
+    """429: Power BI asks us to wait `retry_after` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float):
+        super().__init__(message, status=429)
+        self.retry_after = retry_after
+
+
+class PowerBIAuthError(SinkTransientError):
+    """Microsoft Entra ID gave no token; `error`/`description` are AAD's own (AADSTS…).
+
+    Transient on purpose: a rotated secret must make events wait in the inbox, not dead-letter.
+    """
+
+    def __init__(self, error: str, description: str, *, client_id: str = ""):
+        first_line = description.strip().splitlines()[0] if description.strip() else ""
+        who = f" for client {client_id}" if client_id else ""
+        super().__init__(f"Microsoft Entra ID refused a token{who}: {error}: {first_line}")
+        self.error = error
+        self.description = description
+
+
+class PowerBIAccessDenied(SinkTransientError):
+    """401/403/404 that no retry fixes until an operator acts; the message says what to do."""
+
+    def __init__(self, message: str, *, status: int, code: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class PowerBIRejected(SinkPermanentError):
+    """400: Power BI refused the request for good; `body` is Power BI's error, verbatim."""
+
+    def __init__(self, message: str, *, status: int, body: str):
+        super().__init__(f"{message}: HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+class PowerBIFeatureDeprecated(SinkPermanentError):
+    """FeatureDeprecatedError: creating push semantic models is no longer allowed."""

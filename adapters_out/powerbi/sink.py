@@ -1,0 +1,224 @@
+"""The Power BI push sink (ports.sink.Sink): facts and dimension rows through one batcher per dataset."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from adapters_out.powerbi.batcher import Batcher
+from adapters_out.powerbi.client import PowerBIClient, build_client
+from adapters_out.powerbi.dataset import resolve_dataset_id
+from adapters_out.powerbi.limiter import REAL_TIME, Budgets, Limiter, RowCounts, Timebase
+from adapters_out.powerbi.options import PowerBIOptions
+from adapters_out.powerbi.schema import encode_row
+from core.errors import SinkPermanentError, SinkTransientError
+from core.model import DimRow, FactEvent
+from core.schema import BY_NAME, FACT_EVENT, table_of
+
+Closer = Callable[[], Awaitable[None]]
+
+
+class PowerBISink:
+    """Every row goes through the batcher, so facts from all workers and dimension rows share
+    one request budget per dataset; `append` returns once Power BI accepted the rows.
+
+    Rows are encoded (and checked against Power BI's limits) in the caller's coroutine: a
+    value Power BI would refuse fails that caller alone with `SinkPermanentError`, instead of
+    a 400 that would fail every caller sharing the request.
+    """
+
+    def __init__(
+        self,
+        client: PowerBIClient,
+        *,
+        dataset_id: str | None,
+        dataset_name: str = "Pulse",
+        budgets: Budgets | None = None,
+        max_rows_per_request: int = 10_000,
+        append_timeout_sec: float = 80.0,
+        row_counts: RowCounts | None = None,
+        timebase: Timebase = REAL_TIME,
+        drain_timeout_sec: float = 10.0,
+        closers: Sequence[Closer] = (),
+    ) -> None:
+        self._client = client
+        self._configured_id = dataset_id
+        self._dataset_name = dataset_name
+        self._row_counts = row_counts
+        self._drain_timeout = drain_timeout_sec
+        self._closers = tuple(closers)
+        self.limiter = Limiter(budgets, timebase=timebase)
+        self.batcher = Batcher(
+            self._post_rows,
+            self.limiter,
+            timebase=timebase,
+            max_rows=max_rows_per_request,
+            max_wait_sec=append_timeout_sec,
+        )
+        self._dataset_id: str | None = None
+        self._resolving: asyncio.Future[str] | None = None
+        self._replacing: dict[str, asyncio.Lock] = {}
+        self._closing = False
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @classmethod
+    def from_options(
+        cls,
+        options: PowerBIOptions,
+        *,
+        row_counts: RowCounts | None = None,
+        drain_timeout_sec: float = 10.0,
+        timebase: Timebase = REAL_TIME,
+        authority_http_client: Any = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> PowerBISink:
+        """Build from POWERBI__* settings (`settings.powerbi`); `close()` releases everything."""
+        client, auth = build_client(
+            options, authority_http_client=authority_http_client, transport=transport
+        )
+        budgets = Budgets(
+            requests_per_minute=options.requests_per_minute,
+            requests_per_hour_large=options.requests_per_hour_large,
+            large_table_rows=options.large_table_rows,
+            rows_per_hour=options.rows_per_hour,
+            max_pending=options.max_pending,
+        )
+        return cls(
+            client,
+            dataset_id=options.dataset_id,
+            dataset_name=options.dataset_name,
+            budgets=budgets,
+            max_rows_per_request=options.max_rows_per_request,
+            append_timeout_sec=options.append_timeout_sec,
+            row_counts=row_counts,
+            timebase=timebase,
+            drain_timeout_sec=drain_timeout_sec,
+            closers=(client.aclose, auth.close),
+        )
+
+    # --- FactSink ---------------------------------------------------------------------------
+
+    async def append(self, facts: Sequence[FactEvent]) -> None:
+        if not facts:
+            return
+        encoded = [encode_row(fact, FACT_EVENT) for fact in facts]
+        async with self._admitted():
+            await self.dataset_id()
+            await self.batcher.submit({FACT_EVENT.name: encoded})
+
+    async def ping(self) -> None:
+        """Token, workspace and dataset reachable (for /readyz and `pulse check`)."""
+        async with self._admitted():
+            await self._client.check_token()
+            await self._client.list_datasets()
+            await self._client.get_tables(await self.dataset_id())
+
+    async def close(self) -> None:
+        """Refuse new calls, let admitted ones finish and the batcher flush (within the drain
+        budget, in real seconds), fail what is left as transient, then close the clients."""
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._drain_timeout
+        try:
+            try:
+                await asyncio.wait_for(self._idle.wait(), self._drain_timeout)
+            except TimeoutError:
+                pass
+            await self.batcher.drain(max(0.0, deadline - loop.time()))
+        finally:
+            for close in self._closers:
+                await close()
+
+    @asynccontextmanager
+    async def _admitted(self) -> AsyncIterator[None]:
+        if self._closing:
+            raise SinkTransientError("the Power BI sink is shutting down")
+        self._active += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    # --- DimensionSink ----------------------------------------------------------------------
+
+    async def upsert(self, rows: Sequence[DimRow]) -> None:
+        by_table: dict[str, list[str]] = {}
+        for row in rows:
+            table = table_of(row)
+            by_table.setdefault(table.name, []).append(encode_row(row, table))
+        if not by_table:
+            return
+        async with self._admitted():
+            await self.dataset_id()
+            await self.batcher.submit(by_table)
+
+    async def replace(self, table: str, rows: Sequence[DimRow]) -> None:
+        """DeleteRows (the whole table: the API has no filter) then PostRows of `rows`."""
+        definition = BY_NAME.get(table)
+        if definition is None:
+            raise SinkPermanentError(f"no table {table!r} in the star schema")
+        encoded = []
+        for row in rows:
+            if table_of(row) is not definition:
+                raise SinkPermanentError(f"a {type(row).__name__} row cannot go to {table}")
+            encoded.append(encode_row(row, definition))
+        async with self._admitted(), self._replacing.setdefault(table, asyncio.Lock()):
+            dataset_id = await self.dataset_id()
+            # Rows queued for this table before the call would otherwise land after the
+            # delete and survive it.
+            await self.batcher.quiesce(table)
+            await self._client.delete_rows(dataset_id, table)
+            self.limiter.reset_table(table)
+            if encoded:
+                await self.batcher.submit({table: encoded})
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    async def dataset_id(self) -> str:
+        """The configured id, or the one found by name; seeds the limiter's table sizes once.
+        Concurrent first callers share one lookup and wake together, so a cold start's burst
+        reaches the batcher in one go (a failed lookup is retried by the next call)."""
+        if self._dataset_id is not None:
+            return self._dataset_id
+        if self._resolving is None or (
+            self._resolving.done() and self._resolving.exception() is not None
+        ):
+            self._resolving = asyncio.ensure_future(self._resolve())
+        return await asyncio.shield(self._resolving)
+
+    async def _resolve(self) -> str:
+        resolved = await resolve_dataset_id(self._client, self._configured_id, self._dataset_name)
+        if self._row_counts is not None:
+            counts = self._row_counts
+            self.limiter.seed(counts if isinstance(counts, Mapping) else await counts())
+        self._dataset_id = resolved
+        return resolved
+
+    async def _post_rows(self, table: str, rows: Sequence[str]) -> None:
+        assert self._dataset_id is not None
+        await self._client.post_rows(self._dataset_id, table, rows)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for /metrics: requests, rows, 429s, breaker, budgets in use."""
+        s = self.batcher.stats
+        return {
+            **self.limiter.snapshot(),
+            "requests": s.requests,
+            "rows_sent": s.rows_sent,
+            "rows_accepted": s.rows_accepted,
+            "largest_request": s.largest_request,
+            "throttled_429": s.throttled,
+            "unavailable": s.unavailable,
+            "failed_requests": s.failed_requests,
+            "expired_batches": s.expired_tickets,
+            "queued_rows": self.batcher.queued_rows(),
+        }

@@ -1,0 +1,1 @@
+"""Power BI sink tests: emulator validations, limiter, batcher, sink, dataset upkeep, faults, burst."""
