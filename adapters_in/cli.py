@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from dependency_injector.wiring import Provide, inject
 
+from adapters_in import cli_control
 from core.calendar import date_key
 from ports.clock import Clock
 from ports.health import Pingable
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl_list.add_argument("--limit", type=int, default=50)
     dl_replay = dead_sub.add_parser("replay", help="put dead letters back into the inbox")
     dl_replay.add_argument("request_ids", nargs="*", help="only these (default: all)")
+    cli_control.add_commands(sub)
     return parser
 
 
@@ -88,6 +90,8 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await report(args)
     if args.command == "check":
         return await check(args)
+    if args.command in cli_control.COMMANDS:
+        return await cli_control.dispatch(args)
     if args.command == "dead-letters":
         return await dead_letters(args)
     raise AssertionError(f"unhandled command {args.command}")

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from adapters_in import admin_auth
+from adapters_in.http.admin import AdminApi
 from adapters_in.http.app import build_app
 from adapters_in.http.health import Health
 from adapters_in.http.webhooks import WebhookEdge
@@ -63,16 +65,38 @@ class Daemon:
 
         metrics.gauge_source(gauges)
         edge = WebhookEdge(c.sources(), ports.inbox, clock, metrics, s.public_base_url)
+        scheduler = await c.scheduler()  # type: ignore[misc]
         health = Health(
-            health_deps, metrics, {"inbox_flowing": inbox_not_wedged, "workers": workers_alive}
+            health_deps,
+            metrics,
+            {
+                "inbox_flowing": inbox_not_wedged,
+                "workers": workers_alive,
+                "jobs": scheduler.board.check,
+            },
         )
         app = build_app(edge, health, s.body_limit_bytes)
+        if s.admin_hmac_secret is not None:  # the admin API is off unless a secret is configured
+            AdminApi(
+                await c.control_ports(),  # type: ignore[misc]
+                c.control_config(),
+                await c.nonces(),
+                s.admin_hmac_secret.get_secret_value(),
+                admin_auth.parse_networks(s.admin_ip_allowlist),
+                admin_auth.parse_networks(s.trusted_proxies),
+                scheduler.board.as_dict,
+            ).register(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
         self.port = _bound_port(runner, port)
         workers.start()
+        scheduler.start()
+        # The roster refresh at start-up; replicas starting in the same minute run it once.
+        startup_sync = asyncio.create_task(
+            scheduler.run_once("sync_agents", f"startup-{clock.now():%Y-%m-%dT%H:%M}")
+        )
         housekeeping = asyncio.create_task(self._housekeeping(ports, inbox_gauges))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -93,6 +117,10 @@ class Daemon:
 
         log.info("stopping: no new requests; draining")
         await runner.cleanup()  # stops accepting; lets requests being stored finish
+        scheduler.shutdown()
+        startup_sync.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await startup_sync
         report = await workers.drain(s.drain_timeout_sec)
         housekeeping.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from adapters_in import cli
+from adapters_in import cli, cli_control
 from bootstrap.container import Container
 from bootstrap.logs import setup_logging
 from bootstrap.settings import SettingsError, load_settings
@@ -16,7 +16,9 @@ async def _run(container: Container, args: object) -> int:
     try:
         return await cli.dispatch(args)  # type: ignore[arg-type]
     finally:
-        await container.shutdown_resources()  # type: ignore[misc]
+        closing = container.shutdown_resources()
+        if closing is not None:  # None when the command opened no async resource (admin call)
+            await closing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level)
     tracing = setup_tracing(settings.otel_exporter_otlp_endpoint)
     container = Container(settings=settings)
-    container.wire(modules=[cli])
+    container.wire(modules=[cli, cli_control])
     try:
         return asyncio.run(_run(container, args))
     except KeyboardInterrupt:

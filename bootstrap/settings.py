@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import time
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -144,6 +145,27 @@ class Settings(BaseSettings):
     sqs_dlq: str = "pulse-inbox-dlq"
     sqs_max_receive_count: int = Field(5, ge=1)
 
+    # --- control plane (DESIGN §5) ---
+    admin_hmac_secret: SecretStr | None = Field(
+        None, description="Signs admin requests; unset: the /admin routes are off"
+    )
+    admin_ip_allowlist: list[str] = Field(default_factory=list, description="CIDRs; empty: any")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="CIDRs whose X-Forwarded-For is believed"
+    )
+    aloware_base_url: str = "https://app.aloware.com"
+    aloware_api_token: SecretStr | None = None
+    hubspot_base_url: str = "https://api.hubapi.com"
+    hubspot_access_token: SecretStr | None = Field(None, description="Private-app token")
+    vendor_timeout_sec: float = Field(10, gt=0)
+    roster_ttl_sec: float = Field(900, gt=0)
+    crm_ttl_sec: float = Field(600, gt=0)
+    sync_agents_cron: str = Field("15 2 * * *", description="crontab, BUSINESS_TIMEZONE")
+    extend_dates_cron: str = Field("30 2 * * *", description="crontab, BUSINESS_TIMEZONE")
+    job_misfire_grace_sec: int = Field(3600, ge=1)
+    dim_date_back_days: int = Field(730, ge=0)
+    dim_date_ahead_days: int = Field(365, ge=0)
+
     @field_validator("business_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -182,6 +204,30 @@ class Settings(BaseSettings):
             found.append(
                 "HUBSPOT_CLIENT_SECRET is not set: set your app's client secret, or HUBSPOT_AUTH=none"
             )
+        found.append(_placeholder(self.admin_hmac_secret, "ADMIN_HMAC_SECRET"))
+        if (
+            self.admin_hmac_secret is not None
+            and len(self.admin_hmac_secret.get_secret_value()) < 32
+        ):
+            found.append("ADMIN_HMAC_SECRET must be at least 32 characters")
+        for name in ("admin_ip_allowlist", "trusted_proxies"):
+            for cidr in getattr(self, name):
+                try:
+                    ip_network(cidr, strict=False)
+                except ValueError:
+                    found.append(f"{name.upper()}: {cidr!r} is not an address or CIDR")
+        for name in ("sync_agents_cron", "extend_dates_cron"):
+            if len(getattr(self, name).split()) not in (5, 6):
+                found.append(
+                    f"{name.upper()}: a crontab needs 5 fields (minute hour day month weekday)"
+                )
+        if self.roster == "aloware":
+            if self.aloware_api_token is None:
+                found.append("ROSTER=aloware needs ALOWARE_API_TOKEN")
+            if not self.ring_group_id:
+                found.append("ROSTER=aloware needs RING_GROUP_ID")
+        if self.crm == "hubspot" and self.hubspot_access_token is None:
+            found.append("CRM=hubspot needs HUBSPOT_ACCESS_TOKEN (a private-app token)")
         if self.sink == "powerbi":
             missing = [
                 f"POWERBI__{n.upper()}"

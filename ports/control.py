@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Protocol
 
+# The records are domain types (core builds them); they are re-exported here for the adapters.
+from core.records import AppliedVersion, AuditRecord
 
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """One control-plane call: who did what, to which payload, with what result.
-
-    `outcome` reads as a word or a short phrase: `applied`, `dry_run`, `stale`, `failed: …`.
-    """
-
-    who: str
-    when: datetime
-    action: str
-    payload_hash: str
-    outcome: str
-    version: int | None = None
-    counts: Mapping[str, int] = field(default_factory=dict)
-    duration_sec: float = 0.0
+__all__ = [
+    "AppliedVersion",
+    "AuditLog",
+    "AuditRecord",
+    "JobLease",
+    "NonceStore",
+    "OwnerOverrides",
+    "RowCounts",
+    "VersionStore",
+]
 
 
 class AuditLog(Protocol):
@@ -31,17 +26,6 @@ class AuditLog(Protocol):
     async def recent(self, limit: int = 50) -> list[AuditRecord]:
         """The newest records first."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class AppliedVersion:
-    """The payload last applied to one document (`dim_metric:2026-11`, `dim_shift`), kept so a
-    rewrite can rebuild a dimension from every stored document."""
-
-    document: str
-    version: int
-    body: str
-    applied_at: datetime
 
 
 class VersionStore(Protocol):

@@ -34,6 +34,13 @@ class StaticRoster:
             self._snapshot = self._load()
         return self._snapshot
 
+    async def fetch(self) -> RosterSnapshot:
+        """RosterSource for DimAgent sync: the file is the source, read fresh if it changed."""
+        return await self.snapshot()
+
+    async def refresh(self, snapshot: RosterSnapshot) -> None:
+        """RosterCache: nothing to do, the gate already reads the same file."""
+
     def _file_version(self) -> int | None:
         assert self.file is not None
         try:

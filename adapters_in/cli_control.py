@@ -1,0 +1,142 @@
+"""`pulse sync|dates|metrics|shifts|admin`: the control plane from a shell, in-process or signed."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from dependency_injector.wiring import Provide, inject
+
+from adapters_in import admin_auth
+from adapters_in.admin_payloads import MetricsFile, ShiftsBody, parse
+from core import control
+from core.control import Busy, Caller, ControlConfig, ControlPorts, Summary
+from core.errors import PulseError, ValidationFailed
+
+COMMANDS = ("sync", "dates", "metrics", "shifts", "admin")
+
+
+def add_commands(sub: Any) -> None:
+    def dry(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument(
+            "--dry-run", action="store_true", help="validate and show the diff; write nothing"
+        )
+        return parser
+
+    sync = sub.add_parser("sync", help="rebuild a dimension from its source now")
+    dry(
+        sync.add_subparsers(dest="action", required=True).add_parser(
+            "agents", help="DimAgent from the roster"
+        )
+    )
+    dates = sub.add_parser("dates", help="the DimDate calendar window")
+    dry(
+        dates.add_subparsers(dest="action", required=True).add_parser(
+            "extend", help="push missing dates"
+        )
+    )
+    for name, what in (
+        ("metrics", "monthly goals (DimMetric)"),
+        ("shifts", "shift rules (DimShift)"),
+    ):
+        parser = sub.add_parser(name, help=f"apply {what} from a JSON file")
+        apply = dry(parser.add_subparsers(dest="action", required=True).add_parser("apply"))
+        apply.add_argument("file", type=Path)
+    admin = sub.add_parser("admin", help="call a running daemon's admin API, signed")
+    call = admin.add_subparsers(dest="action", required=True).add_parser("call")
+    call.add_argument("method", type=str.upper, choices=("GET", "POST", "PUT"))
+    call.add_argument("path", help="e.g. /admin/status or '/admin/dim-shift?dryRun=true'")
+    call.add_argument("--data", type=Path, help="JSON body file")
+    call.add_argument("--url", help="daemon base URL (default: http://HOST:PORT)")
+
+
+async def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "admin":
+        return await admin_call(args)
+    try:
+        summary = await run_use_case(args)
+    except (ValidationFailed, Busy) as exc:
+        print(f"pulse: {exc}", file=sys.stderr)
+        return 2
+    except PulseError as exc:
+        print(f"pulse: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(summary.line())
+    for line in summary.changes:
+        print(f"  {line}")
+    return 0
+
+
+@inject
+async def run_use_case(
+    args: argparse.Namespace,
+    ports: ControlPorts = Provide["control_ports"],
+    config: ControlConfig = Provide["control_config"],
+) -> Summary:
+    caller = Caller(f"cli:{getpass.getuser()}", f"cli:{uuid.uuid4().hex}")
+    dry_run = args.dry_run
+    if args.command == "sync":
+        return await control.sync_agents(ports, config, caller, dry_run=dry_run)
+    if args.command == "dates":
+        return await control.extend_dates(
+            ports, config, caller, dry_run=dry_run, progress=_progress_bar
+        )
+    text = _read(args.file)
+    if args.command == "metrics":
+        document = parse(MetricsFile, text)
+        return await control.apply_metrics(
+            document.document(document.month), ports, config, caller, dry_run=dry_run
+        )
+    return await control.apply_shifts(
+        parse(ShiftsBody, text).document(), ports, config, caller, dry_run=dry_run
+    )
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValidationFailed(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _progress_bar(done: int, total: int) -> None:
+    if not sys.stderr.isatty():
+        return
+    width = 30
+    filled = width * done // max(total, 1)
+    end = "\n" if done >= total else ""
+    sys.stderr.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}{end}")
+    sys.stderr.flush()
+
+
+@inject
+async def admin_call(args: argparse.Namespace, settings: Any = Provide["settings"]) -> int:
+    if settings.admin_hmac_secret is None:
+        print("pulse: ADMIN_HMAC_SECRET is not set; cannot sign", file=sys.stderr)
+        return 2
+    body = args.data.read_bytes() if args.data else b""
+    base = args.url or f"http://{settings.host}:{settings.port}"
+    headers = admin_auth.signed_headers(
+        settings.admin_hmac_secret.get_secret_value(), args.method, args.path, body, time.time()
+    )
+    headers["Content-Type"] = "application/json"
+    async with httpx.AsyncClient(timeout=60) as client:
+        try:
+            response = await client.request(
+                args.method, base.rstrip("/") + args.path, content=body, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            print(f"pulse: cannot reach {base}: {type(exc).__name__}", file=sys.stderr)
+            return 1
+    try:
+        print(json.dumps(response.json(), indent=2))
+    except ValueError:
+        print(response.text)
+    return 0 if response.is_success else 1

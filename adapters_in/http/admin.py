@@ -1,0 +1,183 @@
+"""`/admin/*`: the signed control-plane API over the same use cases as the CLI and scheduler."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from adapters_in import admin_auth
+from adapters_in.admin_payloads import MetricsBody, ShiftsBody, parse
+from adapters_in.http.middleware import JsonError
+from core import control
+from core.control import Busy, Caller, ControlConfig, ControlPorts, StaleVersion, Summary
+from core.dimensions import MONTH
+from core.errors import PermanentError, TransientError, ValidationFailed
+from ports.control import AuditRecord, NonceStore
+
+log = logging.getLogger("pulse.admin")
+
+MAX_AUDIT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class AdminApi:
+    ports: ControlPorts
+    config: ControlConfig
+    nonces: NonceStore
+    secret: str
+    allowlist: Sequence[admin_auth.Network] = ()
+    trusted_proxies: Sequence[admin_auth.Network] = ()
+    status: Callable[[], Mapping[str, Any]] = field(default=dict)
+    """The scheduler's job board (last runs), shown by `GET /admin/status`."""
+
+    def register(self, app: web.Application) -> None:
+        app.router.add_post("/admin/dim-agent/sync", self.sync_agents)
+        app.router.add_post("/admin/dim-date/extend", self.extend_dates)
+        app.router.add_put("/admin/dim-metric/{month}", self.apply_metrics)
+        app.router.add_put("/admin/dim-shift", self.apply_shifts)
+        app.router.add_get("/admin/audit", self.audit)
+        app.router.add_get("/admin/status", self.status_view)
+
+    # --- routes -------------------------------------------------------------------------------
+
+    async def sync_agents(self, request: web.Request) -> web.Response:
+        caller, _ = await self.authenticate(request)
+        return await self._run(
+            control.sync_agents(self.ports, self.config, caller, dry_run=_dry_run(request))
+        )
+
+    async def extend_dates(self, request: web.Request) -> web.Response:
+        caller, _ = await self.authenticate(request)
+        return await self._run(
+            control.extend_dates(self.ports, self.config, caller, dry_run=_dry_run(request))
+        )
+
+    async def apply_metrics(self, request: web.Request) -> web.Response:
+        caller, body = await self.authenticate(request)
+        month = request.match_info["month"]
+        if not MONTH.match(month):
+            raise JsonError(400, f"month: {month!r} is not a month as YYYY-MM", "invalid")
+        document = self._parsed(MetricsBody, body).document(month)
+        return await self._run(
+            control.apply_metrics(
+                document, self.ports, self.config, caller, dry_run=_dry_run(request)
+            )
+        )
+
+    async def apply_shifts(self, request: web.Request) -> web.Response:
+        caller, body = await self.authenticate(request)
+        document = self._parsed(ShiftsBody, body).document()
+        return await self._run(
+            control.apply_shifts(
+                document, self.ports, self.config, caller, dry_run=_dry_run(request)
+            )
+        )
+
+    async def audit(self, request: web.Request) -> web.Response:
+        await self.authenticate(request)
+        try:
+            limit = min(MAX_AUDIT, max(1, int(request.query.get("limit", "50"))))
+        except ValueError:
+            raise JsonError(400, "limit: must be a whole number", "invalid") from None
+        records = await self.ports.audit.recent(limit)
+        return web.json_response({"records": [_record(r) for r in records]})
+
+    async def status_view(self, request: web.Request) -> web.Response:
+        await self.authenticate(request)
+        documents = await self.ports.versions.get_all()
+        return web.json_response(
+            {
+                "jobs": dict(self.status()),
+                "documents": [
+                    {
+                        "document": d.document,
+                        "version": d.version,
+                        "appliedAt": d.applied_at.isoformat(),
+                    }
+                    for d in documents
+                ],
+            }
+        )
+
+    # --- the guard ----------------------------------------------------------------------------
+
+    async def authenticate(self, request: web.Request) -> tuple[Caller, bytes]:
+        """Allow-list, signature, window, fresh nonce; every refusal is audited, then raised."""
+        body = await request.read()
+        peer = request.remote or ""
+        ip = admin_auth.client_ip(
+            peer, request.headers.get("X-Forwarded-For"), self.trusted_proxies
+        )
+        now = self.ports.clock.now()
+        try:
+            admin_auth.check_allowed(ip, self.allowlist)
+            signed = admin_auth.verify(
+                self.secret,
+                request.headers,
+                request.method,
+                request.raw_path,
+                body,
+                now.timestamp(),
+            )
+            if not await self.nonces.remember(signed.nonce, admin_auth.NONCE_TTL):
+                raise admin_auth.AuthRejected(401, "replayed_nonce", "nonce already used")
+        except admin_auth.AuthRejected as exc:
+            await self.ports.audit.append(
+                AuditRecord(
+                    who=f"admin@{ip}",
+                    when=now,
+                    action=f"{request.method} {request.path}",
+                    payload_hash=control.payload_hash(body.decode("utf-8", "replace")),
+                    outcome=f"rejected: {exc.code}",
+                )
+            )
+            log.warning(
+                "admin request rejected",
+                extra={"fields": {"ip": ip, "path": request.path, "reason": exc.code}},
+            )
+            raise JsonError(exc.status, str(exc), exc.code) from None
+        return Caller(who=f"admin@{ip}", owner=f"admin:{uuid.uuid4().hex}"), body
+
+    def _parsed(self, model: type[Any], body: bytes) -> Any:
+        try:
+            return parse(model, body)
+        except ValidationFailed as exc:
+            raise JsonError(400, str(exc), "invalid") from None
+
+    async def _run(self, use_case: Awaitable[Summary]) -> web.Response:
+        try:
+            summary = await use_case
+        except StaleVersion as exc:
+            raise JsonError(409, str(exc), "stale_version") from None
+        except ValidationFailed as exc:
+            raise JsonError(400, str(exc), "invalid") from None
+        except Busy as exc:
+            raise JsonError(409, str(exc), "busy") from None
+        except TransientError as exc:
+            raise JsonError(503, str(exc), "unavailable") from None
+        except PermanentError as exc:
+            raise JsonError(502, str(exc), "upstream_refused") from None
+        log.info(summary.line(), extra={"fields": summary.as_dict()})
+        return web.json_response(summary.as_dict())
+
+
+def _dry_run(request: web.Request) -> bool:
+    return request.query.get("dryRun", "false").lower() in ("true", "1", "yes")
+
+
+def _record(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "who": record.who,
+        "when": record.when.isoformat(),
+        "action": record.action,
+        "payloadHash": record.payload_hash,
+        "outcome": record.outcome,
+        "version": record.version,
+        "counts": dict(record.counts),
+        "durationSec": record.duration_sec,
+    }

@@ -1,0 +1,166 @@
+"""Nightly control-plane jobs on APScheduler 3 cron, in business time, once across replicas."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from adapters_in.metrics import Metrics
+from core.control import Caller, Summary
+from ports.clock import Clock
+from ports.control import JobLease
+
+log = logging.getLogger("pulse.scheduler")
+
+JobRunner = Callable[[Caller], Awaitable[Summary]]
+
+
+def cron_trigger(expression: str, zone: tzinfo) -> CronTrigger:
+    """Five crontab fields, or six with seconds first (tests run every second)."""
+    fields = expression.split()
+    if len(fields) == 6:
+        second, minute, hour, day, month, dow = fields
+        return CronTrigger(
+            second=second,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=dow,
+            timezone=zone,
+        )
+    return CronTrigger.from_crontab(expression, timezone=zone)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    name: str
+    cron: str
+    run: JobRunner
+
+
+@dataclass(slots=True)
+class JobRun:
+    occurrence: str
+    started_at: datetime
+    ok: bool
+    detail: str
+
+
+@dataclass
+class JobBoard:
+    """The last run of each job, for `/readyz`, `/metrics` and `GET /admin/status`."""
+
+    metrics: Metrics
+    last: dict[str, JobRun] = field(default_factory=dict)
+
+    def record(self, name: str, run: JobRun) -> None:
+        self.last[name] = run
+        self.metrics.inc("job_runs_total", help="Scheduled control-plane job runs", job=name)
+        if not run.ok:
+            self.metrics.inc("job_failures_total", help="Failed control-plane job runs", job=name)
+
+    async def check(self) -> None:
+        """Readiness: fail while the last run of any job failed."""
+        failing = [f"{n}: {r.detail}" for n, r in self.last.items() if not r.ok]
+        if failing:
+            raise RuntimeError("; ".join(failing))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            name: {
+                "occurrence": r.occurrence,
+                "startedAt": r.started_at.isoformat(),
+                "ok": r.ok,
+                "detail": r.detail,
+            }
+            for name, r in self.last.items()
+        }
+
+
+class ControlScheduler:
+    """Each firing takes a lease named for the job and its scheduled instant, and keeps it: the
+    replica that wins runs the occurrence, the others (even late ones) skip it."""
+
+    def __init__(
+        self,
+        jobs: Sequence[Job],
+        leases: JobLease,
+        clock: Clock,
+        zone: tzinfo,
+        board: JobBoard,
+        *,
+        replica: str | None = None,
+        misfire_grace: timedelta = timedelta(hours=1),
+        lease_ttl: timedelta = timedelta(hours=2),
+    ) -> None:
+        self.jobs = {job.name: job for job in jobs}
+        self._leases, self._clock, self._zone = leases, clock, zone
+        self.board = board
+        self.replica = replica or uuid.uuid4().hex[:12]
+        self._grace, self._ttl = misfire_grace, lease_ttl
+        self._triggers = {job.name: cron_trigger(job.cron, zone) for job in jobs}
+        self._scheduler = AsyncIOScheduler(timezone=zone)
+
+    def start(self) -> None:
+        """Call from inside the running loop (the daemon's)."""
+        for name in self.jobs:
+            self._scheduler.add_job(
+                self.fire,
+                self._triggers[name],
+                args=[name],
+                id=name,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=int(self._grace.total_seconds()),
+            )
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    async def fire(self, name: str) -> bool:
+        """A cron firing: run the occurrence it belongs to, unless another replica has it."""
+        return await self.run_once(name, self._occurrence(name, self._clock.now()))
+
+    async def run_once(self, name: str, occurrence: str) -> bool:
+        job = self.jobs[name]
+        lease = f"job:{name}:{occurrence}"
+        if not await self._leases.acquire(lease, self.replica, self._ttl):
+            log.info("%s %s: another replica runs it", name, occurrence)
+            return False
+        started = self._clock.now()
+        try:
+            summary = await job.run(Caller("scheduler", f"{self.replica}:{uuid.uuid4().hex}"))
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "%s failed: %s",
+                name,
+                detail,
+                extra={"fields": {"job": name, "occurrence": occurrence}},
+            )
+            self.board.record(name, JobRun(occurrence, started, False, detail))
+            return True
+        log.info(summary.line(), extra={"fields": {"job": name, **summary.as_dict()}})
+        self.board.record(name, JobRun(occurrence, started, True, summary.line()))
+        return True
+
+    def _occurrence(self, name: str, now: datetime) -> str:
+        """The scheduled instant this firing belongs to: the latest fire time not after now."""
+        trigger = self._triggers[name]
+        local_now = now.astimezone(self._zone)
+        latest = None
+        when = trigger.get_next_fire_time(None, local_now - self._grace)
+        while when is not None and when <= local_now:
+            latest = when
+            when = trigger.get_next_fire_time(when, when + timedelta(seconds=1))
+        return (latest or local_now.replace(microsecond=0)).isoformat()

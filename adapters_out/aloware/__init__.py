@@ -1,0 +1,1 @@
+"""Aloware API adapters: the ring-group roster."""

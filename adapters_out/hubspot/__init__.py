@@ -1,0 +1,1 @@
+"""HubSpot CRM API adapters: emails, tickets and their owners."""

@@ -1,0 +1,192 @@
+"""HubSpot CRM lookups (private-app token): emails and tickets, their owners, TTL caches, 429s."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from core.errors import TransientError
+from core.model import CrmObject
+from ports.clock import Clock
+from ports.control import OwnerOverrides
+from ports.directory import Roster
+
+log = logging.getLogger("pulse.hubspot")
+
+OBJECTS = {"email": "emails", "ticket": "tickets"}
+PROPERTIES = {
+    "email": "hs_timestamp,hubspot_owner_id,hs_email_direction,hs_email_status,hs_createdate",
+    "ticket": "hubspot_owner_id,createdate,hs_pipeline,hs_pipeline_stage,subject",
+}
+MAX_WAIT_SEC = 10.0  # HubSpot's rate-limit windows are 10 s; never wait longer than one
+
+
+@dataclass(slots=True)
+class _Entry:
+    value: Any
+    expires: datetime
+
+
+class HubSpotCrm:
+    """CrmDirectory port over the CRM v3 API. An owner maps to an agent by lower-cased email;
+    an admin override (by owner id or email) names the roster agent instead. An owner HubSpot
+    does not know comes back without an email, so the gate records it as `unknown_owner`."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        token: str,
+        clock: Clock,
+        *,
+        overrides: OwnerOverrides | None = None,
+        roster: Roster | None = None,
+        object_ttl: timedelta = timedelta(minutes=10),
+        owner_ttl: timedelta = timedelta(hours=1),
+        retries: int = 3,
+        backoff_sec: float = 0.5,
+    ) -> None:
+        self._client = client
+        self._base = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._clock = clock
+        self._overrides = overrides
+        self._roster = roster
+        self._object_ttl, self._owner_ttl = object_ttl, owner_ttl
+        self._retries, self._backoff = retries, backoff_sec
+        self._cache: dict[tuple[str, str], _Entry] = {}
+        self._paused_until = 0.0  # monotonic: HubSpot said the window's budget is spent
+
+    async def lookup(self, object_type: str, object_id: str) -> CrmObject | None:
+        if object_type not in OBJECTS:
+            return None
+        body = await self._cached(
+            (object_type, object_id),
+            self._object_ttl,
+            f"/crm/v3/objects/{OBJECTS[object_type]}/{object_id}",
+            {"properties": PROPERTIES[object_type]},
+        )
+        if body is None:
+            return None
+        props = body.get("properties") or {}
+        owner_id = _text(props.get("hubspot_owner_id"))
+        return CrmObject(
+            object_type=object_type,
+            object_id=str(object_id),
+            owner_id=owner_id,
+            owner_email=await self._agent_email(owner_id),
+            direction=_text(props.get("hs_email_direction")),
+            status=_text(props.get("hs_email_status")),
+            created_at=_instant(
+                props.get("hs_createdate") or props.get("createdate") or body.get("createdAt")
+            ),
+        )
+
+    async def ping(self) -> None:
+        await self._get("/crm/v3/owners", {"limit": "1"})
+
+    async def _agent_email(self, owner_id: str | None) -> str | None:
+        """The email the gate matches against the roster: an override's agent's, else the owner's."""
+        if owner_id is None:
+            return None
+        owner = await self._cached(
+            ("owner", owner_id), self._owner_ttl, f"/crm/v3/owners/{owner_id}", {}
+        )
+        email = _text(owner.get("email")) if owner else None
+        email = email.strip().lower() if email else None
+        if self._overrides is not None and self._roster is not None:
+            agent_id = await self._overrides.get(owner_id)
+            if agent_id is None and email:
+                agent_id = await self._overrides.get(email)
+            if agent_id is not None:
+                agent = (await self._roster.snapshot()).by_id(agent_id)
+                if agent is not None and agent.email:
+                    return agent.email.strip().lower()
+                log.warning("owner override %s → %s: agent not on the roster", owner_id, agent_id)
+        return email
+
+    async def _cached(
+        self, key: tuple[str, str], ttl: timedelta, path: str, params: dict[str, str]
+    ) -> dict[str, Any] | None:
+        now = self._clock.now()
+        entry = self._cache.get(key)
+        if entry is not None and entry.expires > now:
+            result: dict[str, Any] | None = entry.value
+            return result
+        body = await self._get(path, params)
+        self._cache[key] = _Entry(body, now + ttl)
+        return body
+
+    async def _get(self, path: str, params: dict[str, str]) -> dict[str, Any] | None:
+        """The JSON body; None on 404; TransientError once retries are spent."""
+        problem = ""
+        for attempt in range(self._retries + 1):
+            pause = self._paused_until - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            try:
+                response = await self._client.get(
+                    self._base + path, params=params, headers=self._headers
+                )
+            except httpx.TimeoutException:
+                problem = "timed out"
+            except httpx.TransportError as exc:
+                problem = f"unreachable ({type(exc).__name__})"
+            else:
+                self._note_budget(response)
+                status = response.status_code
+                if status == 404:
+                    return None
+                if status < 400:
+                    answer: dict[str, Any] = response.json()
+                    return answer
+                if status == 401 or status == 403:
+                    # Not the event's fault: keep it for a retry once the token is fixed.
+                    log.error("HubSpot refused the token (%s): check HUBSPOT_ACCESS_TOKEN", status)
+                    raise TransientError(f"HubSpot refused the private-app token ({status})")
+                if status != 429 and status < 500:
+                    raise TransientError(f"HubSpot answered {status} for {path}")
+                problem = f"answered {status}"
+                if status == 429:
+                    wait = _retry_after(response) or self._backoff * 2**attempt
+                    self._paused_until = max(self._paused_until, time.monotonic() + wait)
+                    continue
+            if attempt < self._retries:
+                await asyncio.sleep(self._backoff * 2**attempt)
+        raise TransientError(f"HubSpot {path} {problem} after {self._retries + 1} attempt(s)")
+
+    def _note_budget(self, response: httpx.Response) -> None:
+        """HubSpot counts requests per 10 s window; when it says none remain, wait it out."""
+        if response.headers.get("X-HubSpot-RateLimit-Remaining") == "0":
+            interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "10000")
+            wait = min(int(interval) / 1000 if interval.isdigit() else MAX_WAIT_SEC, MAX_WAIT_SEC)
+            self._paused_until = max(self._paused_until, time.monotonic() + wait)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    try:
+        return min(float(value), MAX_WAIT_SEC)
+    except ValueError:
+        return None
+
+
+def _text(value: Any) -> str | None:
+    # HubSpot owner ids arrive as strings, but numbers have been seen in older payloads.
+    return None if value is None or value == "" else str(value)
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)

@@ -1,0 +1,378 @@
+"""Dimension documents and rows the control plane keeps: roster agents, calendar window, goals, shifts."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from core import calendar
+from core.errors import ValidationFailed
+from core.model import (
+    DimAgent,
+    DimMetric,
+    DimRow,
+    DimShift,
+    Goal,
+    MetricID,
+    RosterAgent,
+    RosterSnapshot,
+    ShiftRule,
+)
+from core.schema import key_of
+
+MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+MINUTES_PER_DAY = 24 * 60
+
+
+# ---- DimAgent --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentsDocument:
+    """Every agent the roster ever held (their facts keep needing a row) and who is on it now."""
+
+    agents: tuple[RosterAgent, ...]
+    active: frozenset[str]
+    ring_group_id: str | None = None
+
+    name = "dim_agent"
+
+    def merged(self, snapshot: RosterSnapshot) -> AgentsDocument:
+        """Today's roster on top of everyone seen before."""
+        every = {a.agent_id: a for a in self.agents}
+        every.update({a.agent_id: a for a in snapshot.agents})
+        return AgentsDocument(
+            tuple(sorted(every.values(), key=lambda a: a.agent_id)),
+            frozenset(a.agent_id for a in snapshot.agents),
+            snapshot.ring_group_id,
+        )
+
+    def rows(self, now: datetime) -> list[DimAgent]:
+        return [
+            DimAgent(
+                AgentKey=a.agent_id,
+                AgentName=a.name,
+                Email=a.email,
+                RingGroupId=self.ring_group_id,
+                Active=a.agent_id in self.active,
+                SyncedAt=now,
+            )
+            for a in self.agents
+        ]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "agents": [
+                    {"id": a.agent_id, "name": a.name, "email": a.email} for a in self.agents
+                ],
+                "active": sorted(self.active),
+                "ringGroupId": self.ring_group_id,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, body: str) -> AgentsDocument:
+        data = json.loads(body)
+        agents = tuple(
+            RosterAgent(str(a["id"]), str(a["name"]), a.get("email")) for a in data["agents"]
+        )
+        return cls(agents, frozenset(data["active"]), data.get("ringGroupId"))
+
+
+# ---- DimDate ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DateWindow:
+    """The rolling calendar kept pushed: `back_days` before today to `ahead_days` after."""
+
+    back_days: int = 730
+    ahead_days: int = 365
+
+    def around(self, today: date) -> tuple[date, date]:
+        return today - timedelta(days=self.back_days), today + timedelta(days=self.ahead_days)
+
+
+def months_between(first: date, last: date) -> list[str]:
+    months, year, month = [], first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+# ---- DimMetric -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsDocument:
+    """The goals an operator set for one month; metrics it does not name keep the defaults."""
+
+    month: str
+    version: int
+    goals: Mapping[MetricID, Goal]
+
+    @property
+    def name(self) -> str:
+        return f"dim_metric:{self.month}"
+
+    def validate(self) -> None:
+        problems = []
+        if not MONTH.match(self.month):
+            problems.append(f"month: {self.month!r} is not a month as YYYY-MM")
+        if self.version < 1:
+            problems.append(f"version: must be 1 or more (got {self.version})")
+        if not self.goals:
+            problems.append("metrics: name at least one metric")
+        for metric, goal in self.goals.items():
+            if goal.default_goal < 0:
+                problems.append(f"metrics.{metric.value}.defaultGoal: must be ≥ 0")
+            if not 0 <= goal.yellow_floor_pct <= 1:
+                problems.append(f"metrics.{metric.value}.yellowFloorPct: must be within 0–1")
+        if problems:
+            raise ValidationFailed("; ".join(problems))
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "month": self.month,
+                "version": self.version,
+                "metrics": {
+                    m.value: {"defaultGoal": g.default_goal, "yellowFloorPct": g.yellow_floor_pct}
+                    for m, g in sorted(self.goals.items())
+                },
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, body: str) -> MetricsDocument:
+        data = json.loads(body)
+        goals = {
+            MetricID(m): Goal(MetricID(m), float(g["defaultGoal"]), float(g["yellowFloorPct"]))
+            for m, g in data["metrics"].items()
+        }
+        return cls(str(data["month"]), int(data["version"]), goals)
+
+
+def metric_rows(
+    documents: Iterable[MetricsDocument], defaults: Mapping[MetricID, Goal], months: Iterable[str]
+) -> list[DimMetric]:
+    """Every month × metric: the operator's goal where a document sets one, else the default
+    (Version 0). `months` are the months that must have rows even without a document."""
+    by_month = {d.month: d for d in documents}
+    rows: list[DimMetric] = []
+    for month in sorted(set(months) | set(by_month)):
+        document = by_month.get(month)
+        for metric in MetricID:
+            goal = document.goals.get(metric) if document else None
+            version = document.version if goal is not None and document else 0
+            goal = goal or defaults.get(metric)
+            if goal is None:
+                continue
+            rows.append(
+                DimMetric(
+                    MetricMonthKey=f"{month}:{metric.value}",
+                    MetricID=metric,
+                    Month=month,
+                    DefaultGoal=float(goal.default_goal),
+                    YellowFloorPct=float(goal.yellow_floor_pct),
+                    Version=version,
+                )
+            )
+    return rows
+
+
+# ---- DimShift --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftsDocument:
+    """The shift rules in business local time. Without `allow_unassigned`, the rules must cover
+    every minute of the week; with it, uncovered minutes map to the explicit Unassigned shift."""
+
+    version: int
+    rules: tuple[ShiftRule, ...]
+    allow_unassigned: bool = False
+
+    name = "dim_shift"
+
+    def validate(self) -> None:
+        problems = []
+        if self.version < 1:
+            problems.append(f"version: must be 1 or more (got {self.version})")
+        if not self.rules:
+            problems.append("shifts: name at least one shift")
+        seen: set[str] = set()
+        for index, rule in enumerate(self.rules):
+            where = f"shifts[{index}]"
+            if not rule.key.strip():
+                problems.append(f"{where}.key: must not be empty")
+            if rule.key.upper() == calendar.UNASSIGNED_SHIFT:
+                problems.append(f"{where}.key: {rule.key!r} is reserved for uncovered times")
+            if rule.key in seen:
+                problems.append(f"{where}.key: {rule.key!r} is used twice")
+            seen.add(rule.key)
+            if not rule.name.strip():
+                problems.append(f"{where}.name: must not be empty")
+            if not rule.days or not rule.days <= set(range(7)):
+                problems.append(f"{where}.days: weekdays 0 (Mon) to 6 (Sun), at least one")
+            for label, moment in (("start", rule.start), ("end", rule.end)):
+                if moment.second or moment.microsecond or moment.tzinfo is not None:
+                    problems.append(f"{where}.{label}: whole minutes of local time (HH:MM)")
+        if not problems:
+            problems.extend(coverage_problems(self.rules, self.allow_unassigned))
+        if problems:
+            raise ValidationFailed("; ".join(problems))
+
+    def rows(self) -> list[DimShift]:
+        return calendar.shift_rows(self.rules)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "version": self.version,
+                "allowUnassigned": self.allow_unassigned,
+                "shifts": [
+                    {
+                        "key": r.key,
+                        "name": r.name,
+                        "start": r.start.strftime("%H:%M"),
+                        "end": r.end.strftime("%H:%M"),
+                        "days": sorted(r.days),
+                    }
+                    for r in self.rules
+                ],
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, body: str) -> ShiftsDocument:
+        data = json.loads(body)
+        rules = tuple(
+            ShiftRule(
+                key=s["key"],
+                name=s["name"],
+                start=time.fromisoformat(s["start"]),
+                end=time.fromisoformat(s["end"]),
+                days=frozenset(s["days"]),
+            )
+            for s in data["shifts"]
+        )
+        return cls(int(data["version"]), rules, bool(data.get("allowUnassigned", False)))
+
+
+def _minute(moment: time) -> int:
+    return moment.hour * 60 + moment.minute
+
+
+def _covered_minutes(rule: ShiftRule) -> set[int]:
+    """Minutes of the week (0 = Monday 00:00) the rule covers, with `core.calendar`'s meaning:
+    `end <= start` wraps midnight and the part after midnight belongs to the start day."""
+    start, end = _minute(rule.start), _minute(rule.end)
+    length = end - start if end > start else MINUTES_PER_DAY - start + end
+    week = 7 * MINUTES_PER_DAY
+    return {
+        (day * MINUTES_PER_DAY + start + offset) % week
+        for day in rule.days
+        for offset in range(length)
+    }
+
+
+def _clock(minute_of_week: int) -> str:
+    day, minute = divmod(minute_of_week, MINUTES_PER_DAY)
+    return f"{calendar.WEEKDAYS[day]} {minute // 60:02d}:{minute % 60:02d}"
+
+
+def _ranges(minutes: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted minutes as [first, last] runs."""
+    runs: list[tuple[int, int]] = []
+    for m in sorted(minutes):
+        if runs and runs[-1][1] == m - 1:
+            runs[-1] = (runs[-1][0], m)
+        else:
+            runs.append((m, m))
+    return runs
+
+
+def coverage_problems(rules: Sequence[ShiftRule], allow_unassigned: bool) -> list[str]:
+    """Overlaps always, gaps unless allowed: each local minute maps to exactly one shift.
+
+    Rules speak local wall-clock time, so DST days need no special case: the skipped hour has
+    no instants and the repeated hour's instants both read as the same wall-clock minutes."""
+    owners: dict[int, list[str]] = {}
+    for rule in rules:
+        for minute in _covered_minutes(rule):
+            owners.setdefault(minute, []).append(rule.key)
+    problems: list[str] = []
+    clashes: dict[tuple[str, ...], list[int]] = {}
+    for minute, owned_by in owners.items():
+        if len(owned_by) > 1:
+            clashes.setdefault(tuple(owned_by), []).append(minute)
+    for clash, minutes in sorted(clashes.items(), key=lambda kv: min(kv[1])):
+        first, last = _ranges(minutes)[0]
+        problems.append(
+            f"shifts: {' and '.join(clash)} overlap ({_clock(first)}–{_clock(last + 1)}"
+            f"{' and more' if len(_ranges(minutes)) > 1 else ''})"
+        )
+    if not allow_unassigned:
+        gaps = _ranges(set(range(7 * MINUTES_PER_DAY)) - set(owners))
+        for first, last in gaps[:3]:
+            problems.append(
+                f"shifts: {_clock(first)}–{_clock((last + 1) % (7 * MINUTES_PER_DAY))} is not"
+                " covered (add a shift, or set allowUnassigned to count it as Unassigned)"
+            )
+        if len(gaps) > 3:
+            problems.append(f"shifts: {len(gaps) - 3} more uncovered stretch(es)")
+    return problems
+
+
+# ---- what changed ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    details: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "removed": len(self.removed),
+            "changed": len(self.changed),
+        }
+
+
+def diff_rows(
+    before: Sequence[DimRow], after: Sequence[DimRow], ignore: Sequence[str] = ()
+) -> Diff:
+    """Rows added, removed and changed by key, with one readable line per change."""
+    old = {key_of(r): _comparable(r, ignore) for r in before}
+    new = {key_of(r): _comparable(r, ignore) for r in after}
+    added = tuple(sorted(set(new) - set(old)))
+    removed = tuple(sorted(set(old) - set(new)))
+    changed = tuple(sorted(k for k in set(old) & set(new) if old[k] != new[k]))
+    details = [f"+ {k}" for k in added] + [f"- {k}" for k in removed]
+    for k in changed:
+        fields = ", ".join(
+            f"{n}: {old[k][n]!r} → {new[k][n]!r}" for n in new[k] if old[k][n] != new[k][n]
+        )
+        details.append(f"~ {k} ({fields})")
+    return Diff(added, removed, changed, tuple(details))
+
+
+def _comparable(row: DimRow, ignore: Sequence[str]) -> dict[str, Any]:
+    return {n: getattr(row, n) for n in row.__dataclass_fields__ if n not in ignore}
