@@ -30,8 +30,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from adapters_out.aloware.roster import AlowareRoster
+from adapters_out.hubspot.crm import HubSpotCrm
 from adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
 from adapters_out.sqlite.ledger import SqliteLedger
 from adapters_out.sqlite.warehouse import SqliteWarehouse
@@ -43,6 +46,8 @@ from ports.inbox import DeadLetters, Inbox
 from ports.ledger import Ledger
 from ports.sink import Sink
 from tests.aws.factories import dynamodb_ledger, sqs_inbox
+from tests.emulators.aloware import AlowareEmulator
+from tests.emulators.hubspot import HubSpotEmulator
 from tests.fakes import FakeClock
 from tests.powerbi.harness import powerbi_sink_under_test
 
@@ -156,6 +161,34 @@ async def static_crm(tmp_path: Path, objects: Sequence[CrmObject]) -> AsyncItera
     yield StaticCrmDirectory(file)
 
 
+# --- the vendor APIs, through their emulators on loopback -------------------------------------
+
+
+@asynccontextmanager
+async def aloware_roster(tmp_path: Path, agents: Sequence[RosterAgent]) -> AsyncIterator[Roster]:
+    async with AlowareEmulator() as emulator, httpx.AsyncClient(timeout=2) as http:
+        emulator.ring_groups["8465"] = [
+            {"id": int(a.agent_id), "name": a.name, "email": a.email} for a in agents
+        ]
+        yield AlowareRoster(http, emulator.base_url, emulator.token, "8465", FakeClock())
+
+
+@asynccontextmanager
+async def hubspot_crm(tmp_path: Path, objects: Sequence[CrmObject]) -> AsyncIterator[CrmDirectory]:
+    async with HubSpotEmulator() as emulator, httpx.AsyncClient(timeout=2) as http:
+        for obj in objects:
+            if obj.owner_id is not None and obj.owner_email is not None:
+                emulator.add_owner(obj.owner_id, obj.owner_email)
+            created = obj.created_at.isoformat(timespec="milliseconds") if obj.created_at else ""
+            if obj.object_type == "email":
+                emulator.add_email(
+                    obj.object_id, obj.owner_id, obj.direction or "", obj.status or "", created
+                )
+            else:
+                emulator.add_ticket(obj.object_id, obj.owner_id, created)
+        yield HubSpotCrm(http, emulator.base_url, emulator.token, FakeClock(), backoff_sec=0.01)
+
+
 # --- the extension point: one entry per adapter -----------------------------------------------
 
 INBOX_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_inbox, "sqs": sqs_inbox}
@@ -164,8 +197,8 @@ SINK_FACTORIES: dict[str, StoreFactory] = {
     "sqlite": sqlite_warehouse,
     "powerbi": powerbi_sink_under_test,
 }
-ROSTER_FACTORIES: dict[str, RosterFactory] = {"static": static_roster}
-CRM_FACTORIES: dict[str, CrmFactory] = {"static": static_crm}
+ROSTER_FACTORIES: dict[str, RosterFactory] = {"static": static_roster, "aloware": aloware_roster}
+CRM_FACTORIES: dict[str, CrmFactory] = {"static": static_crm, "hubspot": hubspot_crm}
 
 
 # --- fixtures the suites use ------------------------------------------------------------------

@@ -66,14 +66,19 @@ class HubSpotEmulator:
         }
 
     def add_email(
-        self, object_id: str, owner_id: str | None, direction: str = "EMAIL", status: str = "SENT"
+        self,
+        object_id: str,
+        owner_id: str | None,
+        direction: str = "EMAIL",
+        status: str = "SENT",
+        created: str = "2025-11-05T17:16:50.977Z",
     ) -> None:
         props = {
             "hs_object_id": object_id,
             "hubspot_owner_id": owner_id,
             "hs_email_direction": direction,
             "hs_email_status": status,
-            "hs_createdate": "2025-11-05T17:16:50.977Z",
+            "hs_createdate": created,
         }
         self.objects[("emails", object_id)] = {
             "id": object_id,
@@ -81,11 +86,13 @@ class HubSpotEmulator:
             "archived": False,
         }
 
-    def add_ticket(self, object_id: str, owner_id: str | None) -> None:
+    def add_ticket(
+        self, object_id: str, owner_id: str | None, created: str = "2025-11-05T17:02:22.417Z"
+    ) -> None:
         props = {
             "hs_object_id": object_id,
             "hubspot_owner_id": owner_id,
-            "createdate": "2025-11-05T17:02:22.417Z",
+            "createdate": created,
         }
         self.objects[("tickets", object_id)] = {
             "id": object_id,
