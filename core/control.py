@@ -21,7 +21,7 @@ from core.dimensions import (
 )
 from core.errors import PulseError, ValidationFailed
 from core.ingest import dimension_key
-from core.model import DimRow, Goal, MetricID
+from core.model import DimRow, Goal, MetricID, ShiftRule
 from core.records import AppliedVersion, AuditRecord
 
 if TYPE_CHECKING:
@@ -443,3 +443,25 @@ async def _audit(ports: ControlPorts, caller: Caller, summary: Summary, digest: 
             duration_sec=summary.duration_sec,
         )
     )
+
+
+class AppliedShiftRules:
+    """ShiftRuleSource over the version store: the rules of the last `apply_shifts`, read again
+    at most every `ttl`, so every replica assigns new facts to the new shifts within `ttl`."""
+
+    def __init__(
+        self, versions: VersionStore, clock: Clock, ttl: timedelta = timedelta(seconds=30)
+    ) -> None:
+        self._versions = versions
+        self._clock = clock
+        self._ttl = ttl
+        self._rules: tuple[ShiftRule, ...] | None = None
+        self._read_at: datetime | None = None
+
+    async def current(self) -> tuple[ShiftRule, ...] | None:
+        now = self._clock.now()
+        if self._read_at is None or now - self._read_at >= self._ttl:
+            stored = await self._versions.get(ShiftsDocument.name)
+            self._rules = ShiftsDocument.from_json(stored.body).rules if stored else None
+            self._read_at = now
+        return self._rules

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ports.inbox import DeadLetters, Inbox
     from ports.ledger import Claim, Ledger
     from ports.parser import EnvelopeParser
+    from ports.shifts import ShiftRuleSource
     from ports.sink import Sink
 
 
@@ -114,6 +115,9 @@ class IngestPorts:
     sink: Sink
     roster: Roster
     crm: CrmDirectory
+    shifts: ShiftRuleSource | None = None
+    """The shift rules an operator applied (`pulse shifts apply`); None, or no rules applied
+    yet: `IngestConfig.shift_rules` (the SHIFTS setting)."""
 
 
 @dataclass(slots=True)
@@ -138,6 +142,10 @@ async def process_batch(
     now: datetime,
 ) -> BatchOutcome:
     """parse → classify → identity + dedup → enrich → gate → claim → dims → append → commit → ack."""
+    if ports.shifts is not None:
+        applied = await ports.shifts.current()
+        if applied and applied != config.shift_rules:
+            config = replace(config, shift_rules=applied)
     dead: dict[int, str] = {}
     candidates: list[_Candidate] = []
     for index, delivery in enumerate(deliveries):

@@ -9,6 +9,7 @@ import pytest
 
 from core import calendar
 from core.control import (
+    AppliedShiftRules,
     Busy,
     StaleVersion,
     apply_metrics,
@@ -235,6 +236,18 @@ async def test_shift_rules_replace_dim_shift_with_an_explicit_unassigned_row() -
     assert sorted(world.sink.tables["DimShift"]) == ["DAY", "NIGHT", "UNASSIGNED"]
     assert summary.outcome == "applied" and summary.version == 1
     assert "dim:DimShift:DAY" in world.ledger.done
+
+
+async def test_ingest_sees_applied_shift_rules_within_the_ttl_without_a_restart() -> None:
+    world = World()
+    rules = AppliedShiftRules(world.versions, world.clock, ttl=timedelta(seconds=30))
+    assert await rules.current() is None  # nothing applied: ingest keeps the SHIFTS setting
+
+    await apply_shifts(shifts(DAY, NIGHT), world.ports, config(), CALLER)
+    assert await rules.current() is None  # still the cached answer
+    world.clock.advance(30)
+
+    assert await rules.current() == (DAY, NIGHT)
 
 
 async def test_overlapping_shifts_are_rejected_naming_both() -> None:

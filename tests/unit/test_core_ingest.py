@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,7 +14,15 @@ import pytest
 from adapters_in.sources.aloware import AlowareSource
 from adapters_in.sources.hubspot import HubSpotSource
 from core.ingest import BatchOutcome, IngestConfig, IngestPorts, Status, process_batch
-from core.model import CrmObject, Delivery, Goal, IngestEnvelope, MetricID, RosterAgent
+from core.model import (
+    CrmObject,
+    Delivery,
+    Goal,
+    IngestEnvelope,
+    MetricID,
+    RosterAgent,
+    ShiftRule,
+)
 from tests.fakes import (
     FakeClock,
     FakeCrm,
@@ -142,6 +150,7 @@ class World:
     roster: FakeRoster
     crm: FakeCrm
     config: IngestConfig
+    shifts: Any = None
 
     @property
     def ports(self) -> IngestPorts:
@@ -156,6 +165,7 @@ class World:
             sink=self.sink,
             roster=self.roster,
             crm=self.crm,
+            shifts=self.shifts,
         )
 
     async def run(self, *deliveries: Delivery) -> BatchOutcome:
@@ -590,6 +600,28 @@ async def test_dimension_rows_are_not_pushed_again_after_the_ledger_purges_old_f
     await world.run(aloware(communication_id=2))
 
     assert [r.DateKey for r in upserted(world, "DimDate")] == [20251105]
+
+
+class AppliedRules:
+    def __init__(self, *rules: ShiftRule) -> None:
+        self.rules = rules or None
+
+    async def current(self) -> tuple[ShiftRule, ...] | None:
+        return self.rules
+
+
+async def test_applied_shift_rules_win_over_the_configured_ones(world: World) -> None:
+    world.shifts = AppliedRules()  # none applied yet: the SHIFTS setting (all day)
+    await world.run(aloware(communication_id=1))
+    world.shifts.rules = (
+        ShiftRule("DAY", "Day", time(8, 0), time(20, 0)),
+        ShiftRule("NIGHT", "Night", time(20, 0), time(8, 0)),
+    )
+
+    await world.run(aloware(communication_id=2))  # 17:22 UTC = 12:22 in New York
+
+    assert [f.ShiftKey for f in world.sink.facts()] == ["ALLDAY", "DAY"]
+    assert [r.ShiftKey for r in upserted(world, "DimShift")] == ["ALLDAY", "DAY"]
 
 
 async def test_a_new_day_metric_or_agent_adds_only_its_own_dimension_rows(world: World) -> None:
