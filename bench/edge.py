@@ -82,6 +82,10 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/webhooks/aloware"
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server and its child processes so far (Linux /proc; else 0)."""
+        return sum(_cpu_seconds(pid) for pid in _process_tree(self.proc.pid))
+
     async def stop(self) -> int | None:
         if self.proc.returncode is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -91,6 +95,33 @@ class Server:
                 self.proc.kill()
                 await self.proc.wait()
         return self.proc.returncode
+
+
+def _stat(pid: int) -> list[str]:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return []
+    return text[text.rindex(")") + 2 :].split()  # fields from 3 (state) on; comm may hold spaces
+
+
+def _process_tree(root: int) -> list[int]:
+    parents = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = _stat(int(entry.name))
+        if fields:
+            parents[int(entry.name)] = int(fields[1])
+    tree = [root]
+    for pid in tree:
+        tree.extend(child for child, parent in parents.items() if parent == pid)
+    return tree
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = _stat(pid)
+    if not fields:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 async def start_bare() -> Server:
@@ -170,10 +201,16 @@ class Throughput:
     seconds: float
     latencies_ms: list[float]
     errors: int
+    cpu_seconds: float
+    """CPU the server's processes used during the run (a noisy machine changes rates, not this)."""
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu_seconds / self.requests * 1e6
 
     def pct(self, q: float) -> float:
         return percentile(self.latencies_ms, q)
@@ -189,7 +226,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def drive(
     session: aiohttp.ClientSession,
-    url: str,
+    server: Server,
     headers: dict[str, str],
     events: Events,
     count: int,
@@ -206,15 +243,16 @@ async def drive(
             remaining -= 1
             _, body = events.next()
             started = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as response:
+            async with session.post(server.url, data=body, headers=headers) as response:
                 await response.read()
             latencies.append((time.perf_counter() - started) * 1000)
             if response.status != 202:
                 errors += 1
 
-    started = time.perf_counter()
+    cpu_before, started = server.cpu_seconds(), time.perf_counter()
     await asyncio.gather(*(connection() for _ in range(concurrency)))
-    return Throughput(count, time.perf_counter() - started, latencies, errors)
+    seconds = time.perf_counter() - started
+    return Throughput(count, seconds, latencies, errors, server.cpu_seconds() - cpu_before)
 
 
 @dataclass
@@ -323,9 +361,12 @@ def print_throughput(results: list[tuple[str, Throughput]], args: argparse.Names
         f"POST /webhooks/aloware · {args.requests:,} distinct events · "
         f"{args.concurrency} keep-alive connections · loopback · {os.cpu_count()} CPUs"
     )
-    print(f"{'server':<20}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    print(f"{'server':<20}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'CPU µs/req':>12}")
     for name, r in results:
-        print(f"{name:<20}{r.rate:>10,.0f}{r.pct(50):>10.2f}{r.pct(99):>10.2f}{r.errors:>8}")
+        print(
+            f"{name:<20}{r.rate:>10,.0f}{r.pct(50):>10.2f}{r.pct(99):>10.2f}{r.errors:>8}"
+            f"{r.cpu_us:>12,.0f}"
+        )
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -345,13 +386,13 @@ async def main(args: argparse.Namespace) -> int:
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
                 results: list[tuple[str, Throughput]] = []
                 for server in (bare, daemon):
-                    await drive(session, server.url, headers, events, WARMUP_REQUESTS, 8)
+                    await drive(session, server, headers, events, WARMUP_REQUESTS, 8)
                     results.append(
                         (
                             server.name,
                             await drive(
                                 session,
-                                server.url,
+                                server,
                                 headers,
                                 events,
                                 args.requests,

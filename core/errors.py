@@ -19,6 +19,11 @@ class PermanentError(PulseError):
     """A dependency rejected the request for good (schema, 400): dead-letter with the detail."""
 
 
+class EnvelopeTooLarge(PermanentError):
+    """The inbox cannot store an envelope this large (an SQS message holds 256 KiB); the edge
+    answers 413 and stores nothing."""
+
+
 class SinkTransientError(TransientError):
     pass
 

@@ -26,6 +26,10 @@ class DeadLetter:
 
 
 class Inbox(Protocol):
+    """An inbox whose items have a size cap (SQS: 256 KiB a message) also has an int attribute
+    `max_body_bytes`, the largest raw body it can hold; the edge's body limit is lowered to it,
+    and `put` raises `core.errors.EnvelopeTooLarge` for what still does not fit."""
+
     async def put(self, envelope: IngestEnvelope) -> None:
         """Store durably; return only when a crash can no longer lose it."""
         ...

@@ -11,7 +11,6 @@ from adapters_in.http.webhooks import WebhookEdge
 
 def build_app(edge: WebhookEdge, health: Health, body_limit: int) -> web.Application:
     app = web.Application(middlewares=[edge_middleware], client_max_size=body_limit)
-    app["body_limit"] = body_limit
     app.router.add_post("/webhooks/{source}", edge.receive)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)

@@ -12,6 +12,7 @@ from opentelemetry import propagate, trace
 from adapters_in.http.middleware import JsonError, request_id_of
 from adapters_in.metrics import Metrics
 from adapters_in.sources.base import SourceRejected, WebhookRequest, WebhookSource
+from core.errors import EnvelopeTooLarge
 from core.model import IngestEnvelope
 from ports.clock import Clock
 from ports.inbox import Inbox
@@ -27,6 +28,8 @@ class WebhookEdge:
     clock: Clock
     metrics: Metrics
     public_base_url: str | None = None
+    tracing: bool = False
+    """Open a span per request and carry its context to the worker (only when exporting)."""
 
     def public_url(self, request: web.Request) -> str:
         """The URL the sender signed: configured public base + raw path, else what we received."""
@@ -58,21 +61,36 @@ class WebhookEdge:
             raise JsonError(exc.status, str(exc), exc.code) from None
         rid = request_id_of(request)
         headers = {h: incoming.headers[h] for h in source.kept_headers if h in incoming.headers}
-        with tracer.start_as_current_span(
-            "webhook.store", attributes={"pulse.request_id": rid, "pulse.source": name}
-        ):
-            propagate.inject(headers)  # the worker's batch span links back to this one
-            envelope = IngestEnvelope(rid, source.name, now, body, headers)
-            await self._store(envelope, rid, name)
+        if self.tracing:
+            with tracer.start_as_current_span(
+                "webhook.store", attributes={"pulse.request_id": rid, "pulse.source": name}
+            ):
+                propagate.inject(headers)  # the worker's batch span links back to this one
+                await self._store(IngestEnvelope(rid, source.name, now, body, headers), rid, name)
+        else:
+            await self._store(IngestEnvelope(rid, source.name, now, body, headers), rid, name)
         self.metrics.inc("webhooks_received_total", help="Webhook requests stored", source=name)
-        return web.json_response({"request_id": rid}, status=202)
+        return accepted(rid)
 
     async def _store(self, envelope: IngestEnvelope, rid: str, name: str) -> None:
         try:
             await self.inbox.put(envelope)
+        except EnvelopeTooLarge as exc:
+            # Within the edge's body limit, but too big once wrapped for this inbox: a retry
+            # cannot help, so say what fits.
+            raise JsonError(413, str(exc)) from None
         except Exception as exc:
             # Nothing was stored: say so, so a sender that retries (HubSpot) tries again.
             log.exception("inbox put failed", extra={"fields": {"request_id": rid, "source": name}})
             raise JsonError(
                 503, f"could not store the request ({type(exc).__name__}); retry"
             ) from None
+
+
+def accepted(request_id: str) -> web.Response:
+    """`202 {"request_id": …}`, built without a JSON encoder (the id is `[A-Za-z0-9._:-]` only)."""
+    return web.Response(
+        status=202,
+        body=b'{"request_id": "' + request_id.encode() + b'"}',
+        content_type="application/json",
+    )

@@ -145,9 +145,13 @@ class SqliteInbox:
                 conn.executemany(_INSERT, [p.row for p in batch])
         except BaseException as exc:  # every waiting put must hear about it
             error = exc
+        # One wake-up per loop for the whole batch, not one self-pipe write per put.
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for p in batch:
+            by_loop.setdefault(p.loop, []).append(p.done)
+        for loop, futures in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that caller's loop is already closed
-                p.loop.call_soon_threadsafe(_settle, p.done, error)
+                loop.call_soon_threadsafe(_settle_all, futures, error)
         with self._pending_lock:
             self._flush_queued = bool(self._pending)
             if self._flush_queued:
@@ -256,13 +260,14 @@ class SqliteInbox:
         conn.executemany(_INSERT, [(*_envelope_columns(e), now, now) for e in envelopes])
 
 
-def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
-    if done.done():
-        return
-    if error is None:
-        done.set_result(None)
-    else:
-        done.set_exception(error)
+def _settle_all(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for done in futures:
+        if done.done():
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
 
 
 class SqliteDeadLetters:

@@ -20,6 +20,7 @@ from adapters_out.sqs.client import (
     SqsPermanentError,
     call,
 )
+from core import errors
 from core.model import Delivery, IngestEnvelope
 from ports.clock import Clock
 from ports.inbox import DeadLetter, InboxStats
@@ -45,7 +46,7 @@ def max_body_bytes(message_limit: int = SQS_MESSAGE_LIMIT) -> int:
     return (message_limit - ENVELOPE_RESERVE) * 3 // 4
 
 
-class EnvelopeTooLarge(SqsPermanentError):
+class EnvelopeTooLarge(SqsPermanentError, errors.EnvelopeTooLarge):
     """The envelope does not fit one SQS message; the edge answers 413."""
 
 
@@ -296,9 +297,11 @@ class SqsInbox:
         try:
             answer = await self._call("get_queue_url", QueueName=name)
         except SqsPermanentError as exc:
-            raise SqsPermanentError(
-                f"queue {name!r} not found (run `pulse infra create`): {exc}"
-            ) from exc
+            if "NonExistentQueue" in str(exc) or "QueueDoesNotExist" in str(exc):
+                raise SqsPermanentError(
+                    f"queue {name!r} not found (run `pulse infra create`)"
+                ) from exc
+            raise SqsPermanentError(f"queue {name!r}: {exc}") from exc
         return str(answer["QueueUrl"])
 
     async def _receive(
