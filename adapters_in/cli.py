@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from dependency_injector.wiring import Provide, inject
 
-from adapters_in import cli_control
+from adapters_in import cli_control, cli_dataset, cli_infra
 from core.calendar import date_key
 from ports.clock import Clock
 from ports.health import Pingable
@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     dl_replay = dead_sub.add_parser("replay", help="put dead letters back into the inbox")
     dl_replay.add_argument("request_ids", nargs="*", help="only these (default: all)")
     cli_control.add_commands(sub)
+    cli_dataset.add_commands(sub)
+    cli_infra.add_commands(sub)
     return parser
 
 
@@ -92,6 +94,10 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await check(args)
     if args.command in cli_control.COMMANDS:
         return await cli_control.dispatch(args)
+    if args.command in cli_dataset.COMMANDS:
+        return await cli_dataset.dispatch(args)
+    if args.command in cli_infra.COMMANDS:
+        return await cli_infra.dispatch(args)
     if args.command == "dead-letters":
         return await dead_letters(args)
     raise AssertionError(f"unhandled command {args.command}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,13 @@ from typing import Any
 import httpx
 from dependency_injector import containers, providers
 
+from adapters_in.cli_dataset import NoDatasetNeeded
 from adapters_in.metrics import Metrics
 from adapters_in.scheduler import ControlScheduler, Job, JobBoard
 from adapters_in.sources.aloware import AlowareSource
 from adapters_in.sources.hubspot import HubSpotSource
 from adapters_out.aloware.roster import AlowareRoster
+from adapters_out.aws_infra import create_infra
 from adapters_out.clock import SystemClock
 from adapters_out.dynamodb.client import dynamodb_client
 from adapters_out.dynamodb.control import (
@@ -22,20 +25,28 @@ from adapters_out.dynamodb.control import (
     DynamoJobLease,
     DynamoNonceStore,
     DynamoOwnerOverrides,
+    DynamoRowCounts,
     DynamoVersionStore,
 )
+from adapters_out.dynamodb.ledger import DynamoLedger
 from adapters_out.hubspot.crm import HubSpotCrm
+from adapters_out.powerbi.dataset import PowerBIDatasetTool
+from adapters_out.powerbi.limiter import REAL_TIME, Timebase
+from adapters_out.powerbi.sink import PowerBISink
 from adapters_out.sqlite.control import (
     SqliteAuditLog,
     SqliteJobLease,
     SqliteNonceStore,
     SqliteOwnerOverrides,
+    SqliteRowCounts,
     SqliteVersionStore,
     open_control_db,
 )
 from adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
 from adapters_out.sqlite.ledger import SqliteLedger
 from adapters_out.sqlite.warehouse import SqliteWarehouse
+from adapters_out.sqs.client import SqsClient, sqs_client
+from adapters_out.sqs.inbox import SqsDeadLetters, SqsInbox
 from adapters_out.static.crm import StaticCrmDirectory
 from adapters_out.static.roster import StaticRoster
 from bootstrap.daemon import Daemon
@@ -72,10 +83,47 @@ async def sqlite_ledger(settings: Settings, clock: SystemClock) -> AsyncIterator
     await ledger.close()
 
 
+async def sqs_inbox(
+    settings: Settings, client: SqsClient, clock: SystemClock
+) -> AsyncIterator[SqsInbox]:
+    inbox = SqsInbox(
+        client,
+        settings.sqs_queue,
+        settings.sqs_dlq,
+        clock,
+        visibility=timedelta(seconds=settings.inbox_visibility_sec),
+    )
+    yield inbox
+    await inbox.close()  # stops extending visibility before the client closes
+
+
 async def local_warehouse(settings: Settings) -> AsyncIterator[SqliteWarehouse]:
     warehouse = SqliteWarehouse(Path(settings.data_dir) / "warehouse.sqlite")
     yield warehouse
     await warehouse.close()
+
+
+async def powerbi_sink(
+    settings: Settings,
+    row_counts: Any,
+    counts_home: Any,
+    timebase: Timebase,
+    authority_http_client: Any,
+) -> AsyncIterator[PowerBISink]:
+    """The Power BI push sink (DESIGN §4). `counts_home` is the resource `row_counts` lives in:
+    naming it makes shutdown close the sink first, so its batcher drains (pending appends
+    resolve, their row counts are written) while the stores are still open."""
+    sink = PowerBISink.from_options(
+        settings.powerbi,
+        row_counts=row_counts,
+        drain_timeout_sec=settings.drain_timeout_sec,
+        timebase=timebase,
+        authority_http_client=authority_http_client,
+    )
+    try:
+        yield sink
+    finally:
+        await sink.close()
 
 
 def ingest_config(settings: Settings) -> IngestConfig:
@@ -102,6 +150,29 @@ async def vendor_http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 def control_table(settings: Settings) -> str:
     return settings.dynamo_control_table or settings.dynamo_table
+
+
+def aws_infra(settings: Settings) -> Callable[[bool], Awaitable[list[str]]]:
+    """`pulse infra create`: what LEDGER=dynamodb and INBOX=sqs need, named by the settings."""
+
+    async def create(dry_run: bool) -> list[str]:
+        dynamo = settings.ledger == "dynamodb"
+        sqs = settings.inbox == "sqs"
+        if not (dynamo or sqs):
+            raise ValueError("nothing to create: set LEDGER=dynamodb and/or INBOX=sqs")
+        return await create_infra(
+            region=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+            table=settings.dynamo_table if dynamo else None,
+            control_table=control_table(settings) if dynamo else None,
+            queue=settings.sqs_queue if sqs else None,
+            dead_letter_queue=settings.sqs_dlq if sqs else None,
+            max_receive_count=settings.sqs_max_receive_count,
+            visibility_sec=math.ceil(settings.inbox_visibility_sec),
+            dry_run=dry_run,
+        )
+
+    return create
 
 
 def control_config(settings: Settings) -> ControlConfig:
@@ -150,30 +221,41 @@ class Container(containers.DeclarativeContainer):
     metrics = providers.Singleton(Metrics)
     sources = providers.Singleton(webhook_sources, settings)
 
-    inbox = providers.Selector(
-        settings.provided.inbox,
-        sqlite=providers.Resource(sqlite_inbox, settings, clock),
-    )
-    dead_letters = providers.Selector(
-        settings.provided.inbox,
-        sqlite=providers.Singleton(SqliteDeadLetters, inbox),
-    )
-    ledger = providers.Selector(
-        settings.provided.ledger,
-        sqlite=providers.Resource(sqlite_ledger, settings, clock),
-    )
-    warehouse = providers.Resource(local_warehouse, settings)
-    sink = providers.Selector(
-        settings.provided.sink,
-        local=warehouse,
-    )
-    vendor_http = providers.Resource(vendor_http, settings)
-    control_db = providers.Resource(control_db, settings)
     dynamodb = providers.Resource(
         dynamodb_client,
         region=settings.provided.aws_region,
         endpoint_url=settings.provided.aws_endpoint_url,
     )
+    sqs = providers.Resource(
+        sqs_client,
+        region=settings.provided.aws_region,
+        endpoint_url=settings.provided.aws_endpoint_url,
+    )
+    inbox = providers.Selector(
+        settings.provided.inbox,
+        sqlite=providers.Resource(sqlite_inbox, settings, clock),
+        sqs=providers.Resource(sqs_inbox, settings, sqs, clock),
+    )
+    dead_letters = providers.Selector(
+        settings.provided.inbox,
+        sqlite=providers.Singleton(SqliteDeadLetters, inbox),
+        sqs=providers.Singleton(SqsDeadLetters, inbox),
+    )
+    ledger = providers.Selector(
+        settings.provided.ledger,
+        sqlite=providers.Resource(sqlite_ledger, settings, clock),
+        dynamodb=providers.Singleton(
+            DynamoLedger,
+            dynamodb,
+            settings.provided.dynamo_table,
+            clock,
+            ttl=providers.Factory(timedelta, days=settings.provided.dynamo_ttl_days),
+        ),
+    )
+    infra = providers.Singleton(aws_infra, settings)
+    warehouse = providers.Resource(local_warehouse, settings)
+    vendor_http = providers.Resource(vendor_http, settings)
+    control_db = providers.Resource(control_db, settings)
     dynamo_control_table = providers.Callable(control_table, settings)
     audit_log = providers.Selector(
         settings.provided.ledger,
@@ -199,6 +281,45 @@ class Container(containers.DeclarativeContainer):
         settings.provided.ledger,
         sqlite=providers.Singleton(SqliteJobLease, control_db, clock),
         dynamodb=providers.Singleton(DynamoJobLease, dynamodb, dynamo_control_table, clock),
+    )
+    row_counts = providers.Selector(
+        settings.provided.ledger,
+        sqlite=providers.Singleton(SqliteRowCounts, control_db, clock),
+        dynamodb=providers.Singleton(DynamoRowCounts, dynamodb, dynamo_control_table, clock),
+    )
+
+    # --- sinks (DESIGN §3, §4, §8) ----------------------------------------------------------
+    # Production leaves these two as they are; tests point MSAL at the local Entra ID emulator
+    # and give the limiter the compressed clock the Power BI emulator runs on.
+    powerbi_authority_http: providers.Object[Any] = providers.Object(None)
+    powerbi_timebase = providers.Object(REAL_TIME)
+    powerbi = providers.Selector(
+        settings.provided.ledger,
+        sqlite=providers.Resource(
+            powerbi_sink, settings, row_counts, control_db, powerbi_timebase, powerbi_authority_http
+        ),
+        dynamodb=providers.Resource(
+            powerbi_sink, settings, row_counts, dynamodb, powerbi_timebase, powerbi_authority_http
+        ),
+    )
+    sink = providers.Selector(
+        settings.provided.sink,
+        local=warehouse,
+        powerbi=powerbi,
+    )
+    # `pulse dataset ensure|show` for the configured sink
+    dataset_tool = providers.Selector(
+        settings.provided.sink,
+        local=providers.Singleton(
+            NoDatasetNeeded,
+            "local",
+            "the local warehouse (DATA_DIR/warehouse.sqlite) creates its tables itself",
+        ),
+        powerbi=providers.Singleton(
+            PowerBIDatasetTool,
+            settings.provided.powerbi,
+            authority_http_client=powerbi_authority_http,
+        ),
     )
 
     roster = providers.Selector(
@@ -268,6 +389,7 @@ class Container(containers.DeclarativeContainer):
         sink=sink,
         roster=roster,
         crm=crm,
+        shifts=providers.Singleton(control.AppliedShiftRules, versions, clock),
     )
     daemon = providers.Factory(Daemon, container=__self__)
     health: providers.Singleton[dict[str, Any]] = providers.Singleton(

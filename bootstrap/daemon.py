@@ -64,7 +64,14 @@ class Daemon:
             return [(f"inbox_{k}", {}, v) for k, v in inbox_gauges.items()]
 
         metrics.gauge_source(gauges)
-        edge = WebhookEdge(c.sources(), ports.inbox, clock, metrics, s.public_base_url)
+        edge = WebhookEdge(
+            c.sources(),
+            ports.inbox,
+            clock,
+            metrics,
+            s.public_base_url,
+            tracing=bool(s.otel_exporter_otlp_endpoint),  # no exporter: no spans on the edge
+        )
         scheduler = await c.scheduler()  # type: ignore[misc]
         health = Health(
             health_deps,
@@ -75,7 +82,7 @@ class Daemon:
                 "jobs": scheduler.board.check,
             },
         )
-        app = build_app(edge, health, s.body_limit_bytes)
+        app = build_app(edge, health, body_limit(s.body_limit_bytes, ports.inbox))
         if s.admin_hmac_secret is not None:  # the admin API is off unless a secret is configured
             AdminApi(
                 await c.control_ports(),  # type: ignore[misc]
@@ -147,6 +154,12 @@ class Daemon:
                 log.exception("housekeeping failed")
             await asyncio.sleep(15)
             since_purge += 15
+
+
+def body_limit(configured: int, inbox: object) -> int:
+    """BODY_LIMIT_BYTES, lowered to what the inbox can hold (SQS: a 256 KiB message)."""
+    cap = getattr(inbox, "max_body_bytes", None)
+    return min(configured, cap) if isinstance(cap, int) else configured
 
 
 def _bound_port(runner: web.AppRunner, asked: int) -> int:

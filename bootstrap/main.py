@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from adapters_in import cli, cli_control
+from adapters_in import cli, cli_control, cli_dataset, cli_infra
 from bootstrap.container import Container
 from bootstrap.logs import setup_logging
 from bootstrap.settings import SettingsError, load_settings
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level)
     tracing = setup_tracing(settings.otel_exporter_otlp_endpoint)
     container = Container(settings=settings)
-    container.wire(modules=[cli, cli_control])
+    container.wire(modules=[cli, cli_control, cli_dataset, cli_infra])
     try:
         return asyncio.run(_run(container, args))
     except KeyboardInterrupt:

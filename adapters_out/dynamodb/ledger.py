@@ -204,7 +204,14 @@ class DynamoLedger:
         return 0  # DynamoDB's TTL deletes expired items itself
 
     async def ping(self) -> None:
-        answer = await call(self._client.describe_table, self._backoff, TableName=self._table)
+        try:
+            answer = await call(self._client.describe_table, self._backoff, TableName=self._table)
+        except DynamoPermanentError as exc:
+            if "ResourceNotFoundException" in str(exc):
+                raise DynamoPermanentError(
+                    f"table {self._table!r} not found (run `pulse infra create`)"
+                ) from exc
+            raise
         status = answer["Table"]["TableStatus"]
         if status not in ("ACTIVE", "UPDATING"):
             raise DynamoPermanentError(f"table {self._table} is {status}")

@@ -10,7 +10,7 @@ import httpx
 
 from adapters_out.powerbi.client import PowerBIClient, build_client
 from adapters_out.powerbi.errors import PowerBIAccessDenied
-from adapters_out.powerbi.options import PowerBIOptions
+from adapters_out.powerbi.options import PowerBIOptions, required
 from adapters_out.powerbi.schema import (
     MEASURE_TABLE,
     MEASURES,
@@ -18,6 +18,7 @@ from adapters_out.powerbi.schema import (
     dataset_body,
     table_body,
 )
+from core.errors import ValidationFailed
 from core.schema import TABLES
 
 _TYPE_ALIASES = {"bool": "boolean", "int": "int64", "string": "string"}
@@ -305,3 +306,25 @@ async def show_dataset(options: PowerBIOptions, **kwargs: Any) -> DatasetReport:
         lambda c: show(c, dataset_id=options.dataset_id, dataset_name=options.dataset_name),
         **kwargs,
     )
+
+
+class PowerBIDatasetTool:
+    """`pulse dataset ensure|show` with SINK=powerbi: each returns the report as printable text;
+    Power BI's refusals raise typed errors (PulseError) whose message is one sentence."""
+
+    def __init__(self, options: PowerBIOptions, *, authority_http_client: Any = None) -> None:
+        self._options = options
+        self._authority_http_client = authority_http_client
+
+    async def ensure(self) -> str:
+        return str(await self._run(ensure_dataset))
+
+    async def show(self) -> str:
+        return str(await self._run(show_dataset))
+
+    async def _run(self, command: Callable[..., Awaitable[DatasetReport]]) -> DatasetReport:
+        try:
+            required(self._options)
+        except ValueError as exc:
+            raise ValidationFailed(f"{exc} (see docs/powerbi.md)") from None
+        return await command(self._options, authority_http_client=self._authority_http_client)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,9 @@ from adapters_out.powerbi.schema import encode_row
 from core.errors import SinkPermanentError, SinkTransientError
 from core.model import DimRow, FactEvent
 from core.schema import BY_NAME, FACT_EVENT, table_of
+from ports.control import RowCounts as CountStore
+
+log = logging.getLogger(__name__)
 
 Closer = Callable[[], Awaitable[None]]
 
@@ -40,7 +44,7 @@ class PowerBISink:
         budgets: Budgets | None = None,
         max_rows_per_request: int = 10_000,
         append_timeout_sec: float = 80.0,
-        row_counts: RowCounts | None = None,
+        row_counts: RowCounts | CountStore | None = None,
         timebase: Timebase = REAL_TIME,
         drain_timeout_sec: float = 10.0,
         closers: Sequence[Closer] = (),
@@ -49,6 +53,11 @@ class PowerBISink:
         self._configured_id = dataset_id
         self._dataset_name = dataset_name
         self._row_counts = row_counts
+        # A persistent count (ports.control.RowCounts, kept beside the ledger) is also
+        # written: every accepted request adds its rows, a DeleteRows resets the table.
+        self._count_store: CountStore | None = (
+            row_counts if _is_count_store(row_counts) else None  # type: ignore[assignment]
+        )
         self._drain_timeout = drain_timeout_sec
         self._closers = tuple(closers)
         self.limiter = Limiter(budgets, timebase=timebase)
@@ -72,7 +81,7 @@ class PowerBISink:
         cls,
         options: PowerBIOptions,
         *,
-        row_counts: RowCounts | None = None,
+        row_counts: RowCounts | CountStore | None = None,
         drain_timeout_sec: float = 10.0,
         timebase: Timebase = REAL_TIME,
         authority_http_client: Any = None,
@@ -178,6 +187,7 @@ class PowerBISink:
             await self.batcher.quiesce(table)
             await self._client.delete_rows(dataset_id, table)
             self.limiter.reset_table(table)
+            await self._count(table, 0, reset=True)
             if encoded:
                 await self.batcher.submit({table: encoded})
 
@@ -197,15 +207,33 @@ class PowerBISink:
 
     async def _resolve(self) -> str:
         resolved = await resolve_dataset_id(self._client, self._configured_id, self._dataset_name)
-        if self._row_counts is not None:
-            counts = self._row_counts
-            self.limiter.seed(counts if isinstance(counts, Mapping) else await counts())
+        counts = self._row_counts
+        if self._count_store is not None:
+            self.limiter.seed(await self._count_store.get_all())
+        elif isinstance(counts, Mapping):
+            self.limiter.seed(counts)
+        elif counts is not None:
+            self.limiter.seed(await counts())  # type: ignore[operator]
         self._dataset_id = resolved
         return resolved
 
     async def _post_rows(self, table: str, rows: Sequence[str]) -> None:
         assert self._dataset_id is not None
         await self._client.post_rows(self._dataset_id, table, rows)
+        await self._count(table, len(rows))
+
+    async def _count(self, table: str, rows: int, *, reset: bool = False) -> None:
+        """Keep the persistent table size; a failed write only makes the next start's seed low
+        (Power BI already has the rows, so it must not fail them)."""
+        if self._count_store is None:
+            return
+        try:
+            if reset:
+                await self._count_store.set(table, rows)
+            else:
+                await self._count_store.add(table, rows)
+        except Exception:
+            log.warning("could not record Power BI row count for %s", table, exc_info=True)
 
     def stats(self) -> dict[str, Any]:
         """Counters for /metrics: requests, rows, 429s, breaker, budgets in use."""
@@ -222,3 +250,7 @@ class PowerBISink:
             "expired_batches": s.expired_tickets,
             "queued_rows": self.batcher.queued_rows(),
         }
+
+
+def _is_count_store(counts: object) -> bool:
+    return all(callable(getattr(counts, name, None)) for name in ("add", "set", "get_all"))

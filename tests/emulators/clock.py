@@ -20,12 +20,14 @@ class ScaledTime:
     """Emulated seconds pass `factor` times faster than real ones; the sink, its limiter and
     the emulator share one instance, so an emulated hour takes 3600 / factor real seconds."""
 
-    def __init__(self, factor: float = 1.0) -> None:
+    def __init__(self, factor: float = 1.0, origin: float | None = None) -> None:
         self.factor = factor
-        self._t0 = time.monotonic()
+        # `origin` (a time.monotonic() reading, system-wide on Linux) lets another process
+        # share this clock: the daemon under test runs on the emulator's emulated time.
+        self.origin = time.monotonic() if origin is None else origin
 
     def monotonic(self) -> float:
-        return (time.monotonic() - self._t0) * self.factor
+        return (time.monotonic() - self.origin) * self.factor
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.factor)
