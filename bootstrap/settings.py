@@ -6,11 +6,13 @@ from datetime import time
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters_out.fabric.sas import parse_connection_string
 from core.model import Goal, MetricID, ShiftRule
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "<secret>"}
@@ -64,7 +66,81 @@ class PowerBISettings(BaseModel):
     append_timeout_sec: float = Field(
         80,
         gt=0,
-        description="Longest a batch waits for a PostRows slot; keep below LEDGER_LEASE_SEC",
+        description="Longest a batch waits for a PostRows slot; plus TIMEOUT_SEC, below LEDGER_LEASE_SEC",
+    )
+
+
+class FabricSettings(BaseModel):
+    """FABRIC__QUERY_URI, FABRIC__DATABASE, … (DESIGN §8): Eventhouse and Eventstream sinks."""
+
+    # Eventhouse (KQL database): the same Entra app as Power BI may be used, with Kusto's scope
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    authority_host: str = "https://login.microsoftonline.com"
+    scope: str = "https://kusto.kusto.windows.net/.default"
+    query_uri: str | None = Field(
+        None, description="The Eventhouse's Query URI, https://<id>.z<n>.kusto.fabric.microsoft.com"
+    )
+    database: str | None = Field(None, description="The KQL database name")
+    mapping_name: str = "pulse_json"
+    max_request_bytes: int = Field(4_000_000, ge=1_024, le=4 * 1024 * 1024)
+    gzip_min_bytes: int = Field(8_192, ge=0)
+    inline_replace_max_bytes: int = Field(
+        1_000_000, ge=0, description="A dimension replace up to this size is one atomic command"
+    )
+    # Eventstream custom endpoint (Event Hubs protocol)
+    eventstream_connection_string: SecretStr | None = None
+    eventstream_max_request_bytes: int = Field(1_000_000, ge=1_024, le=1024 * 1024)
+    sas_ttl_sec: float = Field(3_600, ge=60)
+    sas_renew_before_sec: float = Field(300, ge=0)
+    # both
+    timeout_sec: float = Field(30, gt=0)
+    max_concurrency: int = Field(4, ge=1, le=64)
+    append_timeout_sec: float = Field(
+        80, gt=0, description="Retries of one append stop after this; keep below LEDGER_LEASE_SEC"
+    )
+    retry_base_sec: float = Field(0.5, gt=0)
+    retry_cap_sec: float = Field(30, gt=0)
+
+    def problems(self, sink: str) -> list[str]:
+        """Cross-field rules for SINK=fabric-eventhouse / fabric-eventstream."""
+        found: list[str] = []
+        if sink == "fabric-eventhouse":
+            missing = [
+                f"FABRIC__{n.upper()}"
+                for n in ("tenant_id", "client_id", "client_secret", "query_uri", "database")
+                if not getattr(self, n)
+            ]
+            if missing:
+                found.append(f"SINK=fabric-eventhouse needs {', '.join(missing)}")
+            if self.query_uri and not _https_or_loopback(self.query_uri):
+                found.append(
+                    "FABRIC__QUERY_URI must be an https:// URL (the Eventhouse's Query URI)"
+                )
+            found.append(_placeholder(self.client_secret, "FABRIC__CLIENT_SECRET"))
+        if sink == "fabric-eventstream":
+            if self.eventstream_connection_string is None:
+                found.append(
+                    "SINK=fabric-eventstream needs FABRIC__EVENTSTREAM_CONNECTION_STRING "
+                    "(the custom endpoint's Event Hub connection string)"
+                )
+            else:
+                try:
+                    parse_connection_string(self.eventstream_connection_string.get_secret_value())
+                except ValueError as exc:
+                    found.append(f"FABRIC__EVENTSTREAM_CONNECTION_STRING: {exc}")
+            if self.sas_renew_before_sec >= self.sas_ttl_sec:
+                found.append(
+                    "FABRIC__SAS_RENEW_BEFORE_SEC must be shorter than FABRIC__SAS_TTL_SEC"
+                )
+        return found
+
+
+def _https_or_loopback(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (
+        parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
     )
 
 
@@ -132,6 +208,7 @@ class Settings(BaseSettings):
 
     # --- Power BI ---
     powerbi: PowerBISettings = PowerBISettings()
+    fabric: FabricSettings = FabricSettings()
 
     # --- AWS (issue: production stores) ---
     aws_endpoint_url: str | None = None
@@ -228,6 +305,7 @@ class Settings(BaseSettings):
                 found.append("ROSTER=aloware needs RING_GROUP_ID")
         if self.crm == "hubspot" and self.hubspot_access_token is None:
             found.append("CRM=hubspot needs HUBSPOT_ACCESS_TOKEN (a private-app token)")
+        found.extend(self.fabric.problems(self.sink))
         if self.sink == "powerbi":
             missing = [
                 f"POWERBI__{n.upper()}"
@@ -236,6 +314,14 @@ class Settings(BaseSettings):
             ]
             if missing:
                 found.append(f"SINK=powerbi needs {', '.join(missing)}")
+            longest = self.powerbi.append_timeout_sec + self.powerbi.timeout_sec
+            if longest >= self.ledger_lease_sec:
+                found.append(
+                    f"POWERBI__APPEND_TIMEOUT_SEC + POWERBI__TIMEOUT_SEC ({longest:g} s, the "
+                    "longest a batch waits for Power BI) must be below LEDGER_LEASE_SEC "
+                    f"({self.ledger_lease_sec:g} s): otherwise the lease lapses while the rows "
+                    "are pending and another worker can claim the same events"
+                )
         return found
 
     # --- derived ---

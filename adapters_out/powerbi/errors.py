@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from adapters_out.common.entra import EntraAuthError
 from core.errors import SinkPermanentError, SinkTransientError
 
 
@@ -22,18 +23,8 @@ class PowerBIThrottled(PowerBIUnavailable):
         self.retry_after = retry_after
 
 
-class PowerBIAuthError(SinkTransientError):
-    """Microsoft Entra ID gave no token; `error`/`description` are AAD's own (AADSTS…).
-
-    Transient on purpose: a rotated secret must make events wait in the inbox, not dead-letter.
-    """
-
-    def __init__(self, error: str, description: str, *, client_id: str = ""):
-        first_line = description.strip().splitlines()[0] if description.strip() else ""
-        who = f" for client {client_id}" if client_id else ""
-        super().__init__(f"Microsoft Entra ID refused a token{who}: {error}: {first_line}")
-        self.error = error
-        self.description = description
+class PowerBIAuthError(EntraAuthError):
+    """Microsoft Entra ID gave no token for the Power BI scope (transient: see EntraAuthError)."""
 
 
 class PowerBIAccessDenied(SinkTransientError):

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from enum import Enum
-from functools import cache
 from typing import Any
 
-from core.errors import SinkPermanentError
+from adapters_out.common.rows import RowEncoder
 from core.model import MetricID, Row
-from core.schema import DIMENSIONS, FACT_EVENT, TABLES, Column, ColumnType, Table
+from core.schema import DIMENSIONS, FACT_EVENT, TABLES, Table
 
 MAX_STRING_CHARS = 4_000  # "characters per string value" (DESIGN §4 / push-dataset limits)
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,87 +132,12 @@ def dataset_body(name: str) -> dict[str, Any]:
     }
 
 
-# --- rows -----------------------------------------------------------------------------------
+# --- rows ---------------------------------------------------------------------------------------
 
-
-def _datetime(value: Any) -> str:
-    # ISO 8601; aware instants go out in UTC with "Z", naive ones (local wall time) as is.
-    if isinstance(value, datetime):
-        instant: datetime = value
-        if instant.tzinfo is not None:
-            instant = instant.astimezone(UTC).replace(tzinfo=None)
-            return instant.isoformat(timespec="milliseconds") + "Z"
-        return instant.isoformat(timespec="milliseconds")
-    if isinstance(value, date):  # DimDate[Date] is a DateTime column at midnight
-        return f"{value.isoformat()}T00:00:00.000"
-    raise TypeError("expected a datetime or a date")
-
-
-def _string(value: Any) -> str:
-    text: object = value.value if isinstance(value, Enum) else value
-    if not isinstance(text, str):
-        raise TypeError("expected a string")
-    if len(text) > MAX_STRING_CHARS:
-        raise ValueError(f"{len(text)} characters (Power BI keeps at most {MAX_STRING_CHARS})")
-    return text
-
-
-def _int64(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError("expected an integer")
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise ValueError("outside Int64")
-    return value
-
-
-def _double(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError("expected a number")
-    if not math.isfinite(value):
-        raise ValueError("not a finite number")
-    return float(value)
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError("expected true or false")
-    return value
-
-
-_CONVERT: dict[ColumnType, Callable[[Any], Any]] = {
-    ColumnType.STRING: _string,
-    ColumnType.INT64: _int64,
-    ColumnType.DOUBLE: _double,
-    ColumnType.BOOLEAN: _boolean,
-    ColumnType.DATETIME: _datetime,
-}
-
-
-# json.dumps with options builds a new encoder per call; one shared encoder is ~2x faster.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
-@cache
-def _plan(table: Table) -> tuple[tuple[Column, Callable[[Any], Any]], ...]:
-    return tuple((column, _CONVERT[column.type]) for column in table.columns)
+_ENCODER = RowEncoder(max_string_chars=MAX_STRING_CHARS, sink="Power BI")
 
 
 def encode_row(row: Row, table: Table) -> str:
     """One row as the JSON object PostRows carries. A value Power BI would refuse (a string
     over 4,000 characters, a wrong type) fails this row's caller alone, before any request."""
-    values: dict[str, Any] = {}
-    for column, convert in _plan(table):
-        value = getattr(row, column.name)
-        try:
-            if value is None:
-                if not column.nullable:
-                    raise ValueError("empty, and the column is not nullable")
-                values[column.name] = None
-            else:
-                values[column.name] = convert(value)
-        except (TypeError, ValueError) as exc:
-            key = getattr(row, table.key, "?")
-            raise SinkPermanentError(
-                f"{table.name}[{column.name}] of {table.key}={key!s:.80}: {exc}"
-            ) from None
-    return _ENCODE(values)
+    return _ENCODER.encode(row, table)

@@ -13,6 +13,7 @@ from tests.emulators.clock import RealTime
 
 AUTHORITY_HOST = "https://login.microsoftonline.com"
 POWERBI_SCOPE = "https://analysis.windows.net/powerbi/api/.default"
+KUSTO_SCOPE = "https://kusto.kusto.windows.net/.default"
 
 
 class AuthorityRedirect(requests.Session):
@@ -54,7 +55,9 @@ class TokenIssuer:
         client_secret: str,
         timebase: Any = None,
         lifetime_sec: float = 3_599,
+        scopes: tuple[str, ...] = (POWERBI_SCOPE,),
     ) -> None:
+        self.scopes = scopes
         self.tenant_id = tenant_id
         self.client_id = client_id
         self.client_secret = client_secret
@@ -131,7 +134,7 @@ class TokenIssuer:
                 "Invalid client secret provided. Ensure the secret being sent in the request is "
                 "the client secret value, not the client secret ID.",
             )
-        if form.get("scope") != POWERBI_SCOPE:
+        if form.get("scope") not in self.scopes:
             return _aad_error(
                 400,
                 "invalid_scope",

@@ -1,0 +1,1 @@
+"""Pieces several outbound technologies share (no technology package imports another)."""

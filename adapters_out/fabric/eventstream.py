@@ -1,0 +1,278 @@
+"""The Eventstream sink (ports.sink.Sink, SINK=fabric-eventstream): Event Hubs HTTPS batch send
+to an Eventstream custom endpoint. A 201 means Event Hubs enqueued the batch, so the ledger's
+commit means "handed to Fabric"; the Eventstream routes each event by its `PulseTable`."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from adapters_out.common.rows import ENCODE, RowEncoder
+from adapters_out.fabric.errors import (
+    FabricAccessDenied,
+    FabricRejected,
+    FabricThrottled,
+    FabricTooLarge,
+    FabricUnavailable,
+)
+from adapters_out.fabric.kusto import retry_after_seconds
+from adapters_out.fabric.options import FabricOptions
+from adapters_out.fabric.sas import EventHubTarget, SasTokens, parse_connection_string
+from adapters_out.fabric.sending import Framing, Sender
+from core.errors import SinkTransientError
+from core.model import DimRow, FactEvent, Row
+from core.schema import BY_NAME, FACT_EVENT, Table, table_of
+
+BATCH_CONTENT_TYPE = "application/vnd.microsoft.servicebus.json"
+BATCH = Framing(open=b"[", sep=b",", close=b"]")
+MAX_STRING_CHARS = 100_000  # an event is at most 1 MB; the request limit bounds it anyway
+_BODY_EXCERPT = 2_000
+
+# What each event's body carries besides the row's columns (documented in the README).
+TABLE_FIELD = "PulseTable"  # FactEvent, DimAgent, … : the Eventstream routes on it
+OP_FIELD = "PulseOp"  # append (facts), upsert, replace (a marker), replace-row
+REPLACE_FIELD = "PulseReplaceId"  # ties a replace's rows to its marker
+REPLACE_ROWS_FIELD = "PulseReplaceRows"
+
+
+def target_from(options: FabricOptions) -> EventHubTarget:
+    secret = options.eventstream_connection_string
+    if secret is None:
+        raise ValueError("the Eventstream sink needs FABRIC__EVENTSTREAM_CONNECTION_STRING")
+    return parse_connection_string(secret.get_secret_value())
+
+
+class EventstreamSink:
+    """Each row is one event: its body is the row as JSON plus `PulseTable` and `PulseOp`;
+    the same two go in the event's UserProperties. Event Hubs keeps no table, so a dimension
+    `replace` sends a marker event then the rows, tagged with one `PulseReplaceId`: at the
+    destination, a dimension's rows are those of its latest complete replace, then later
+    upserts (latest per key). Facts repeat harmlessly: readers count distinct EventKeys."""
+
+    def __init__(
+        self,
+        target: EventHubTarget,
+        sender: Sender,
+        tokens: SasTokens,
+        *,
+        timeout_sec: float = 30.0,
+        max_connections: int = 6,
+        drain_timeout_sec: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.target = target
+        self.sender = sender
+        self.tokens = tokens
+        self._drain_timeout = drain_timeout_sec
+        self._encoder = RowEncoder(max_string_chars=MAX_STRING_CHARS, sink="Eventstream")
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_sec, connect=min(10.0, timeout_sec)),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+        )
+        self._closing = False
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @classmethod
+    def from_options(
+        cls,
+        options: FabricOptions,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> EventstreamSink:
+        target = target_from(options)
+        sender = Sender(
+            max_bytes=options.eventstream_max_request_bytes,
+            framing=BATCH,
+            max_concurrency=options.max_concurrency,
+            deadline_sec=options.append_timeout_sec,
+            retry_base_sec=options.retry_base_sec,
+            retry_cap_sec=options.retry_cap_sec,
+        )
+        tokens = SasTokens(
+            target, ttl_sec=options.sas_ttl_sec, renew_before_sec=options.sas_renew_before_sec
+        )
+        return cls(
+            target,
+            sender,
+            tokens,
+            timeout_sec=options.timeout_sec,
+            max_connections=options.max_concurrency + 2,
+            transport=transport,
+        )
+
+    # --- Sink port --------------------------------------------------------------------------
+
+    async def append(self, facts: Sequence[FactEvent]) -> None:
+        events = [self._event(f, FACT_EVENT, "append") for f in facts]
+        async with self._admitted():
+            await self.sender.send(events, self._post)
+
+    async def upsert(self, rows: Sequence[DimRow]) -> None:
+        events = [self._event(r, table_of(r), "upsert") for r in rows]
+        async with self._admitted():
+            await self.sender.send(events, self._post)
+
+    async def replace(self, table: str, rows: Sequence[DimRow]) -> None:
+        definition = BY_NAME.get(table)
+        if definition is None or definition is FACT_EVENT:
+            raise FabricRejected("replace", status=400, body=f"no dimension table {table!r}")
+        replace_id = str(uuid.uuid4())
+        marker = {
+            TABLE_FIELD: table,
+            OP_FIELD: "replace",
+            REPLACE_FIELD: replace_id,
+            REPLACE_ROWS_FIELD: len(rows),
+        }
+        extra = {REPLACE_FIELD: replace_id}
+        events = [self._wrap(marker, table, "replace")]
+        for row in rows:
+            if table_of(row) is not definition:
+                raise FabricRejected(
+                    "replace", status=400, body=f"a {type(row).__name__} row cannot go to {table}"
+                )
+            events.append(self._event(row, definition, "replace-row", extra))
+        async with self._admitted():
+            # Event Hubs keeps order within a partition only; the marker's row count lets a
+            # reader tell a complete replace from one still arriving.
+            await self.sender.send(events, self._post)
+
+    async def ping(self) -> None:
+        """The connection string parses and signs; the namespace answers over HTTPS."""
+        async with self._admitted():
+            self.tokens.token()
+            try:
+                await self._http.get(f"https://{self.target.host}/", timeout=10.0)
+            except httpx.HTTPError as exc:
+                raise FabricUnavailable(
+                    f"Eventstream endpoint {self.target.host} unreachable: {exc!r}"
+                ) from exc
+
+    async def close(self) -> None:
+        self._closing = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), self._drain_timeout)
+        except TimeoutError:
+            pass
+        finally:
+            await self._http.aclose()
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _event(self, row: Row, table: Table, op: str, extra: dict[str, Any] | None = None) -> bytes:
+        body = {TABLE_FIELD: table.name, OP_FIELD: op, **(extra or {})}
+        body.update(self._encoder.values(row, table))
+        return self._wrap(body, table.name, op)
+
+    @staticmethod
+    def _wrap(body: dict[str, Any], table: str, op: str) -> bytes:
+        # Batch format: [{"Body": "<text>", "UserProperties": {…}}, …]; the body is the JSON text.
+        return ENCODE(
+            {"Body": ENCODE(body), "UserProperties": {TABLE_FIELD: table, OP_FIELD: op}}
+        ).encode()
+
+    async def _post(self, body: bytes, events: int) -> None:
+        what = f"send {events} events to {self.target.host}/{self.target.entity_path}"
+        for attempt in (1, 2):
+            headers = {"Authorization": self.tokens.token(), "Content-Type": BATCH_CONTENT_TYPE}
+            try:
+                response = await self._http.post(
+                    self.target.send_url, content=body, headers=headers
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                raise FabricUnavailable(f"{what}: cannot connect: {exc!r}") from exc
+            except httpx.TimeoutException as exc:
+                raise FabricUnavailable(
+                    f"{what}: no answer in time: {exc!r}", maybe_landed=True
+                ) from exc
+            except httpx.TransportError as exc:
+                raise FabricUnavailable(
+                    f"{what}: connection lost: {exc!r}", maybe_landed=True
+                ) from exc
+            if response.status_code == 401 and attempt == 1:
+                self.tokens.invalidate()  # clock skew or a just-expired token: sign anew once
+                continue
+            _raise_for(response, what, self.target)
+            return
+
+    @asynccontextmanager
+    async def _admitted(self) -> AsyncIterator[None]:
+        if self._closing:
+            raise SinkTransientError("the Eventstream sink is shutting down")
+        self._active += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+
+def _raise_for(response: httpx.Response, what: str, target: EventHubTarget) -> None:
+    status = response.status_code
+    if status in (200, 201):
+        return
+    text = response.text[:_BODY_EXCERPT]
+    if status == 429 or (status == 503 and "ServerBusy" in text):
+        raise FabricThrottled(
+            f"{what}: throttled by Event Hubs ({status}) {text}".strip(),
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            status=status,
+        )
+    if status >= 500 or status == 408:
+        raise FabricUnavailable(f"{what}: Event Hubs answered {status}: {text}", status=status)
+    if status == 413:
+        raise FabricTooLarge(f"{what}: Event Hubs answered 413: {text}")
+    if status in (401, 403, 404):
+        raise FabricAccessDenied(
+            f"{what}: Event Hubs refused the signature or the entity (HTTP {status}): check "
+            f"FABRIC__EVENTSTREAM_CONNECTION_STRING (key {target.key_name!r}, entity "
+            f"{target.entity_path!r}) against the custom endpoint's Keys tab: {text}",
+            status=status,
+        )
+    raise FabricRejected(what, status=status, body=text)
+
+
+class EventstreamDataset:
+    """`pulse dataset ensure|show` for SINK=fabric-eventstream: an Eventstream has no schema to
+    create; this checks the connection string signs and says how to route the events."""
+
+    def __init__(self, options: FabricOptions) -> None:
+        self._options = options
+
+    def _describe(self, verb: str) -> str:
+        target = target_from(self._options)
+        tokens = SasTokens(
+            target,
+            ttl_sec=self._options.sas_ttl_sec,
+            renew_before_sec=self._options.sas_renew_before_sec,
+        )
+        tokens.token()
+        return "\n".join(
+            [
+                f"Eventstream custom endpoint {verb}: {target.send_url} (key {target.key_name!r})",
+                f"  a SAS token signs (valid {self._options.sas_ttl_sec:.0f} s, renewed "
+                f"{self._options.sas_renew_before_sec:.0f} s before expiry)",
+                f"  note: nothing to create on the Eventstream side; route events by "
+                f"{TABLE_FIELD} (FactEvent, DimAgent, DimDate, DimMetric, DimShift) to their "
+                "destination tables",
+                "  note: for an Eventhouse destination, run `pulse dataset ensure` once with "
+                "SINK=fabric-eventhouse to create the tables and the KQL functions",
+            ]
+        )
+
+    async def ensure(self) -> str:
+        return self._describe("checked")
+
+    async def show(self) -> str:
+        return self._describe("configured")
