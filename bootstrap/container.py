@@ -29,6 +29,8 @@ from adapters_out.dynamodb.control import (
     DynamoVersionStore,
 )
 from adapters_out.dynamodb.ledger import DynamoLedger
+from adapters_out.fabric.eventhouse import EventhouseDataset, EventhouseSink
+from adapters_out.fabric.eventstream import EventstreamDataset, EventstreamSink
 from adapters_out.hubspot.crm import HubSpotCrm
 from adapters_out.powerbi.dataset import PowerBIDatasetTool
 from adapters_out.powerbi.limiter import REAL_TIME, Timebase
@@ -119,6 +121,33 @@ async def powerbi_sink(
         drain_timeout_sec=settings.drain_timeout_sec,
         timebase=timebase,
         authority_http_client=authority_http_client,
+    )
+    try:
+        yield sink
+    finally:
+        await sink.close()
+
+
+async def eventhouse_sink(
+    settings: Settings, authority_http_client: Any, transport: Any
+) -> AsyncIterator[EventhouseSink]:
+    """Fabric Eventhouse streaming ingestion (DESIGN §8)."""
+    sink = EventhouseSink.from_options(
+        settings.fabric,
+        authority_http_client=authority_http_client,
+        transport=transport,
+        drain_timeout_sec=settings.drain_timeout_sec,
+    )
+    try:
+        yield sink
+    finally:
+        await sink.close()
+
+
+async def eventstream_sink(settings: Settings, transport: Any) -> AsyncIterator[EventstreamSink]:
+    """Fabric Eventstream custom endpoint, Event Hubs HTTPS (DESIGN §8)."""
+    sink = EventstreamSink.from_options(
+        settings.fabric, transport=transport, drain_timeout_sec=settings.drain_timeout_sec
     )
     try:
         yield sink
@@ -302,10 +331,19 @@ class Container(containers.DeclarativeContainer):
             powerbi_sink, settings, row_counts, dynamodb, powerbi_timebase, powerbi_authority_http
         ),
     )
+    # Tests point the Fabric sinks' HTTP at local emulators; production leaves both as None.
+    fabric_authority_http: providers.Object[Any] = providers.Object(None)
+    fabric_transport: providers.Object[Any] = providers.Object(None)
     sink = providers.Selector(
         settings.provided.sink,
         local=warehouse,
         powerbi=powerbi,
+        **{
+            "fabric-eventhouse": providers.Resource(
+                eventhouse_sink, settings, fabric_authority_http, fabric_transport
+            ),
+            "fabric-eventstream": providers.Resource(eventstream_sink, settings, fabric_transport),
+        },
     )
     # `pulse dataset ensure|show` for the configured sink
     dataset_tool = providers.Selector(
@@ -320,6 +358,15 @@ class Container(containers.DeclarativeContainer):
             settings.provided.powerbi,
             authority_http_client=powerbi_authority_http,
         ),
+        **{  # type: ignore[arg-type]  # mypy infers dict[str, object] for mixed providers
+            "fabric-eventhouse": providers.Singleton(
+                EventhouseDataset,
+                settings.provided.fabric,
+                authority_http_client=fabric_authority_http,
+                transport=fabric_transport,
+            ),
+            "fabric-eventstream": providers.Singleton(EventstreamDataset, settings.provided.fabric),
+        },
     )
 
     roster = providers.Selector(

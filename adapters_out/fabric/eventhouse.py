@@ -92,6 +92,7 @@ class EventhouseSink:
         *,
         authority_http_client: Any = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        drain_timeout_sec: float = 10.0,
     ) -> EventhouseSink:
         client, auth = build_client(
             options, authority_http_client=authority_http_client, transport=transport
@@ -109,6 +110,7 @@ class EventhouseSink:
             sender,
             mapping=options.mapping_name,
             inline_replace_max_bytes=options.inline_replace_max_bytes,
+            drain_timeout_sec=drain_timeout_sec,
             closers=(client.aclose, auth.close),
         )
 

@@ -88,6 +88,7 @@ class EventstreamSink:
         options: FabricOptions,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        drain_timeout_sec: float = 10.0,
     ) -> EventstreamSink:
         target = target_from(options)
         sender = Sender(
@@ -107,6 +108,7 @@ class EventstreamSink:
             tokens,
             timeout_sec=options.timeout_sec,
             max_connections=options.max_concurrency + 2,
+            drain_timeout_sec=drain_timeout_sec,
             transport=transport,
         )
 
@@ -231,8 +233,9 @@ def _raise_for(response: httpx.Response, what: str, target: EventHubTarget) -> N
         )
     if status >= 500 or status == 408:
         raise FabricUnavailable(f"{what}: Event Hubs answered {status}: {text}", status=status)
-    if status == 413:
-        raise FabricTooLarge(f"{what}: Event Hubs answered 413: {text}")
+    if status == 413 or (status == 403 and "exceeds the limit" in text):
+        # 413, or the documented "403 quota exceeded or message too large"
+        raise FabricTooLarge(f"{what}: Event Hubs answered {status}: {text}")
     if status in (401, 403, 404):
         raise FabricAccessDenied(
             f"{what}: Event Hubs refused the signature or the entity (HTTP {status}): check "

@@ -49,6 +49,7 @@ from tests.aws.factories import dynamodb_ledger, sqs_inbox
 from tests.emulators.aloware import AlowareEmulator
 from tests.emulators.hubspot import HubSpotEmulator
 from tests.fakes import FakeClock
+from tests.fabric.harness import eventhouse_sink_under_test, eventstream_sink_under_test
 from tests.powerbi.harness import powerbi_sink_under_test
 
 PassTime = Callable[[float], Awaitable[None]]
@@ -196,6 +197,8 @@ LEDGER_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_ledger, "dynamodb"
 SINK_FACTORIES: dict[str, StoreFactory] = {
     "sqlite": sqlite_warehouse,
     "powerbi": powerbi_sink_under_test,
+    "fabric-eventhouse": eventhouse_sink_under_test,
+    "fabric-eventstream": eventstream_sink_under_test,
 }
 ROSTER_FACTORIES: dict[str, RosterFactory] = {"static": static_roster, "aloware": aloware_roster}
 CRM_FACTORIES: dict[str, CrmFactory] = {"static": static_crm, "hubspot": hubspot_crm}
