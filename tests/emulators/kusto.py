@@ -327,7 +327,8 @@ class KustoEmulator:
         raw = await request.read()
         if request.headers.get("Content-Encoding") == "gzip":
             self.counters.gzipped += 1
-            raw = gzip.decompress(raw)
+            if raw[:2] == b"\x1f\x8b":  # aiohttp has usually inflated it already
+                raw = gzip.decompress(raw)
         if request.query.get("streamFormat") != "MultiJSON":
             raise _bad("streamFormat must be MultiJSON for this mapping")
         table = self.tables.get(request.match_info["table"])

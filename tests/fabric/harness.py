@@ -44,14 +44,14 @@ def eventhouse_settings(emulator: KustoEmulator, **overrides: Any) -> FabricSett
     return FabricSettings(**values)
 
 
-async def ensure(emulator: KustoEmulator, **overrides: Any) -> str:
-    """`pulse dataset ensure` with SINK=fabric-eventhouse."""
+async def ensure(emulator: KustoEmulator, *, show: bool = False, **overrides: Any) -> str:
+    """`pulse dataset ensure` (or `show`) with SINK=fabric-eventhouse."""
     session = AuthorityRedirect(emulator.url)
     try:
         tool = EventhouseDataset(
             eventhouse_settings(emulator, **overrides), authority_http_client=session
         )
-        return await tool.ensure()
+        return await (tool.show() if show else tool.ensure())
     finally:
         session.close()
 
