@@ -60,3 +60,22 @@ def test_nested_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPat
     settings = load_settings(aloware_auth="none", hubspot_auth="none")
     assert settings.goals.CALLS == 75
     assert settings.roster_agents == ["42", "43"]
+
+
+def test_fabric_sinks_name_what_they_lack(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FABRIC__QUERY_URI", "ftp://cluster.example")
+    with pytest.raises(SettingsError) as err:
+        load_settings(aloware_auth="none", hubspot_auth="none", sink="fabric-eventhouse")
+    lines = str(err.value).splitlines()
+    assert any("FABRIC__TENANT_ID" in line and "FABRIC__DATABASE" in line for line in lines)
+    assert any("FABRIC__QUERY_URI must be an https:// URL" in line for line in lines)
+
+    with pytest.raises(SettingsError, match="FABRIC__EVENTSTREAM_CONNECTION_STRING"):
+        load_settings(aloware_auth="none", hubspot_auth="none", sink="fabric-eventstream")
+    key = secrets.token_urlsafe(16)
+    monkeypatch.setenv(
+        "FABRIC__EVENTSTREAM_CONNECTION_STRING", f"Endpoint=sb://x/;SharedAccessKey={key}"
+    )
+    with pytest.raises(SettingsError, match="lacks SharedAccessKeyName, EntityPath") as bad:
+        load_settings(aloware_auth="none", hubspot_auth="none", sink="fabric-eventstream")
+    assert key not in str(bad.value)  # the error never echoes the key
