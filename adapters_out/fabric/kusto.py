@@ -194,6 +194,12 @@ def raise_for(response: httpx.Response, what: str, request_id: str, database: st
         raise FabricUnavailable(f"{where}: Kusto answered {status}: {message}", status=status)
     if status == 413:
         raise FabricTooLarge(f"{where}: Kusto answered 413: {message}")
+    if "of kind 'Database'" in message:
+        raise FabricAccessDenied(
+            f"{where}: there is no KQL database {database} the service principal can see "
+            f"({code or status}): check FABRIC__DATABASE and the principal's role on it.",
+            status=status,
+        )
     if any(marker in code for marker in _NOT_SET_UP) or status == 404:
         raise FabricAccessDenied(
             f"{where}: database {database} is not set up for Pulse ({code or status}: "
