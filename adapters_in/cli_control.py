@@ -88,22 +88,30 @@ async def run_use_case(
         return await control.extend_dates(
             ports, config, caller, dry_run=dry_run, progress=_progress_bar
         )
-    text = _read(args.file)
     if args.command == "metrics":
-        document = parse(MetricsFile, text)
+        document = _parse_file(MetricsFile, args.file)
         return await control.apply_metrics(
             document.document(document.month), ports, config, caller, dry_run=dry_run
         )
     return await control.apply_shifts(
-        parse(ShiftsBody, text).document(), ports, config, caller, dry_run=dry_run
+        _parse_file(ShiftsBody, args.file).document(), ports, config, caller, dry_run=dry_run
     )
 
 
-def _read(path: Path) -> str:
+def _read(path: Path) -> bytes:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes()
     except OSError as exc:
         raise ValidationFailed(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _parse_file(model: type[Any], path: Path) -> Any:
+    """The model from a JSON file; a problem names the file (not the API's `body`)."""
+    raw = _read(path)
+    try:
+        return parse(model, raw)
+    except ValidationFailed as exc:
+        raise ValidationFailed(f"{path}: {str(exc).removeprefix('body: ')}") from None
 
 
 def _progress_bar(done: int, total: int) -> None:
@@ -121,7 +129,11 @@ async def admin_call(args: argparse.Namespace, settings: Any = Provide["settings
     if settings.admin_hmac_secret is None:
         print("pulse: ADMIN_HMAC_SECRET is not set; cannot sign", file=sys.stderr)
         return 2
-    body = args.data.read_bytes() if args.data else b""
+    try:
+        body = _read(args.data) if args.data else b""
+    except ValidationFailed as exc:
+        print(f"pulse: {exc}", file=sys.stderr)
+        return 2
     base = args.url or f"http://{settings.host}:{settings.port}"
     headers = admin_auth.signed_headers(
         settings.admin_hmac_secret.get_secret_value(), args.method, args.path, body, time.time()
