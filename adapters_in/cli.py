@@ -186,7 +186,7 @@ def _report_row(row: Mapping[str, Any]) -> dict[str, Any]:
 async def check(
     args: argparse.Namespace,
     settings: EffectiveSettings = Provide["settings"],
-    dependencies: Mapping[str, Pingable] = Provide["health"],
+    dependencies: Mapping[str, Pingable] = Provide["probes"],
 ) -> int:
     print("Effective settings (secrets masked):")
     for key, value in sorted(_flatten(settings.model_dump(mode="json")).items()):

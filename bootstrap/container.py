@@ -204,6 +204,14 @@ def aws_infra(settings: Settings) -> Callable[[bool], Awaitable[list[str]]]:
     return create
 
 
+def checked_dependencies(health: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """The health set plus each other store or vendor API that can be pinged (the static
+    roster and CRM read local files and have nothing to probe)."""
+    found = dict(health)
+    found.update({name: dep for name, dep in more.items() if callable(getattr(dep, "ping", None))})
+    return found
+
+
 def control_config(settings: Settings) -> ControlConfig:
     return ControlConfig(
         zone=settings.zone,
@@ -444,4 +452,8 @@ class Container(containers.DeclarativeContainer):
         inbox=inbox,
         ledger=ledger,
         sink=sink,
+    )
+    # `pulse check` probes every configured dependency; /readyz only what ingest needs now
+    probes: providers.Singleton[dict[str, Any]] = providers.Singleton(
+        checked_dependencies, health, roster=roster, crm=crm, control=audit_log
     )

@@ -129,3 +129,18 @@ async def call(
                 raise DynamoTransientError(f"dynamodb unreachable: {exc!r}") from exc
         await asyncio.sleep(delay)
         attempt += 1
+
+
+async def ensure_active(client: DynamoClient, table: str, backoff: Backoff) -> None:
+    """The table exists and takes writes (for /readyz and `pulse check`)."""
+    try:
+        answer = await call(client.describe_table, backoff, TableName=table)
+    except DynamoPermanentError as exc:
+        if "ResourceNotFoundException" in str(exc):
+            raise DynamoPermanentError(
+                f"table {table!r} not found (run `pulse infra create`)"
+            ) from exc
+        raise
+    status = answer["Table"]["TableStatus"]
+    if status not in ("ACTIVE", "UPDATING"):
+        raise DynamoPermanentError(f"table {table} is {status}")

@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from adapters_out.dynamodb.client import Backoff, ConditionFailed, DynamoClient, call
+from adapters_out.dynamodb.client import (
+    Backoff,
+    ConditionFailed,
+    DynamoClient,
+    call,
+    ensure_active,
+)
 from ports.clock import Clock
 from ports.control import AppliedVersion, AuditRecord
 
@@ -38,6 +44,9 @@ class _Store:
         return await call(
             getattr(self._client, operation), self._backoff, TableName=self._table, **params
         )
+
+    async def ping(self) -> None:
+        await ensure_active(self._client, self._table, self._backoff)
 
     async def _get(self, pk: str) -> dict[str, Any] | None:
         answer = await self._call("get_item", Key={"pk": {"S": pk}}, ConsistentRead=True)

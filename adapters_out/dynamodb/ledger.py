@@ -14,8 +14,8 @@ from adapters_out.dynamodb.client import (
     Backoff,
     ConditionFailed,
     DynamoClient,
-    DynamoPermanentError,
     call,
+    ensure_active,
 )
 from ports.clock import Clock
 from ports.ledger import Claim
@@ -204,17 +204,7 @@ class DynamoLedger:
         return 0  # DynamoDB's TTL deletes expired items itself
 
     async def ping(self) -> None:
-        try:
-            answer = await call(self._client.describe_table, self._backoff, TableName=self._table)
-        except DynamoPermanentError as exc:
-            if "ResourceNotFoundException" in str(exc):
-                raise DynamoPermanentError(
-                    f"table {self._table!r} not found (run `pulse infra create`)"
-                ) from exc
-            raise
-        status = answer["Table"]["TableStatus"]
-        if status not in ("ACTIVE", "UPDATING"):
-            raise DynamoPermanentError(f"table {self._table} is {status}")
+        await ensure_active(self._client, self._table, self._backoff)
 
     async def close(self) -> None:
         """The client belongs to the container; nothing of ours stays open."""

@@ -234,3 +234,17 @@ async def test_of_racing_replicas_exactly_one_gets_the_lease(stores: Stores) -> 
     ttl = timedelta(seconds=60)
     won = await asyncio.gather(*(stores.leases.acquire("job", f"r{i}", ttl) for i in range(8)))
     assert won.count(True) == 1
+
+
+async def test_a_missing_control_table_is_named_with_the_command_that_creates_it(
+    clock: FakeClock,
+) -> None:
+    async with dynamodb() as client:
+        present = dynamo.DynamoAuditLog(client, await new_table(client), clock)
+        missing = dynamo.DynamoAuditLog(client, "pulse-control-never-created", clock)
+
+        await present.ping()
+        with pytest.raises(
+            Exception, match=r"'pulse-control-never-created' not found \(run `pulse infra create`\)"
+        ):
+            await missing.ping()

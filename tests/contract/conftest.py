@@ -48,8 +48,8 @@ from ports.sink import Sink
 from tests.aws.factories import dynamodb_ledger, sqs_inbox
 from tests.emulators.aloware import AlowareEmulator
 from tests.emulators.hubspot import HubSpotEmulator
-from tests.fakes import FakeClock
 from tests.fabric.harness import eventhouse_sink_under_test, eventstream_sink_under_test
+from tests.fakes import FakeClock
 from tests.powerbi.harness import powerbi_sink_under_test
 
 PassTime = Callable[[float], Awaitable[None]]
