@@ -9,13 +9,14 @@ from typing import Any
 
 import httpx
 
+from adapters_out.common.admission import Admission
 from adapters_out.common.entra import ServicePrincipalAuth
 from adapters_out.common.rows import RowEncoder
 from adapters_out.fabric import kql
 from adapters_out.fabric.kusto import KustoClient
 from adapters_out.fabric.options import FabricOptions, eventhouse_required
 from adapters_out.fabric.sending import Framing, Sender
-from core.errors import SinkPermanentError, SinkTransientError
+from core.errors import SinkPermanentError
 from core.model import DimRow, FactEvent, Row
 from core.schema import BY_NAME, FACT_EVENT, TABLES, Table, table_of
 
@@ -80,10 +81,7 @@ class EventhouseSink:
         self._closers = tuple(closers)
         self._encoder = RowEncoder(max_string_chars=MAX_STRING_CHARS, sink="Kusto")
         self._table_locks: dict[str, asyncio.Lock] = {}
-        self._closing = False
-        self._active = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._gate = Admission("Eventhouse")
 
     @classmethod
     def from_options(
@@ -118,21 +116,18 @@ class EventhouseSink:
 
     async def append(self, facts: Sequence[FactEvent]) -> None:
         lines = [self._encoder.encode(f, FACT_EVENT).encode() for f in facts]
-        async with self._admitted():
+        async with self._gate.admitted():
             await self._ingest(FACT_EVENT, lines)
 
     async def ping(self) -> None:
         """Token and database reachable (for /readyz and `pulse check`)."""
-        async with self._admitted():
+        async with self._gate.admitted():
             await self.client.check_token()
             await self.client.mgmt(".show database cslschema")
 
     async def close(self) -> None:
-        self._closing = True
         try:
-            await asyncio.wait_for(self._idle.wait(), self._drain_timeout)
-        except TimeoutError:
-            pass
+            await self._gate.close(self._drain_timeout)
         finally:
             for close in self._closers:
                 await close()
@@ -144,7 +139,7 @@ class EventhouseSink:
         for row in rows:
             table = table_of(row)
             by_table.setdefault(table.name, []).append(self._encoder.encode(row, table).encode())
-        async with self._admitted():
+        async with self._gate.admitted():
             await asyncio.gather(
                 *(self._locked_ingest(BY_NAME[name], lines) for name, lines in by_table.items())
             )
@@ -152,7 +147,7 @@ class EventhouseSink:
     async def replace(self, table: str, rows: Sequence[DimRow]) -> None:
         definition = _dimension(table, rows)
         values = [self._encoder.values(row, definition) for row in rows]
-        async with self._admitted(), self._lock(table):
+        async with self._gate.admitted(), self._lock(table):
             if not values:
                 await self._mgmt(kql.clear_table(definition))
                 return
@@ -188,19 +183,6 @@ class EventhouseSink:
 
     async def _mgmt(self, csl: str) -> list[dict[str, Any]]:
         return await self.sender.retrying(lambda: self.client.mgmt(csl))
-
-    @asynccontextmanager
-    async def _admitted(self) -> AsyncIterator[None]:
-        if self._closing:
-            raise SinkTransientError("the Eventhouse sink is shutting down")
-        self._active += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
 
     def stats(self) -> dict[str, Any]:
         s = self.sender.stats

@@ -4,14 +4,13 @@ commit means "handed to Fabric"; the Eventstream routes each event by its `Pulse
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
+from adapters_out.common.admission import Admission
 from adapters_out.common.rows import ENCODE, RowEncoder
 from adapters_out.fabric.errors import (
     FabricAccessDenied,
@@ -23,8 +22,7 @@ from adapters_out.fabric.errors import (
 from adapters_out.fabric.kusto import retry_after_seconds
 from adapters_out.fabric.options import FabricOptions
 from adapters_out.fabric.sas import EventHubTarget, SasTokens, parse_connection_string
-from adapters_out.fabric.sending import Framing, Sender
-from core.errors import SinkTransientError
+from adapters_out.fabric.sending import Framing, Sender, post
 from core.model import DimRow, FactEvent, Row
 from core.schema import BY_NAME, FACT_EVENT, Table, table_of
 
@@ -77,10 +75,7 @@ class EventstreamSink:
             ),
             transport=transport,
         )
-        self._closing = False
-        self._active = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._gate = Admission("Eventstream")
 
     @classmethod
     def from_options(
@@ -116,12 +111,12 @@ class EventstreamSink:
 
     async def append(self, facts: Sequence[FactEvent]) -> None:
         events = [self._event(f, FACT_EVENT, "append") for f in facts]
-        async with self._admitted():
+        async with self._gate.admitted():
             await self.sender.send(events, self._post)
 
     async def upsert(self, rows: Sequence[DimRow]) -> None:
         events = [self._event(r, table_of(r), "upsert") for r in rows]
-        async with self._admitted():
+        async with self._gate.admitted():
             await self.sender.send(events, self._post)
 
     async def replace(self, table: str, rows: Sequence[DimRow]) -> None:
@@ -143,14 +138,14 @@ class EventstreamSink:
                     "replace", status=400, body=f"a {type(row).__name__} row cannot go to {table}"
                 )
             events.append(self._event(row, definition, "replace-row", extra))
-        async with self._admitted():
+        async with self._gate.admitted():
             # Event Hubs keeps order within a partition only; the marker's row count lets a
             # reader tell a complete replace from one still arriving.
             await self.sender.send(events, self._post)
 
     async def ping(self) -> None:
         """The connection string parses and signs; the namespace answers over HTTPS."""
-        async with self._admitted():
+        async with self._gate.admitted():
             self.tokens.token()
             try:
                 await self._http.get(f"https://{self.target.host}/", timeout=10.0)
@@ -160,11 +155,8 @@ class EventstreamSink:
                 ) from exc
 
     async def close(self) -> None:
-        self._closing = True
         try:
-            await asyncio.wait_for(self._idle.wait(), self._drain_timeout)
-        except TimeoutError:
-            pass
+            await self._gate.close(self._drain_timeout)
         finally:
             await self._http.aclose()
 
@@ -186,38 +178,14 @@ class EventstreamSink:
         what = f"send {events} events to {self.target.host}/{self.target.entity_path}"
         for attempt in (1, 2):
             headers = {"Authorization": self.tokens.token(), "Content-Type": BATCH_CONTENT_TYPE}
-            try:
-                response = await self._http.post(
-                    self.target.send_url, content=body, headers=headers
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                raise FabricUnavailable(f"{what}: cannot connect: {exc!r}") from exc
-            except httpx.TimeoutException as exc:
-                raise FabricUnavailable(
-                    f"{what}: no answer in time: {exc!r}", maybe_landed=True
-                ) from exc
-            except httpx.TransportError as exc:
-                raise FabricUnavailable(
-                    f"{what}: connection lost: {exc!r}", maybe_landed=True
-                ) from exc
+            response = await post(
+                self._http, self.target.send_url, what, content=body, headers=headers
+            )
             if response.status_code == 401 and attempt == 1:
                 self.tokens.invalidate()  # clock skew or a just-expired token: sign anew once
                 continue
             _raise_for(response, what, self.target)
             return
-
-    @asynccontextmanager
-    async def _admitted(self) -> AsyncIterator[None]:
-        if self._closing:
-            raise SinkTransientError("the Eventstream sink is shutting down")
-        self._active += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
 
 
 def _raise_for(response: httpx.Response, what: str, target: EventHubTarget) -> None:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 
 from adapters_out.common.entra import TokenProvider
+from adapters_out.fabric import sending
 from adapters_out.fabric.errors import (
     FabricAccessDenied,
     FabricRejected,
@@ -122,18 +123,9 @@ class KustoClient:
                 "Authorization": f"Bearer {token}",
                 "x-ms-client-request-id": request_id,
             }
-            try:
-                response = await self._http.post(path, content=content, headers=sent, params=params)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                raise FabricUnavailable(f"{what}: cannot connect: {exc!r}") from exc
-            except httpx.TimeoutException as exc:
-                raise FabricUnavailable(
-                    f"{what}: no answer in time: {exc!r}", maybe_landed=True
-                ) from exc
-            except httpx.TransportError as exc:
-                raise FabricUnavailable(
-                    f"{what}: connection lost: {exc!r}", maybe_landed=True
-                ) from exc
+            response = await sending.post(
+                self._http, path, what, content=content, headers=sent, params=params
+            )
             if response.status_code == 401 and attempt == 1:
                 # an expired or revoked token: drop it once and retry with a fresh one
                 await self._tokens.invalidate(token)

@@ -8,7 +8,9 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import httpx
 
 from adapters_out.fabric.errors import (
     FabricRejected,
@@ -18,6 +20,19 @@ from adapters_out.fabric.errors import (
 )
 
 T = TypeVar("T")
+
+
+async def post(http: httpx.AsyncClient, url: str, what: str, **kwargs: Any) -> httpx.Response:
+    """One POST; a transport failure becomes `FabricUnavailable` (`maybe_landed` once the
+    request may have reached the service, so a repeat is possible)."""
+    try:
+        return await http.post(url, **kwargs)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise FabricUnavailable(f"{what}: cannot connect: {exc!r}") from exc
+    except httpx.TimeoutException as exc:
+        raise FabricUnavailable(f"{what}: no answer in time: {exc!r}", maybe_landed=True) from exc
+    except httpx.TransportError as exc:
+        raise FabricUnavailable(f"{what}: connection lost: {exc!r}", maybe_landed=True) from exc
 
 
 @dataclass(slots=True)

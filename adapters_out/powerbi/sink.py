@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
+from adapters_out.common.admission import Admission
 from adapters_out.powerbi.batcher import Batcher
 from adapters_out.powerbi.client import PowerBIClient, build_client
 from adapters_out.powerbi.dataset import resolve_dataset_id
 from adapters_out.powerbi.limiter import REAL_TIME, Budgets, Limiter, RowCounts, Timebase
 from adapters_out.powerbi.options import PowerBIOptions
 from adapters_out.powerbi.schema import encode_row
-from core.errors import SinkPermanentError, SinkTransientError
+from core.errors import SinkPermanentError
 from core.model import DimRow, FactEvent
 from core.schema import BY_NAME, FACT_EVENT, table_of
 from ports.control import RowCounts as CountStore
@@ -71,10 +71,7 @@ class PowerBISink:
         self._dataset_id: str | None = None
         self._resolving: asyncio.Future[str] | None = None
         self._replacing: dict[str, asyncio.Lock] = {}
-        self._closing = False
-        self._active = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._gate = Admission("Power BI")
 
     @classmethod
     def from_options(
@@ -117,13 +114,13 @@ class PowerBISink:
         if not facts:
             return
         encoded = [encode_row(fact, FACT_EVENT) for fact in facts]
-        async with self._admitted():
+        async with self._gate.admitted():
             await self.dataset_id()
             await self.batcher.submit({FACT_EVENT.name: encoded})
 
     async def ping(self) -> None:
         """Token, workspace and dataset reachable (for /readyz and `pulse check`)."""
-        async with self._admitted():
+        async with self._gate.admitted():
             await self._client.check_token()
             await self._client.list_datasets()
             await self._client.get_tables(await self.dataset_id())
@@ -131,31 +128,14 @@ class PowerBISink:
     async def close(self) -> None:
         """Refuse new calls, let admitted ones finish and the batcher flush (within the drain
         budget, in real seconds), fail what is left as transient, then close the clients."""
-        self._closing = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._drain_timeout
         try:
-            try:
-                await asyncio.wait_for(self._idle.wait(), self._drain_timeout)
-            except TimeoutError:
-                pass
+            await self._gate.close(self._drain_timeout)
             await self.batcher.drain(max(0.0, deadline - loop.time()))
         finally:
             for close in self._closers:
                 await close()
-
-    @asynccontextmanager
-    async def _admitted(self) -> AsyncIterator[None]:
-        if self._closing:
-            raise SinkTransientError("the Power BI sink is shutting down")
-        self._active += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
 
     # --- DimensionSink ----------------------------------------------------------------------
 
@@ -166,7 +146,7 @@ class PowerBISink:
             by_table.setdefault(table.name, []).append(encode_row(row, table))
         if not by_table:
             return
-        async with self._admitted():
+        async with self._gate.admitted():
             await self.dataset_id()
             await self.batcher.submit(by_table)
 
@@ -180,7 +160,7 @@ class PowerBISink:
             if table_of(row) is not definition:
                 raise SinkPermanentError(f"a {type(row).__name__} row cannot go to {table}")
             encoded.append(encode_row(row, definition))
-        async with self._admitted(), self._replacing.setdefault(table, asyncio.Lock()):
+        async with self._gate.admitted(), self._replacing.setdefault(table, asyncio.Lock()):
             dataset_id = await self.dataset_id()
             # Rows queued for this table before the call would otherwise land after the
             # delete and survive it.
