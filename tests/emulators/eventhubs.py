@@ -23,6 +23,8 @@ from urllib.parse import unquote, unquote_plus
 import httpx
 from aiohttp import web
 
+from tests.emulators.faults import Served
+
 BATCH_CONTENT_TYPE = "application/vnd.microsoft.servicebus.json"
 BATCH_LIMIT_BYTES = 1024 * 1024  # Event Hubs Standard: 1 MB per event or batch
 
@@ -58,7 +60,7 @@ class ReceivedEvent:
     user_properties: dict[str, Any]
 
 
-class EventHubsEmulator:
+class EventHubsEmulator(Served):
     def __init__(
         self,
         *,
@@ -76,8 +78,6 @@ class EventHubsEmulator:
         self.events: list[ReceivedEvent] = []
         self.faults = HubFaults()
         self.counters = HubCounters()
-        self.url = ""
-        self._runner: web.AppRunner | None = None
 
     @property
     def connection_string(self) -> str:
@@ -90,28 +90,9 @@ class EventHubsEmulator:
         """What the sink is given in tests: https://<namespace> → this emulator, over real HTTP."""
         return LoopbackTransport(self.namespace, self.url)
 
-    async def start(self) -> EventHubsEmulator:
-        app = web.Application(client_max_size=16 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/{entity}/messages", self._send)
         app.router.add_get("/", self._root)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> EventHubsEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # --- the service --------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Self
 
 from aiohttp import web
 
@@ -60,3 +61,37 @@ class LocalServer:
 
     async def close(self) -> None:
         await self._runner.cleanup()
+
+
+class Served:
+    """Base of the cloud emulators: a subclass adds its routes; `async with` serves them on
+    127.0.0.1 at a free port, at `url`."""
+
+    url = ""
+    max_body_bytes = 64 * 1024 * 1024
+    _runner: web.AppRunner | None = None
+
+    def add_routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> Self:
+        app = web.Application(client_max_size=self.max_body_bytes)
+        self.add_routes(app)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from tests.emulators.aad import KUSTO_SCOPE, TokenIssuer
 from tests.emulators.clock import RealTime
+from tests.emulators.faults import Served
 
 KQL_TYPES = ("long", "real", "bool", "datetime", "string", "int", "dynamic")
 STREAMING_LIMIT_BYTES = 4 * 1024 * 1024  # "Streaming ingestion: 4 MB per request"
@@ -218,7 +219,7 @@ _COMMANDS = {
 }
 
 
-class KustoEmulator:
+class KustoEmulator(Served):
     """One Eventhouse query endpoint holding one KQL database, plus Entra ID on the same port."""
 
     def __init__(
@@ -243,33 +244,12 @@ class KustoEmulator:
         self.functions: dict[str, dict[str, str]] = {}
         self.faults = KustoFaults()
         self.counters = KustoCounters()
-        self.url = ""
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> KustoEmulator:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
         self.aad.add_routes(app)
         app.router.add_post("/v1/rest/ingest/{database}/{table}", self._ingest)
         app.router.add_post("/v1/rest/mgmt", self._mgmt)
         app.router.add_post("/v1/rest/query", self._query)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> KustoEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # --- what tests read ----------------------------------------------------------------------
 
