@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from adapters_out.powerbi.options import PowerBIOptions
 from adapters_out.powerbi.schema import encode_row
 from core.errors import SinkPermanentError
 from core.model import DimRow, FactEvent
-from core.schema import BY_NAME, FACT_EVENT, table_of
+from core.schema import BY_NAME, FACT_EVENT, key_of, table_of
 from ports.control import RowCounts as CountStore
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class PowerBISink:
         self._dataset_id: str | None = None
         self._resolving: asyncio.Future[str] | None = None
         self._replacing: dict[str, asyncio.Lock] = {}
+        # Dimension keys Power BI accepted from this process since the table's last DeleteRows
+        self._landed: dict[str, set[str]] = {}
         self._gate = Admission("Power BI")
 
     @classmethod
@@ -140,13 +143,28 @@ class PowerBISink:
     # --- DimensionSink ----------------------------------------------------------------------
 
     async def upsert(self, rows: Sequence[DimRow]) -> None:
-        by_table: dict[str, list[str]] = {}
-        for row in rows:
-            table = table_of(row)
-            by_table.setdefault(table.name, []).append(encode_row(row, table))
-        if not by_table:
+        """Rows whose key Power BI already accepted from this process are left out. Power BI
+        has no upsert, and a key twice on the one side of a relationship breaks the model:
+        - one call can land in part (past 250k rows, one request per 30 s and one table per
+          request, a second table can outwait POWERBI__APPEND_TIMEOUT_SEC after the first
+          landed): the caller's retry must not add the first table's keys again;
+        - a replace of the same table (the roster sync) may be running: its rows land first,
+          and these are checked against them."""
+        if not rows:
             return
         async with self._gate.admitted():
+            for name in {table_of(row).name for row in rows}:
+                replacing = self._replacing.get(name)
+                if replacing is not None and replacing.locked():
+                    async with replacing:
+                        pass
+            by_table: dict[str, list[str]] = {}
+            for row in rows:
+                table = table_of(row)
+                if key_of(row) not in self._landed.get(table.name, ()):
+                    by_table.setdefault(table.name, []).append(encode_row(row, table))
+            if not by_table:
+                return
             await self.dataset_id()
             await self.batcher.submit(by_table)
 
@@ -166,6 +184,7 @@ class PowerBISink:
             # delete and survive it.
             await self.batcher.quiesce(table)
             await self._client.delete_rows(dataset_id, table)
+            self._landed.pop(table, None)
             self.limiter.reset_table(table)
             await self._count(table, 0, reset=True)
             if encoded:
@@ -200,6 +219,9 @@ class PowerBISink:
     async def _post_rows(self, table: str, rows: Sequence[str]) -> None:
         assert self._dataset_id is not None
         await self._client.post_rows(self._dataset_id, table, rows)
+        if table != FACT_EVENT.name:  # dimension rows are few; facts may repeat (DISTINCTCOUNT)
+            column = BY_NAME[table].key
+            self._landed.setdefault(table, set()).update(str(json.loads(r)[column]) for r in rows)
         await self._count(table, len(rows))
 
     async def _count(self, table: str, rows: int, *, reset: bool = False) -> None:

@@ -11,8 +11,9 @@ from pydantic import SecretStr
 
 from adapters_out.powerbi.errors import PowerBIAccessDenied, PowerBIAuthError
 from core.calendar import dim_date
-from core.errors import SinkPermanentError
-from core.model import DimAgent, DimShift
+from core.errors import SinkPermanentError, SinkTransientError
+from core.model import DimAgent, DimRow, DimShift
+from tests.emulators.clock import ScaledTime
 from tests.emulators.powerbi import PowerBIEmulator
 from tests.powerbi.conftest import fact, facts
 from tests.powerbi.harness import powerbi_sink
@@ -158,3 +159,48 @@ async def test_close_waits_for_rows_already_handed_over(fast_emulator: PowerBIEm
 
     assert all(a.done() and a.exception() is None for a in appends)
     assert len(fast_emulator.rows("FactEvent")) == 200
+
+
+async def test_a_dimension_upsert_retried_after_a_partial_landing_posts_each_row_once() -> None:
+    """Past 250k rows one PostRows goes every 30 s, one table per request: an upsert spanning
+    two tables can see its first table land and its second outwait POWERBI__APPEND_TIMEOUT_SEC.
+    The caller gets a transient error and (the ledger claim released) upserts again; the row
+    that already landed must not go twice (a duplicate key on the one side of a relationship)."""
+    # 20x: the 10 emulated seconds either side of each deadline are half a real second
+    async with PowerBIEmulator(timebase=ScaledTime(20)) as emulator:
+        async with powerbi_sink(
+            emulator, row_counts={"FactEvent": 250_000}, append_timeout_sec=20
+        ) as sink:
+            emulator.seed_rows("FactEvent", 250_000)
+            rows: list[DimRow] = [agent("2"), dim_date(date(2025, 11, 5))]
+            failures = 0
+            for _ in range(4):  # each failure is redelivered, as core's ingest or extend_dates is
+                try:
+                    await sink.upsert(rows)
+                    break
+                except SinkTransientError:
+                    failures += 1
+
+    print(f"failed attempts {failures}, PostRows {emulator.counters.received_sizes}")
+    assert failures == 1  # the first attempt; the redelivery sends only what is missing
+    assert [r["AgentKey"] for r in emulator.rows("DimAgent")] == ["2"]
+    assert [r["DateKey"] for r in emulator.rows("DimDate")] == [20251105]
+
+
+async def test_an_upsert_during_a_replace_of_its_table_adds_no_second_copy(
+    fast_emulator: PowerBIEmulator,
+) -> None:
+    """The roster sync replaces DimAgent while ingest upserts the agent of an event: the
+    replace's rows land first and the upsert adds only keys they do not hold."""
+    async with powerbi_sink(fast_emulator) as sink:
+        await sink.ping()
+        replacing = asyncio.ensure_future(sink.replace("DimAgent", [agent("42"), agent("7")]))
+        for _ in range(1_000):  # until its DeleteRows is done and its PostRows queued
+            if fast_emulator.calls["DeleteRowsInGroup"]:
+                break
+            await asyncio.sleep(0.001)
+        assert not replacing.done()
+        await sink.upsert([agent("42"), agent("8")])
+        await replacing
+
+    assert sorted(r["AgentKey"] for r in fast_emulator.rows("DimAgent")) == ["42", "7", "8"]
