@@ -16,6 +16,7 @@ from aiohttp import web
 from tests.emulators import swagger
 from tests.emulators.aad import TokenIssuer
 from tests.emulators.clock import RealTime
+from tests.emulators.faults import Served
 
 GROUP = "/v1.0/myorg/groups/{groupId}"
 COLUMN_TYPES = ("Int64", "Double", "Boolean", "DateTime", "String")  # DESIGN §4, exact spelling
@@ -194,7 +195,7 @@ class EmulatedDataset:
         }
 
 
-class PowerBIEmulator:
+class PowerBIEmulator(Served):
     """Serves the AAD token flow and Power BI's InGroup push operations on one local port.
 
     Rejects what Power BI would (bodies checked against the swagger, rows type-checked
@@ -229,13 +230,10 @@ class PowerBIEmulator:
         self.faults = Faults()
         self.counters = Counters()
         self.calls: Counter[str] = Counter()
-        self.url = ""
-        self._runner: web.AppRunner | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    async def start(self) -> PowerBIEmulator:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
         self.aad.add_routes(app)
         app.router.add_get(f"{GROUP}/datasets", self._get_datasets)
         app.router.add_post(f"{GROUP}/datasets", self._post_dataset)
@@ -248,24 +246,6 @@ class PowerBIEmulator:
             f"{GROUP}/datasets/{{datasetId}}/tables/{{tableName}}/rows", self._delete_rows
         )
         app.router.add_route("*", "/v1.0/myorg/datasets{tail:.*}", self._my_workspace)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> PowerBIEmulator:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     @property
     def api_base_url(self) -> str:
