@@ -34,6 +34,7 @@ class ReportSource(Protocol):
 class EffectiveSettings(Protocol):
     host: str
     port: int
+    sink: str
 
     @property
     def zone(self) -> Any: ...
@@ -121,6 +122,14 @@ async def report(
     clock: Clock = Provide["clock"],
     settings: EffectiveSettings = Provide["settings"],
 ) -> int:
+    if settings.sink != "local":
+        print(
+            f"pulse: report reads the local warehouse, and SINK={settings.sink} writes elsewhere: "
+            "read the numbers where they land (the Power BI measures, or PulseDailyMetric() in "
+            "the KQL database).",
+            file=sys.stderr,
+        )
+        return 2
     day = args.date or clock.now().astimezone(settings.zone).date()
     rows = await warehouse.daily_metrics(date_key(day), args.agent)
     sys.stdout.write(render_report(rows, args.format, day))

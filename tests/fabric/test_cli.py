@@ -97,3 +97,17 @@ async def test_eventstream_dataset_ensure_checks_the_connection_string_and_says_
     assert f"https://{hub.namespace}/{hub.entity}/messages" in out
     assert "route events by PulseTable" in out
     assert hub.key not in out
+
+
+async def test_report_with_a_cloud_sink_says_where_the_numbers_are_instead_of_an_empty_table(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub = EventHubsEmulator()
+    monkeypatch.setenv("SINK", "fabric-eventstream")
+    monkeypatch.setenv("FABRIC__EVENTSTREAM_CONNECTION_STRING", hub.connection_string)
+
+    assert await run_cli(["report", "--date", "2025-11-05"]) == 2
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "SINK=fabric-eventstream writes elsewhere" in captured.err
