@@ -73,8 +73,7 @@ def make_admin(aiohttp_client: ClientMaker) -> Callable[..., Awaitable[Admin]]:
         world = World(RosterSnapshot((RosterAgent("2", "John", "john@example.test"),), "8465"))
         secret = secrets.token_urlsafe(32)
         api = AdminApi(world.ports, config(), FakeNonces(), secret, **options)
-        app = web.Application(middlewares=[edge_middleware])
-        app["body_limit"] = 1 << 20
+        app = web.Application(middlewares=[edge_middleware], client_max_size=1 << 20)
         api.register(app)
         return Admin(await aiohttp_client(app), world, secret)
 
