@@ -314,13 +314,28 @@ class Settings(BaseSettings):
             ]
             if missing:
                 found.append(f"SINK=powerbi needs {', '.join(missing)}")
-            longest = self.powerbi.append_timeout_sec + self.powerbi.timeout_sec
-            if longest >= self.ledger_lease_sec:
+        waits = {
+            "powerbi": ("POWERBI", self.powerbi.append_timeout_sec, self.powerbi.timeout_sec),
+            "fabric-eventhouse": (
+                "FABRIC",
+                self.fabric.append_timeout_sec,
+                self.fabric.timeout_sec,
+            ),
+            "fabric-eventstream": (
+                "FABRIC",
+                self.fabric.append_timeout_sec,
+                self.fabric.timeout_sec,
+            ),
+        }
+        if self.sink in waits:
+            prefix, append_timeout, timeout = waits[self.sink]
+            if append_timeout + timeout >= self.ledger_lease_sec:
                 found.append(
-                    f"POWERBI__APPEND_TIMEOUT_SEC + POWERBI__TIMEOUT_SEC ({longest:g} s, the "
-                    "longest a batch waits for Power BI) must be below LEDGER_LEASE_SEC "
-                    f"({self.ledger_lease_sec:g} s): otherwise the lease lapses while the rows "
-                    "are pending and another worker can claim the same events"
+                    f"{prefix}__APPEND_TIMEOUT_SEC + {prefix}__TIMEOUT_SEC "
+                    f"({append_timeout + timeout:g} s, the longest a batch waits for the sink) "
+                    f"must be below LEDGER_LEASE_SEC ({self.ledger_lease_sec:g} s): otherwise "
+                    "the lease lapses while the rows are pending and another worker can claim "
+                    "the same events"
                 )
         return found
 

@@ -79,3 +79,19 @@ def test_fabric_sinks_name_what_they_lack(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(SettingsError, match="lacks SharedAccessKeyName, EntityPath") as bad:
         load_settings(aloware_auth="none", hubspot_auth="none", sink="fabric-eventstream")
     assert key not in str(bad.value)  # the error never echoes the key
+
+
+def test_a_sink_wait_longer_than_the_ledger_lease_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hub = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;"
+    monkeypatch.setenv(
+        "FABRIC__EVENTSTREAM_CONNECTION_STRING",
+        f"{hub}SharedAccessKey={secrets.token_urlsafe(16)};EntityPath=es",
+    )
+    monkeypatch.setenv("FABRIC__APPEND_TIMEOUT_SEC", "100")
+    with pytest.raises(SettingsError, match=r"FABRIC__APPEND_TIMEOUT_SEC \+ FABRIC__TIMEOUT_SEC"):
+        load_settings(aloware_auth="none", hubspot_auth="none", sink="fabric-eventstream")
+
+    monkeypatch.setenv("LEDGER_LEASE_SEC", "180")
+    assert load_settings(aloware_auth="none", hubspot_auth="none", sink="fabric-eventstream")
