@@ -3,39 +3,15 @@ limits, and the faults of DESIGN §4 as Kusto shows them."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from adapters_out.fabric import kql
 from adapters_out.fabric.errors import FabricAccessDenied, FabricRejected
 from core.errors import SinkPermanentError, SinkTransientError
-from core.model import DateKey, DimAgent, EventKey, FactEvent, MetricID
 from core.schema import TABLES
+from tests.contract.test_sink_contract import agent, call
 from tests.emulators.kusto import KustoEmulator
 from tests.fabric.harness import ensure, eventhouse_sink
-
-SYNCED = datetime(2025, 11, 5, 6, 0, tzinfo=UTC)
-
-
-def call(n: int, agent: str = "42") -> FactEvent:
-    occurred = datetime(2025, 11, 5, 17, n % 60, tzinfo=UTC)
-    return FactEvent(
-        EventKey=EventKey(f"aloware:{n}"),
-        Source="aloware",
-        MetricID=MetricID.CALLS,
-        AgentKey=agent,
-        DateKey=DateKey(20251105),
-        ShiftKey="ALLDAY",
-        OccurredAtUtc=occurred,
-        OccurredAtLocal=occurred.replace(tzinfo=None),
-        MetricMonthKey="2025-11:CALLS",
-        DurationSec=n % 300,
-    )
-
-
-def agent(key: str, name: str) -> DimAgent:
-    return DimAgent(key, name, f"{name.lower()}@example.test", "8465", True, SYNCED)
 
 
 async def test_ensure_creates_tables_mappings_streaming_policy_and_functions() -> None:

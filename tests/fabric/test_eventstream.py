@@ -13,9 +13,9 @@ from adapters_out.fabric.errors import FabricAccessDenied
 from adapters_out.fabric.eventstream import EventstreamSink
 from adapters_out.fabric.sas import EventHubTarget, SasTokens, parse_connection_string, sas_token
 from core.errors import SinkTransientError
+from tests.contract.test_sink_contract import call
 from tests.emulators.eventhubs import EventHubsEmulator
 from tests.fabric.harness import eventstream_destination, eventstream_settings, eventstream_sink
-from tests.fabric.test_eventhouse import call
 
 KAT_URI = "https://pulse-test.servicebus.windows.net/es_pulse"
 KAT_KEY = "c2VjcmV0LWtleS1mb3Ita2F0LW9ubHk="  # a made-up key, for this known answer only
