@@ -63,10 +63,15 @@ class DynamoLedger:
         # One bound per process, shared by every worker, below the client's connection pool.
         self._slots = asyncio.Semaphore(concurrency)
         self.lost_commits = 0
+        # Keys DONE for good (dimension rows, committed `forever`) never change again: once
+        # seen they are answered from memory, sparing a conditional put (and its write unit)
+        # per key per batch.
+        self._kept: set[str] = set()
 
     async def claim(self, keys: Sequence[str], lease: timedelta) -> Claim:
         token = uuid.uuid4().hex
-        unique = list(dict.fromkeys(keys))
+        unique = [key for key in dict.fromkeys(keys) if key not in self._kept]
+        kept = tuple(key for key in dict.fromkeys(keys) if key in self._kept)
         now = self._clock.now()
         results = await asyncio.gather(
             *(self._claim_one(key, token, now, lease) for key in unique), return_exceptions=True
@@ -81,7 +86,7 @@ class DynamoLedger:
         claim = Claim(
             token=token,
             claimed=tuple(verdicts[_Verdict.CLAIMED]),
-            done=tuple(verdicts[_Verdict.DONE]),
+            done=(*kept, *verdicts[_Verdict.DONE]),
             busy=tuple(verdicts[_Verdict.BUSY]),
         )
         if failure is not None:
@@ -123,6 +128,8 @@ class DynamoLedger:
             if holder is None:
                 continue  # released or expired between our put and our read: try again
             if holder.get("state", {}).get("S") == DONE:
+                if "expires_at" not in holder:
+                    self._kept.add(key)
                 return _Verdict.DONE
             if holder.get("claim_token", {}).get("S") == token:
                 return _Verdict.CLAIMED  # our earlier attempt landed; only its answer was lost
@@ -146,7 +153,10 @@ class DynamoLedger:
     ) -> None:
         now = self._clock.now().timestamp()
         expires = None if forever else str(int(now + self._ttl.total_seconds()))
-        await self._each(claim.claimed if keys is None else keys, self._commit_one, claim, expires)
+        committed = claim.claimed if keys is None else keys
+        await self._each(committed, self._commit_one, claim, expires)
+        if forever:  # the rows are in the sink (commit follows the push): never claim them again
+            self._kept.update(committed)
 
     async def _commit_one(self, key: str, claim: Claim, expires: str | None) -> None:
         values = {":done": {"S": DONE}, ":token": {"S": claim.token}}

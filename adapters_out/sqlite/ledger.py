@@ -35,23 +35,31 @@ class SqliteLedger:
         self.db = Database(path, SCHEMA)
         self.clock = clock
         self.ttl = ttl
+        # Keys DONE for good (dimension rows, committed `forever`) never change again: once seen,
+        # they are answered from memory, and a batch whose dimensions are all known costs no
+        # transaction.
+        self._kept: set[str] = set()
 
     async def claim(self, keys: Sequence[str], lease: timedelta) -> Claim:
         token = secrets.token_hex(16)
-        wanted = list(dict.fromkeys(keys))  # a key given twice is claimed once
+        unique = list(dict.fromkeys(keys))  # a key given twice is claimed once
+        kept = [key for key in unique if key in self._kept]
+        wanted = [key for key in unique if key not in self._kept]
         if not wanted:
-            return Claim(token=token, claimed=())
+            return Claim(token=token, claimed=(), done=tuple(kept))
         now = self.clock.now().timestamp()
         lease_until = now + lease.total_seconds()
 
         def claim(conn: sqlite3.Connection) -> Claim:
             with self.db.transaction(conn):
                 existing = _states(conn, wanted)
-                claimed, done, busy = [], [], []
+                claimed, done, busy = [], list(kept), []
                 for key in wanted:
-                    state, held_until = existing.get(key, (None, None))
+                    state, held_until, expires_at = existing.get(key, (None, None, None))
                     if state == DONE:
                         done.append(key)
+                        if expires_at is None:
+                            self._kept.add(key)
                     elif state == PENDING and held_until is not None and held_until >= now:
                         busy.append(key)
                     else:  # absent, or PENDING under a lease that ran out: take it over
@@ -85,6 +93,8 @@ class SqliteLedger:
                 )
 
         await self.db.run(commit)
+        if forever:  # the rows are in the sink (commit follows the push): never claim them again
+            self._kept.update(key for _, key, _ in rows)
 
     async def release(self, claim: Claim, keys: Sequence[str] | None = None) -> None:
         rows = [(key, claim.token) for key in _ours(claim, keys)]
@@ -123,13 +133,15 @@ def _ours(claim: Claim, keys: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(claim.claimed if keys is None else keys))
 
 
-def _states(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, tuple[str, float | None]]:
-    found: dict[str, tuple[str, float | None]] = {}
+def _states(
+    conn: sqlite3.Connection, keys: Sequence[str]
+) -> dict[str, tuple[str, float | None, int | None]]:
+    found: dict[str, tuple[str, float | None, int | None]] = {}
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
         marks = ",".join("?" * len(chunk))
-        for pk, state, lease_until in conn.execute(
-            f"SELECT pk, state, lease_until FROM ledger WHERE pk IN ({marks})", chunk
+        for pk, state, lease_until, expires_at in conn.execute(
+            f"SELECT pk, state, lease_until, expires_at FROM ledger WHERE pk IN ({marks})", chunk
         ):
-            found[pk] = (state, lease_until)
+            found[pk] = (state, lease_until, expires_at)
     return found

@@ -20,9 +20,17 @@ async def dynamodb_ledger(tmp_path: Path, clock: FakeClock) -> AsyncIterator[obj
 
     ttl = timedelta(days=14)
     async with dynamodb() as client:
-        ledger = DynamoLedger(client, await new_table(client), clock, ttl=ttl)
+        table = await new_table(client)
+        ledger = DynamoLedger(client, table, clock, ttl=ttl)
+
+        @asynccontextmanager
+        async def other_process() -> AsyncIterator[DynamoLedger]:
+            yield DynamoLedger(client, table, clock, ttl=ttl)
+
         try:
-            yield LedgerUnderTest(ledger, ttl, moving(clock), native_ttl=True)
+            yield LedgerUnderTest(
+                ledger, ttl, moving(clock), native_ttl=True, other_process=other_process
+            )
         finally:
             await ledger.close()
 

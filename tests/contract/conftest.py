@@ -92,6 +92,8 @@ class LedgerUnderTest:
     ttl: timedelta
     pass_time: PassTime
     native_ttl: bool = False  # the store deletes expired keys itself; purge_expired returns 0
+    other_process: Callable[[], AbstractAsyncContextManager[Ledger]] | None = None
+    """A second ledger on the same store, as another process (or a restart) would open it."""
 
 
 @dataclass
@@ -123,8 +125,17 @@ async def sqlite_inbox(tmp_path: Path, clock: FakeClock) -> AsyncIterator[InboxU
 async def sqlite_ledger(tmp_path: Path, clock: FakeClock) -> AsyncIterator[LedgerUnderTest]:
     ttl = timedelta(days=14)
     ledger = SqliteLedger(tmp_path / "ledger.sqlite", clock, ttl)
+
+    @asynccontextmanager
+    async def other_process() -> AsyncIterator[Ledger]:
+        other = SqliteLedger(tmp_path / "ledger.sqlite", clock, ttl)
+        try:
+            yield other
+        finally:
+            await other.close()
+
     try:
-        yield LedgerUnderTest(ledger, ttl, moving(clock))
+        yield LedgerUnderTest(ledger, ttl, moving(clock), other_process=other_process)
     finally:
         await ledger.close()
 

@@ -198,6 +198,33 @@ async def test_a_key_committed_forever_outlives_the_ttl(
     await ledger.purge_expired()
 
     assert (await ledger.claim(["dim:DimDate:20251105"], LEASE)).done == ("dim:DimDate:20251105",)
+    assert ledger_under_test.other_process is not None
+    async with ledger_under_test.other_process() as restarted:  # the store kept it, not a cache
+        kept = await restarted.claim(["dim:DimDate:20251105", "dim:DimDate:20251106"], LEASE)
+    assert kept.done == ("dim:DimDate:20251105",)
+    assert kept.claimed == ("dim:DimDate:20251106",)
+
+
+async def test_keys_kept_forever_and_keys_with_a_ttl_are_told_apart_by_another_process(
+    ledger_under_test: LedgerUnderTest,
+) -> None:
+    ledger = ledger_under_test.ledger
+    await ledger.commit(await ledger.claim(["dim:DimDate:20251105"], LEASE), forever=True)
+    await ledger.commit(await ledger.claim(["aloware:1"], LEASE))
+    assert ledger_under_test.other_process is not None
+
+    async with ledger_under_test.other_process() as other:
+        first = await other.claim(["dim:DimDate:20251105", "aloware:1"], LEASE)
+        await ledger_under_test.pass_time(ledger_under_test.ttl.total_seconds() + 120)
+        await other.purge_expired()
+        await ledger.purge_expired()
+        later = await other.claim(["dim:DimDate:20251105", "aloware:1"], LEASE)
+
+    assert set(first.done) == {"dim:DimDate:20251105", "aloware:1"}
+    assert "dim:DimDate:20251105" in later.done  # remembered for good, by store and process
+    if not ledger_under_test.native_ttl:  # DynamoDB's TTL sweeps when it likes (up to days)
+        assert later.done == ("dim:DimDate:20251105",)
+        assert later.claimed == ("aloware:1",)  # a TTL key is never cached past its expiry
 
 
 async def test_ping_answers(ledger_under_test: LedgerUnderTest) -> None:
