@@ -66,7 +66,7 @@ class PowerBISettings(BaseModel):
     append_timeout_sec: float = Field(
         80,
         gt=0,
-        description="Longest a batch waits for a PostRows slot; plus TIMEOUT_SEC, below LEDGER_LEASE_SEC",
+        description="Longest a batch waits for a PostRows slot; twice this plus TIMEOUT_SEC stays below LEDGER_LEASE_SEC",
     )
 
 
@@ -98,7 +98,7 @@ class FabricSettings(BaseModel):
     timeout_sec: float = Field(30, gt=0)
     max_concurrency: int = Field(4, ge=1, le=64)
     append_timeout_sec: float = Field(
-        80, gt=0, description="Retries of one append stop after this; keep below LEDGER_LEASE_SEC"
+        80, gt=0, description="Retries of one append stop after this; twice this plus TIMEOUT_SEC stays below LEDGER_LEASE_SEC"
     )
     retry_base_sec: float = Field(0.5, gt=0)
     retry_cap_sec: float = Field(30, gt=0)
@@ -177,7 +177,7 @@ class Settings(BaseSettings):
     # --- edge ---
     body_limit_bytes: int = Field(1024 * 1024, ge=1024)
     inbox_visibility_sec: float = Field(60, gt=0)
-    ledger_lease_sec: float = Field(120, gt=0)
+    ledger_lease_sec: float = Field(240, gt=0)
     ledger_ttl_days: int = Field(14, ge=1)
 
     # --- Aloware ---
@@ -329,10 +329,13 @@ class Settings(BaseSettings):
         }
         if self.sink in waits:
             prefix, append_timeout, timeout = waits[self.sink]
-            if append_timeout + timeout >= self.ledger_lease_sec:
+            # Under one fact claim a batch may wait twice: for the dimension rows its facts
+            # refer to, then for the facts (DESIGN §2 step 6).
+            longest = 2 * (append_timeout + timeout)
+            if longest >= self.ledger_lease_sec:
                 found.append(
-                    f"{prefix}__APPEND_TIMEOUT_SEC + {prefix}__TIMEOUT_SEC "
-                    f"({append_timeout + timeout:g} s, the longest a batch waits for the sink) "
+                    f"2 × ({prefix}__APPEND_TIMEOUT_SEC + {prefix}__TIMEOUT_SEC) = {longest:g} s, "
+                    "the longest a batch can wait for the sink (dimension rows, then facts), "
                     f"must be below LEDGER_LEASE_SEC ({self.ledger_lease_sec:g} s): otherwise "
                     "the lease lapses while the rows are pending and another worker can claim "
                     "the same events"

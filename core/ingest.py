@@ -96,7 +96,7 @@ class IngestConfig:
     goals: Mapping[MetricID, Goal] = field(default_factory=dict)
     policy: Policy = field(default_factory=Policy)
     workdays: frozenset[int] = frozenset(range(5))
-    lease: timedelta = timedelta(seconds=120)
+    lease: timedelta = timedelta(seconds=240)
     retry_base: timedelta = timedelta(seconds=2)
     retry_cap: timedelta = timedelta(minutes=5)
 

@@ -89,9 +89,9 @@ def test_a_sink_wait_longer_than_the_ledger_lease_is_refused(
         "FABRIC__EVENTSTREAM_CONNECTION_STRING",
         f"{hub}SharedAccessKey={secrets.token_urlsafe(16)};EntityPath=es",
     )
-    monkeypatch.setenv("FABRIC__APPEND_TIMEOUT_SEC", "100")
-    with pytest.raises(SettingsError, match=r"FABRIC__APPEND_TIMEOUT_SEC \+ FABRIC__TIMEOUT_SEC"):
+    monkeypatch.setenv("FABRIC__APPEND_TIMEOUT_SEC", "100")  # 2 × (100 + 30) ≥ 240
+    with pytest.raises(SettingsError, match=r"2 × \(FABRIC__APPEND_TIMEOUT_SEC \+ FABRIC__TIMEOUT"):
         load_settings(aloware_auth="none", hubspot_auth="none", sink="fabric-eventstream")
 
-    monkeypatch.setenv("LEDGER_LEASE_SEC", "180")
+    monkeypatch.setenv("LEDGER_LEASE_SEC", "300")
     assert load_settings(aloware_auth="none", hubspot_auth="none", sink="fabric-eventstream")
