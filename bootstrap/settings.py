@@ -98,7 +98,9 @@ class FabricSettings(BaseModel):
     timeout_sec: float = Field(30, gt=0)
     max_concurrency: int = Field(4, ge=1, le=64)
     append_timeout_sec: float = Field(
-        80, gt=0, description="Retries of one append stop after this; twice this plus TIMEOUT_SEC stays below LEDGER_LEASE_SEC"
+        80,
+        gt=0,
+        description="Retries of one append stop after this; twice this plus TIMEOUT_SEC stays below LEDGER_LEASE_SEC",
     )
     retry_base_sec: float = Field(0.5, gt=0)
     retry_cap_sec: float = Field(30, gt=0)
