@@ -95,14 +95,7 @@ class EventhouseSink:
         client, auth = build_client(
             options, authority_http_client=authority_http_client, transport=transport
         )
-        sender = Sender(
-            max_bytes=options.max_request_bytes,
-            framing=MULTIJSON,
-            max_concurrency=options.max_concurrency,
-            deadline_sec=options.append_timeout_sec,
-            retry_base_sec=options.retry_base_sec,
-            retry_cap_sec=options.retry_cap_sec,
-        )
+        sender = Sender.from_options(options, options.max_request_bytes, MULTIJSON)
         return cls(
             client,
             sender,
@@ -159,12 +152,6 @@ class EventhouseSink:
             await self._ingest(
                 definition, [self._encoder.encode(row, definition).encode() for row in rows]
             )
-
-    # --- readers (tests, `pulse report` against Fabric) -------------------------------------
-
-    async def daily_metrics(self, date_key: int, agent: str | None = None) -> list[dict[str, Any]]:
-        """`PulseDailyMetric(date, date)`: the same rows the local sink's view gives."""
-        return await self.client.query(kql.daily_metric_query(date_key, date_key, agent))
 
     # --- plumbing ---------------------------------------------------------------------------
 

@@ -86,14 +86,7 @@ class EventstreamSink:
         drain_timeout_sec: float = 10.0,
     ) -> EventstreamSink:
         target = target_from(options)
-        sender = Sender(
-            max_bytes=options.eventstream_max_request_bytes,
-            framing=BATCH,
-            max_concurrency=options.max_concurrency,
-            deadline_sec=options.append_timeout_sec,
-            retry_base_sec=options.retry_base_sec,
-            retry_cap_sec=options.retry_cap_sec,
-        )
+        sender = Sender.from_options(options, options.eventstream_max_request_bytes, BATCH)
         tokens = SasTokens(
             target, ttl_sec=options.sas_ttl_sec, renew_before_sec=options.sas_renew_before_sec
         )

@@ -195,10 +195,3 @@ FUNCTIONS: tuple[Function, ...] = (
     *(_per_metric(m) for m in MetricID),
     DAILY_METRIC,
 )
-
-
-def daily_metric_query(from_key: int, to_key: int, agent: str | None = None) -> str:
-    query = f"{DAILY_METRIC.name}({int(from_key)}, {int(to_key)})"
-    if agent is not None:
-        query += f"\n| where AgentKey == {string_literal(agent)}"
-    return query + "\n| order by AgentName asc, MetricID asc"

@@ -83,9 +83,6 @@ class KustoClient:
         """A management command; the primary result's rows as column → value."""
         return await self._command("v1/rest/mgmt", csl, "mgmt")
 
-    async def query(self, csl: str) -> list[dict[str, Any]]:
-        return await self._command("v1/rest/query", csl, "query")
-
     async def check_token(self) -> None:
         await self._tokens.token()
 

@@ -18,6 +18,7 @@ from adapters_out.fabric.errors import (
     FabricTooLarge,
     FabricUnavailable,
 )
+from adapters_out.fabric.options import FabricOptions
 
 T = TypeVar("T")
 
@@ -110,6 +111,19 @@ class Sender:
         self._now = monotonic
         self.stats = SendStats()
         self.last_error = ""
+
+    @classmethod
+    def from_options(cls, options: FabricOptions, max_bytes: int, framing: Framing) -> Sender:
+        """FABRIC__MAX_CONCURRENCY, __APPEND_TIMEOUT_SEC and the retry settings, with a sink's
+        own size limit and framing."""
+        return cls(
+            max_bytes=max_bytes,
+            framing=framing,
+            max_concurrency=options.max_concurrency,
+            deadline_sec=options.append_timeout_sec,
+            retry_base_sec=options.retry_base_sec,
+            retry_cap_sec=options.retry_cap_sec,
+        )
 
     async def send(
         self, items: Sequence[bytes], post: Callable[[bytes, int], Awaitable[None]]

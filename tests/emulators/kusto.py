@@ -249,7 +249,6 @@ class KustoEmulator(Served):
         self.aad.add_routes(app)
         app.router.add_post("/v1/rest/ingest/{database}/{table}", self._ingest)
         app.router.add_post("/v1/rest/mgmt", self._mgmt)
-        app.router.add_post("/v1/rest/query", self._query)
 
     # --- what tests read ----------------------------------------------------------------------
 
@@ -379,13 +378,6 @@ class KustoEmulator(Served):
             raise _bad('the body must be {"db": …, "csl": …}')
         self._database(str(body.get("db")))
         return str(body["csl"])
-
-    async def _query(self, request: web.Request) -> web.Response:
-        try:
-            await self._command_body(request)
-        except KustoError as exc:
-            return exc.response()
-        return KustoError(400, "BadRequest_NotSupported", "the emulator runs no KQL").response()
 
     async def _mgmt(self, request: web.Request) -> web.Response:
         try:
