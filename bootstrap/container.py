@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from dependency_injector import containers, providers
 
-from adapters_in.cli_dataset import NoDatasetNeeded
+from adapters_in.cli.dataset import NoDatasetNeeded
 from adapters_in.metrics import Metrics
 from adapters_in.scheduler import ControlScheduler, Job, JobBoard
 from adapters_in.sources.aloware import AlowareSource

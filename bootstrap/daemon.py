@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from adapters_in import admin_auth
-from adapters_in.http.admin import AdminApi
+from adapters_in.http.admin import auth as admin_auth
+from adapters_in.http.admin.api import AdminApi
 from adapters_in.http.app import build_app
 from adapters_in.http.health import Health
 from adapters_in.http.webhooks import WebhookEdge

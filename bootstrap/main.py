@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from adapters_in import cli, cli_control, cli_dataset, cli_infra
+from adapters_in.cli import control as cli_control
+from adapters_in.cli import dataset as cli_dataset
+from adapters_in.cli import infra as cli_infra
+from adapters_in.cli import main as cli
 from bootstrap.container import Container
 from bootstrap.logs import setup_logging
 from bootstrap.settings import SettingsError, load_settings

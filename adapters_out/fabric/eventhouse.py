@@ -9,13 +9,13 @@ from typing import Any
 
 import httpx
 
-from adapters_out.common.admission import Admission
-from adapters_out.common.entra import ServicePrincipalAuth
-from adapters_out.common.rows import RowEncoder
+from adapters_out.entra.tokens import ServicePrincipalAuth
 from adapters_out.fabric import kql
 from adapters_out.fabric.kusto import KustoClient
 from adapters_out.fabric.options import FabricOptions, eventhouse_required
 from adapters_out.fabric.sending import Framing, Sender
+from adapters_out.push.admission import Admission
+from adapters_out.push.rows import RowEncoder
 from core.errors import SinkPermanentError
 from core.model import DimRow, FactEvent, Row
 from core.schema import BY_NAME, FACT_EVENT, TABLES, Table, table_of

@@ -10,8 +10,6 @@ from typing import Any
 
 import httpx
 
-from adapters_out.common.admission import Admission
-from adapters_out.common.rows import ENCODE, RowEncoder
 from adapters_out.fabric.errors import (
     FabricAccessDenied,
     FabricRejected,
@@ -23,6 +21,8 @@ from adapters_out.fabric.kusto import retry_after_seconds
 from adapters_out.fabric.options import FabricOptions
 from adapters_out.fabric.sas import EventHubTarget, SasTokens, parse_connection_string
 from adapters_out.fabric.sending import Framing, Sender, post
+from adapters_out.push.admission import Admission
+from adapters_out.push.rows import ENCODE, RowEncoder
 from core.model import DimRow, FactEvent, Row
 from core.schema import BY_NAME, FACT_EVENT, Table, table_of
 

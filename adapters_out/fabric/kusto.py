@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
-from adapters_out.common.entra import TokenProvider
+from adapters_out.entra.tokens import TokenProvider
 from adapters_out.fabric import sending
 from adapters_out.fabric.errors import (
     FabricAccessDenied,

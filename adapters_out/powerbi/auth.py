@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters_out.common import entra
-from adapters_out.common.entra import TokenProvider
+from adapters_out.entra import tokens as entra
+from adapters_out.entra.tokens import TokenProvider
 from adapters_out.powerbi.errors import PowerBIAuthError
 
 __all__ = ["PowerBIAuthError", "ServicePrincipalAuth", "TokenProvider"]
@@ -14,7 +14,7 @@ POWERBI_SCOPE = "https://analysis.windows.net/powerbi/api/.default"
 
 
 class ServicePrincipalAuth(entra.ServicePrincipalAuth):
-    """`adapters_out.common.entra.ServicePrincipalAuth` raising `PowerBIAuthError`."""
+    """`adapters_out.entra.tokens.ServicePrincipalAuth` raising `PowerBIAuthError`."""
 
     error_type = PowerBIAuthError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters_out.common.entra import EntraAuthError
+from adapters_out.entra.tokens import EntraAuthError
 from core.errors import SinkPermanentError, SinkTransientError
 
 

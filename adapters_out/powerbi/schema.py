@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from adapters_out.common.rows import RowEncoder
+from adapters_out.push.rows import RowEncoder
 from core.model import MetricID, Row
 from core.schema import DIMENSIONS, FACT_EVENT, TABLES, Table
 

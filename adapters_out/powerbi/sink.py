@@ -10,13 +10,13 @@ from typing import Any
 
 import httpx
 
-from adapters_out.common.admission import Admission
 from adapters_out.powerbi.batcher import Batcher
 from adapters_out.powerbi.client import PowerBIClient, build_client
 from adapters_out.powerbi.dataset import resolve_dataset_id
 from adapters_out.powerbi.limiter import REAL_TIME, Budgets, Limiter, RowCounts, Timebase
 from adapters_out.powerbi.options import PowerBIOptions
 from adapters_out.powerbi.schema import encode_row
+from adapters_out.push.admission import Admission
 from core.errors import SinkPermanentError
 from core.model import DimRow, FactEvent
 from core.schema import BY_NAME, FACT_EVENT, key_of, table_of

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from adapters_in import admin_auth
-from adapters_in.http.admin import AdminApi
+from adapters_in.http.admin import auth as admin_auth
+from adapters_in.http.admin.api import AdminApi
 from adapters_in.http.middleware import edge_middleware
 from core.model import RosterAgent, RosterSnapshot
 from tests.control.fakes import World, config

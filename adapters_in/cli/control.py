@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 from dependency_injector.wiring import Provide, inject
 
-from adapters_in import admin_auth
-from adapters_in.admin_payloads import MetricsFile, ShiftsBody, parse
+from adapters_in.http.admin import auth as admin_auth
+from adapters_in.http.admin.payloads import MetricsFile, ShiftsBody, parse
 from core import control
 from core.control import Busy, Caller, ControlConfig, ControlPorts, Summary
 from core.errors import PulseError, ValidationFailed

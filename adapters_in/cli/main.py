@@ -14,7 +14,9 @@ from typing import Any, Protocol
 
 from dependency_injector.wiring import Provide, inject
 
-from adapters_in import cli_control, cli_dataset, cli_infra
+from adapters_in.cli import control as cli_control
+from adapters_in.cli import dataset as cli_dataset
+from adapters_in.cli import infra as cli_infra
 from core.calendar import date_key
 from ports.clock import Clock
 from ports.health import Pingable

@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters_in import admin_auth
-from adapters_in.admin_payloads import MetricsBody, ShiftsBody, parse
+from adapters_in.http.admin import auth as admin_auth
+from adapters_in.http.admin.payloads import MetricsBody, ShiftsBody, parse
 from adapters_in.http.middleware import JsonError
 from core import control
 from core.control import Busy, Caller, ControlConfig, ControlPorts, StaleVersion, Summary

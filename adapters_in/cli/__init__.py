@@ -1,0 +1,1 @@
+"""`pulse …`: the command line; `main` parses and dispatches, one module per command group."""

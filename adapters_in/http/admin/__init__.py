@@ -1,0 +1,1 @@
+"""The signed control-plane API: routes (`api`), request signing (`auth`), bodies (`payloads`)."""

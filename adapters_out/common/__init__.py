@@ -1,1 +1,0 @@
-"""Pieces several outbound technologies share (no technology package imports another)."""

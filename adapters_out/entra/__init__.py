@@ -1,0 +1,1 @@
+"""Microsoft Entra ID: service-principal tokens shared by the Power BI and Fabric sinks."""
