@@ -12,10 +12,17 @@ import httpx
 from dependency_injector import containers, providers
 
 from adapters_in.cli.dataset import NoDatasetNeeded
+from adapters_in.housekeeping import Housekeeping
+from adapters_in.http.admin import auth as admin_auth
+from adapters_in.http.admin.api import AdminApi
+from adapters_in.http.app import build_app
+from adapters_in.http.health import Health, readiness_checks
+from adapters_in.http.webhooks import WebhookEdge
 from adapters_in.metrics import Metrics
 from adapters_in.scheduler import ControlScheduler, Job, JobBoard
 from adapters_in.sources.aloware import AlowareSource
 from adapters_in.sources.hubspot import HubSpotSource
+from adapters_in.worker import InboxWorkers
 from adapters_out.aloware.roster import AlowareRoster
 from adapters_out.aws_infra import create_infra
 from adapters_out.clock import SystemClock
@@ -250,9 +257,45 @@ def webhook_sources(settings: Settings) -> dict[str, Any]:
     }
 
 
+def body_limit(configured: int, inbox: object) -> int:
+    """BODY_LIMIT_BYTES, lowered to what the inbox can hold (SQS: a 256 KiB message)."""
+    cap = getattr(inbox, "max_body_bytes", None)
+    return min(configured, cap) if isinstance(cap, int) else configured
+
+
+def admin_api(
+    settings: Settings,
+    ports: ControlPorts,
+    config: ControlConfig,
+    nonces: Any,
+    jobs: JobBoard,
+) -> AdminApi | None:
+    """The signed admin API, or None: it is off unless ADMIN_HMAC_SECRET is set."""
+    if settings.admin_hmac_secret is None:
+        return None
+    return AdminApi(
+        ports,
+        config,
+        nonces,
+        settings.admin_hmac_secret.get_secret_value(),
+        admin_auth.parse_networks(settings.admin_ip_allowlist),
+        admin_auth.parse_networks(settings.trusted_proxies),
+        jobs.as_dict,
+    )
+
+
+def listening_fields(settings: Settings) -> dict[str, Any]:
+    """What the "listening" log line says about the configuration."""
+    return {
+        "inbox": settings.inbox,
+        "ledger": settings.ledger,
+        "sink": settings.sink,
+        "workers": settings.workers,
+    }
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
-    __self__ = providers.Self()
 
     clock = providers.Singleton(SystemClock)
     metrics = providers.Singleton(Metrics)
@@ -446,7 +489,6 @@ class Container(containers.DeclarativeContainer):
         crm=crm,
         shifts=providers.Singleton(control.AppliedShiftRules, versions, clock),
     )
-    daemon = providers.Factory(Daemon, container=__self__)
     health: providers.Singleton[dict[str, Any]] = providers.Singleton(
         dict,
         inbox=inbox,
@@ -456,4 +498,54 @@ class Container(containers.DeclarativeContainer):
     # `pulse check` probes every configured dependency; /readyz only what ingest needs now
     probes: providers.Singleton[dict[str, Any]] = providers.Singleton(
         checked_dependencies, health, roster=roster, crm=crm, control=audit_log
+    )
+
+    # --- the daemon's parts (DESIGN §1): declared here, started and stopped by `Daemon` ----
+    workers = providers.Singleton(
+        InboxWorkers,
+        ingest_ports,
+        ingest_config,
+        clock,
+        metrics,
+        count=settings.provided.workers,
+        batch_size=settings.provided.batch_size,
+    )
+    edge = providers.Singleton(
+        WebhookEdge,
+        sources,
+        inbox,
+        clock,
+        metrics,
+        settings.provided.public_base_url,
+        # no exporter: no spans on the edge
+        tracing=providers.Callable(bool, settings.provided.otel_exporter_otlp_endpoint),
+    )
+    readiness = providers.Singleton(
+        Health,
+        health,
+        metrics,
+        checks=providers.Callable(readiness_checks, inbox, workers, job_board),
+    )
+    admin_api = providers.Callable(
+        admin_api, settings, control_ports, control_config, nonces, job_board
+    )
+    app = providers.Singleton(
+        build_app,
+        edge,
+        readiness,
+        providers.Callable(body_limit, settings.provided.body_limit_bytes, inbox),
+        admin=admin_api,
+    )
+    housekeeping = providers.Singleton(Housekeeping, inbox, ledger, metrics)
+    daemon = providers.Singleton(
+        Daemon,
+        app=app,
+        workers=workers,
+        scheduler=scheduler,
+        sinks=providers.Dict(sink=sink),
+        housekeeping=housekeeping,
+        roster=roster,
+        clock=clock,
+        drain_timeout_sec=settings.provided.drain_timeout_sec,
+        describe=providers.Callable(listening_fields, settings),
     )

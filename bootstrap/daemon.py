@@ -1,165 +1,155 @@
-"""The process lifecycle: one loop runs the HTTP site and the inbox workers; SIGTERM drains."""
+"""The process lifecycle: start in steps that each register their stop, serve, drain once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import signal
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from adapters_in.http.admin import auth as admin_auth
-from adapters_in.http.admin.api import AdminApi
-from adapters_in.http.app import build_app
-from adapters_in.http.health import Health
-from adapters_in.http.webhooks import WebhookEdge
-from adapters_in.worker import InboxWorkers
-
-if TYPE_CHECKING:
-    from bootstrap.container import Container
+from adapters_in.housekeeping import Housekeeping
+from adapters_in.scheduler import ControlScheduler
+from adapters_in.worker import DrainReport, InboxWorkers
+from ports.clock import Clock
+from ports.directory import Roster
 
 log = logging.getLogger("pulse.daemon")
 
-PURGE_EVERY_SEC = 3600
-INBOX_WEDGED_AFTER_SEC = 600
+SITE_SHUTDOWN_SEC = 5.0  # requests being stored when SIGTERM comes get this long to finish
+
+
+class StartFailed(Exception):
+    """A start step failed; `str()` is the one line `pulse serve` prints before exiting 2."""
+
+
+class Drainable(Protocol):
+    async def drain(self, budget_sec: float) -> None: ...
 
 
 class Daemon:
-    def __init__(self, container: Container) -> None:
-        self.container = container
-        self.settings = container.settings()
+    """One loop runs the HTTP site, the inbox workers, the scheduler and housekeeping.
+
+    The container builds every part; the daemon only starts and stops them. `run` starts them
+    one step at a time, each step registering its own stop, so a failure at any step unwinds
+    exactly what had started. SIGTERM/SIGINT then `drain` within one budget."""
+
+    def __init__(
+        self,
+        *,
+        app: web.Application,
+        workers: InboxWorkers,
+        scheduler: ControlScheduler,
+        sinks: Mapping[str, Drainable],
+        housekeeping: Housekeeping,
+        roster: Roster,
+        clock: Clock,
+        drain_timeout_sec: float,
+        describe: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.app = app
+        self.workers = workers
+        self.scheduler = scheduler
+        self.sinks = sinks
+        self.housekeeping = housekeeping
+        self.roster = roster
+        self.clock = clock
+        self.drain_timeout_sec = drain_timeout_sec
+        self.describe = dict(describe or {})
         self.stop_requested = asyncio.Event()
         self.port: int | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
 
     async def run(self, host: str, port: int) -> int:
-        c, s = self.container, self.settings
-        ports = await c.ingest_ports()  # type: ignore[misc]
-        metrics = c.metrics()
-        clock = c.clock()
-        health_deps = await c.health()  # type: ignore[misc]
-        roster = await ports.roster.snapshot()
-        if roster.count_everyone:
-            log.warning(
-                "roster is empty: every agent counts (set ROSTER_AGENTS, ROSTER_FILE or ROSTER=aloware)"
-            )
-        workers = InboxWorkers(
-            ports, c.ingest_config(), clock, metrics, count=s.workers, batch_size=s.batch_size
-        )
-
-        async def inbox_not_wedged() -> None:
-            stats = await ports.inbox.stats()
-            if stats.depth and stats.oldest_age_sec > INBOX_WEDGED_AFTER_SEC:
-                raise RuntimeError(f"oldest item waits {stats.oldest_age_sec:.0f} s")
-
-        async def workers_alive() -> None:
-            if workers.alive < workers.count:
-                raise RuntimeError(f"{workers.alive}/{workers.count} workers alive")
-
-        inbox_gauges: dict[str, float] = {}
-
-        def gauges() -> list[tuple[str, dict[str, str], float]]:
-            return [(f"inbox_{k}", {}, v) for k, v in inbox_gauges.items()]
-
-        metrics.gauge_source(gauges)
-        edge = WebhookEdge(
-            c.sources(),
-            ports.inbox,
-            clock,
-            metrics,
-            s.public_base_url,
-            tracing=bool(s.otel_exporter_otlp_endpoint),  # no exporter: no spans on the edge
-        )
-        scheduler = await c.scheduler()  # type: ignore[misc]
-        health = Health(
-            health_deps,
-            metrics,
-            {
-                "inbox_flowing": inbox_not_wedged,
-                "workers": workers_alive,
-                "jobs": scheduler.board.check,
-            },
-        )
-        app = build_app(edge, health, body_limit(s.body_limit_bytes, ports.inbox))
-        if s.admin_hmac_secret is not None:  # the admin API is off unless a secret is configured
-            AdminApi(
-                await c.control_ports(),  # type: ignore[misc]
-                c.control_config(),
-                await c.nonces(),
-                s.admin_hmac_secret.get_secret_value(),
-                admin_auth.parse_networks(s.admin_ip_allowlist),
-                admin_auth.parse_networks(s.trusted_proxies),
-                scheduler.board.as_dict,
-            ).register(app)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        self.port = _bound_port(runner, port)
-        workers.start()
-        scheduler.start()
-        # The roster refresh at start-up; replicas starting in the same minute run it once.
-        startup_sync = asyncio.create_task(
-            scheduler.run_once("sync_agents", f"startup-{clock.now():%Y-%m-%dT%H:%M}")
-        )
-        housekeeping = asyncio.create_task(self._housekeeping(ports, inbox_gauges))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop_requested.set)
-        log.info(
-            "listening",
-            extra={
-                "fields": {
-                    "url": f"http://{host}:{self.port}",
-                    "inbox": s.inbox,
-                    "ledger": s.ledger,
-                    "sink": s.sink,
-                    "workers": s.workers,
-                }
-            },
-        )
-        await self.stop_requested.wait()
-
-        log.info("stopping: no new requests; draining")
-        await runner.cleanup()  # stops accepting; lets requests being stored finish
-        scheduler.shutdown()
-        startup_sync.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await startup_sync
-        report = await workers.drain(s.drain_timeout_sec)
-        housekeeping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await housekeeping
+        async with contextlib.AsyncExitStack() as started:
+            await self.start(started, host, port)
+            await self.stop_requested.wait()
+            report = await self.drain(self.drain_timeout_sec)
         log.info(report.line(), extra={"fields": dataclasses.asdict(report)})
         return 0
 
-    async def _housekeeping(self, ports: Any, gauges: dict[str, float]) -> None:
-        since_purge = PURGE_EVERY_SEC
-        while True:
-            try:
-                stats = await ports.inbox.stats()
-                gauges.update(
-                    depth=stats.depth,
-                    oldest_age_seconds=stats.oldest_age_sec,
-                    dead_letters=stats.dead_letters,
+    async def start(self, started: contextlib.AsyncExitStack, host: str, port: int) -> None:
+        """Each step registers its stop on `started`; a failing step raises `StartFailed`."""
+        async with _step("the roster"):
+            if (await self.roster.snapshot()).count_everyone:
+                log.warning(
+                    "roster is empty: every agent counts "
+                    "(set ROSTER_AGENTS, ROSTER_FILE or ROSTER=aloware)"
                 )
-                if since_purge >= PURGE_EVERY_SEC:
-                    purged = await ports.ledger.purge_expired()
-                    since_purge = 0
-                    if purged:
-                        log.info("ledger purge", extra={"fields": {"purged": purged}})
+        async with _step(f"listening on {host}:{port}"):
+            self._runner = web.AppRunner(
+                self.app,
+                access_log=None,
+                shutdown_timeout=min(SITE_SHUTDOWN_SEC, self.drain_timeout_sec),
+            )
+            await self._runner.setup()
+            started.push_async_callback(self._runner.cleanup)
+            await web.TCPSite(self._runner, host, port).start()
+            self.port = _bound_port(self._runner, port)
+        self.workers.start()
+        started.push_async_callback(self.workers.drain, 0)  # a no-op once drained
+        async with _step("the scheduler"):
+            self.scheduler.start()
+            started.callback(self.scheduler.shutdown)
+        # The roster refresh at start-up; replicas starting in the same minute run it once.
+        occurrence = f"startup-{self.clock.now():%Y-%m-%dT%H:%M}"
+        self._tasks = [
+            asyncio.create_task(self.scheduler.run_once("sync_agents", occurrence)),
+            asyncio.create_task(self.housekeeping.run()),
+        ]
+        started.push_async_callback(self._cancel_tasks)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_requested.set)
+            started.callback(loop.remove_signal_handler, sig)
+        log.info(
+            "listening", extra={"fields": {"url": f"http://{host}:{self.port}", **self.describe}}
+        )
+
+    async def drain(self, budget_sec: float) -> DrainReport:
+        """Stop intake (requests being stored finish), stop the scheduler, let batches in
+        progress finish, then flush what the sinks buffer: all within `budget_sec` in total."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget_sec
+
+        def left() -> float:
+            return max(0.0, deadline - loop.time())
+
+        log.info("stopping: no new requests; draining")
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.scheduler.shutdown()
+        await self._cancel_tasks()
+        report = await self.workers.drain(left())
+        for name, sink in self.sinks.items():
+            try:
+                await sink.drain(left())
             except Exception:
-                log.exception("housekeeping failed")
-            await asyncio.sleep(15)
-            since_purge += 15
+                log.exception("sink drain failed", extra={"fields": {"sink": name}})
+        return report
+
+    async def _cancel_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def body_limit(configured: int, inbox: object) -> int:
-    """BODY_LIMIT_BYTES, lowered to what the inbox can hold (SQS: a 256 KiB message)."""
-    cap = getattr(inbox, "max_body_bytes", None)
-    return min(configured, cap) if isinstance(cap, int) else configured
+@contextlib.asynccontextmanager
+async def _step(what: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise StartFailed(f"{what}: the address is already in use") from exc
+        raise StartFailed(f"{what}: {exc.strerror or exc}") from exc
+    except Exception as exc:
+        raise StartFailed(f"{what}: {exc}") from exc
 
 
 def _bound_port(runner: web.AppRunner, asked: int) -> int:

@@ -16,6 +16,11 @@ class FactSink(Protocol):
 
     async def ping(self) -> None: ...
 
+    async def drain(self, budget_sec: float) -> None:
+        """Refuse new calls and flush what is buffered within `budget_sec`; what cannot be
+        flushed in time fails as transient (its envelopes are redelivered)."""
+        ...
+
     async def close(self) -> None: ...
 
 

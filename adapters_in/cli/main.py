@@ -23,10 +23,6 @@ from ports.health import Pingable
 from ports.inbox import DeadLetters
 
 
-class Runnable(Protocol):
-    async def run(self, host: str, port: int) -> int: ...
-
-
 class ReportSource(Protocol):
     async def daily_metrics(
         self, date_key: int, agent: str | None = None
@@ -89,8 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def dispatch(args: argparse.Namespace) -> int:
-    if args.command == "serve":
-        return await serve(args)
+    """Every command but `serve`, which `bootstrap.main` runs: the daemon's lifecycle."""
     if args.command == "report":
         return await report(args)
     if args.command == "check":
@@ -104,17 +99,6 @@ async def dispatch(args: argparse.Namespace) -> int:
     if args.command == "dead-letters":
         return await dead_letters(args)
     raise AssertionError(f"unhandled command {args.command}")
-
-
-@inject
-async def serve(
-    args: argparse.Namespace,
-    daemon: Runnable = Provide["daemon"],
-    settings: EffectiveSettings = Provide["settings"],
-) -> int:
-    return await daemon.run(
-        args.host or settings.host, args.port if args.port is not None else settings.port
-    )
 
 
 @inject

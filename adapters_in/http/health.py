@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from adapters_in.metrics import Metrics
+from adapters_in.scheduler import JobBoard
+from adapters_in.worker import InboxWorkers
 from ports.health import Pingable
+from ports.inbox import Inbox
 
 PING_TIMEOUT_SEC = 3.0
 
@@ -43,3 +46,24 @@ class Health:
 
     async def metrics_text(self, request: web.Request) -> web.Response:
         return web.Response(text=self.metrics.render(), content_type="text/plain")
+
+
+INBOX_WEDGED_AFTER_SEC = 600
+
+
+def readiness_checks(
+    inbox: Inbox, workers: InboxWorkers, jobs: JobBoard
+) -> dict[str, Callable[[], Awaitable[None]]]:
+    """The daemon's own readiness beyond its dependencies' pings: the inbox flows (its oldest
+    item waits less than ten minutes), every worker is alive, the last run of each job passed."""
+
+    async def inbox_flowing() -> None:
+        stats = await inbox.stats()
+        if stats.depth and stats.oldest_age_sec > INBOX_WEDGED_AFTER_SEC:
+            raise RuntimeError(f"oldest item waits {stats.oldest_age_sec:.0f} s")
+
+    async def workers_alive() -> None:
+        if workers.alive < workers.count:
+            raise RuntimeError(f"{workers.alive}/{workers.count} workers alive")
+
+    return {"inbox_flowing": inbox_flowing, "workers": workers_alive, "jobs": jobs.check}

@@ -118,9 +118,13 @@ class EventhouseSink:
             await self.client.check_token()
             await self.client.mgmt(".show database cslschema")
 
+    async def drain(self, budget_sec: float) -> None:
+        """Refuse new calls and let admitted ones finish within the budget."""
+        await self._gate.close(budget_sec)
+
     async def close(self) -> None:
         try:
-            await self._gate.close(self._drain_timeout)
+            await self.drain(0.0 if self._gate.closing else self._drain_timeout)
         finally:
             for close in self._closers:
                 await close()

@@ -147,9 +147,13 @@ class EventstreamSink:
                     f"Eventstream endpoint {self.target.host} unreachable: {exc!r}"
                 ) from exc
 
+    async def drain(self, budget_sec: float) -> None:
+        """Refuse new calls and let admitted ones finish within the budget."""
+        await self._gate.close(budget_sec)
+
     async def close(self) -> None:
         try:
-            await self._gate.close(self._drain_timeout)
+            await self.drain(0.0 if self._gate.closing else self._drain_timeout)
         finally:
             await self._http.aclose()
 

@@ -128,14 +128,18 @@ class PowerBISink:
             await self._client.list_datasets()
             await self._client.get_tables(await self.dataset_id())
 
-    async def close(self) -> None:
-        """Refuse new calls, let admitted ones finish and the batcher flush (within the drain
-        budget, in real seconds), fail what is left as transient, then close the clients."""
+    async def drain(self, budget_sec: float) -> None:
+        """Refuse new calls, let admitted ones finish and the batcher flush (within the
+        budget, in real seconds), and fail what is left as transient."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._drain_timeout
+        deadline = loop.time() + budget_sec
+        await self._gate.close(budget_sec)
+        await self.batcher.drain(max(0.0, deadline - loop.time()))
+
+    async def close(self) -> None:
+        """Drain (at once if the daemon already did), then close the clients."""
         try:
-            await self._gate.close(self._drain_timeout)
-            await self.batcher.drain(max(0.0, deadline - loop.time()))
+            await self.drain(0.0 if self._gate.closing else self._drain_timeout)
         finally:
             for close in self._closers:
                 await close()

@@ -191,6 +191,9 @@ class SqliteWarehouse:
     async def ping(self) -> None:
         await self.db.run(lambda conn: conn.execute("SELECT 1").fetchone())
 
+    async def drain(self, budget_sec: float) -> None:
+        """Every write is synchronous: nothing is buffered."""
+
     async def close(self) -> None:
         await self.db.close()
 

@@ -95,7 +95,7 @@ class Sender:
 async def serve(settings: Settings) -> AsyncIterator[str]:
     """The daemon on a free port, as `pulse serve` builds it; on exit, SIGTERM's drain path."""
     container = Container(settings=settings)
-    daemon = container.daemon()
+    daemon = await container.daemon()
     task = asyncio.create_task(daemon.run("127.0.0.1", 0))
     try:
         deadline = time.monotonic() + START_TIMEOUT_SEC

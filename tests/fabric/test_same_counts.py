@@ -117,7 +117,7 @@ async def eventhouse_daemon(kusto: KustoEmulator, data_dir: Path) -> AsyncIterat
     session = AuthorityRedirect(kusto.url)
     container = Container(settings=settings)
     container.fabric_authority_http.override(providers.Object(session))
-    daemon = container.daemon()
+    daemon = await container.daemon()
     task = asyncio.create_task(daemon.run("127.0.0.1", 0))
     try:
         deadline = time.monotonic() + START_TIMEOUT_SEC

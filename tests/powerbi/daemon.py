@@ -132,7 +132,7 @@ async def powerbi_daemon(
     container = Container(settings=settings)
     container.powerbi_authority_http.override(providers.Object(session))
     container.powerbi_timebase.override(providers.Object(emulator.time))
-    daemon = container.daemon()
+    daemon = await container.daemon()
     task = asyncio.create_task(daemon.run("127.0.0.1", 0))
     try:
         deadline = time.monotonic() + START_TIMEOUT_SEC
