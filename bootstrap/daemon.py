@@ -62,6 +62,7 @@ class Daemon:
         self.drain_timeout_sec = drain_timeout_sec
         self.describe = dict(describe or {})
         self.stop_requested = asyncio.Event()
+        self.started = asyncio.Event()  # set once every start step has run
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -108,6 +109,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_requested.set)
             started.callback(loop.remove_signal_handler, sig)
+        self.started.set()
         log.info(
             "listening", extra={"fields": {"url": f"http://{host}:{self.port}", **self.describe}}
         )
