@@ -17,7 +17,7 @@ from adapters_in.http.admin import auth as admin_auth
 from adapters_in.http.admin.api import AdminApi
 from adapters_in.http.app import build_app
 from adapters_in.http.health import Health, readiness_checks
-from adapters_in.http.webhooks import WebhookEdge
+from adapters_in.http.webhooks import StoreHealth, WebhookEdge
 from adapters_in.metrics import Metrics
 from adapters_in.scheduler import ControlScheduler, Job, JobBoard
 from adapters_in.sources.aloware import AlowareSource
@@ -510,6 +510,7 @@ class Container(containers.DeclarativeContainer):
         count=settings.provided.workers,
         batch_size=settings.provided.batch_size,
     )
+    store_health = providers.Singleton(StoreHealth, clock)
     edge = providers.Singleton(
         WebhookEdge,
         sources,
@@ -519,12 +520,13 @@ class Container(containers.DeclarativeContainer):
         settings.provided.public_base_url,
         # no exporter: no spans on the edge
         tracing=providers.Callable(bool, settings.provided.otel_exporter_otlp_endpoint),
+        store_health=store_health,
     )
     readiness = providers.Singleton(
         Health,
         health,
         metrics,
-        checks=providers.Callable(readiness_checks, inbox, workers, job_board),
+        checks=providers.Callable(readiness_checks, inbox, store_health, workers, job_board),
     )
     admin_api = providers.Callable(
         admin_api, settings, control_ports, control_config, nonces, job_board

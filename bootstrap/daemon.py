@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from adapters_in.housekeeping import Housekeeping
+from adapters_in.http.server import PulseRunner
 from adapters_in.scheduler import ControlScheduler
 from adapters_in.worker import DrainReport, InboxWorkers
 from ports.clock import Clock
@@ -84,7 +85,7 @@ class Daemon:
                     "(set ROSTER_AGENTS, ROSTER_FILE or ROSTER=aloware)"
                 )
         async with _step(f"listening on {host}:{port}"):
-            self._runner = web.AppRunner(
+            self._runner = PulseRunner(
                 self.app,
                 access_log=None,
                 shutdown_timeout=min(SITE_SHUTDOWN_SEC, self.drain_timeout_sec),

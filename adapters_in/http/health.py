@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from adapters_in.http.webhooks import StoreHealth
 from adapters_in.metrics import Metrics
 from adapters_in.scheduler import JobBoard
 from adapters_in.worker import InboxWorkers
@@ -52,10 +53,11 @@ INBOX_WEDGED_AFTER_SEC = 600
 
 
 def readiness_checks(
-    inbox: Inbox, workers: InboxWorkers, jobs: JobBoard
+    inbox: Inbox, storing: StoreHealth, workers: InboxWorkers, jobs: JobBoard
 ) -> dict[str, Callable[[], Awaitable[None]]]:
-    """The daemon's own readiness beyond its dependencies' pings: the inbox flows (its oldest
-    item waits less than ten minutes), every worker is alive, the last run of each job passed."""
+    """The daemon's own readiness beyond its dependencies' pings: the inbox stores what the
+    edge accepts, it flows (its oldest item waits less than ten minutes), every worker is
+    alive, the last run of each job passed."""
 
     async def inbox_flowing() -> None:
         stats = await inbox.stats()
@@ -66,4 +68,9 @@ def readiness_checks(
         if workers.alive < workers.count:
             raise RuntimeError(f"{workers.alive}/{workers.count} workers alive")
 
-    return {"inbox_flowing": inbox_flowing, "workers": workers_alive, "jobs": jobs.check}
+    return {
+        "inbox_storing": storing.check,
+        "inbox_flowing": inbox_flowing,
+        "workers": workers_alive,
+        "jobs": jobs.check,
+    }

@@ -15,6 +15,7 @@ from aiohttp import web
 log = logging.getLogger("pulse.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SERVER_HEADER = "Pulse"  # aiohttp's default names Python's and its own version
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 
@@ -56,7 +57,7 @@ def error_response(
         status=status,
         body=json.dumps(body).encode(),
         content_type="application/json",
-        headers={"X-Request-Id": request_id},
+        headers={"X-Request-Id": request_id, "Server": SERVER_HEADER},
     )
 
 
@@ -84,6 +85,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     try:
         response = await handler(request)
         response.headers["X-Request-Id"] = rid
+        response.headers["Server"] = SERVER_HEADER
     except JsonError as exc:
         error = exc.message
         response = error_response(exc.status_code, exc.message, rid, exc.code)
@@ -95,6 +97,8 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
             message = f"body larger than {request.client_max_size} bytes"
         error = message
         response = error_response(exc.status_code, message, rid)
+        if "Allow" in exc.headers:  # 405: the methods the route takes
+            response.headers["Allow"] = exc.headers["Allow"]
     except Exception:
         log.exception(
             "handler crashed", extra={"fields": {"request_id": rid, "path": request.path}}

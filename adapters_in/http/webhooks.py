@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from aiohttp import web
 from opentelemetry import propagate, trace
@@ -21,6 +22,37 @@ log = logging.getLogger("pulse.edge")
 tracer = trace.get_tracer("pulse.edge")
 
 
+STORE_FAILURE_HOLD = timedelta(seconds=30)
+
+
+class StoreHealth:
+    """Readiness for the edge's one job, storing: it fails from an inbox put that failed (disk
+    full, SQS unreachable) until one succeeds, so a load balancer stops sending here. With no
+    traffic to prove recovery, it fails for `hold` after the last failure, then lets a
+    request try again."""
+
+    def __init__(self, clock: Clock, hold: timedelta = STORE_FAILURE_HOLD) -> None:
+        self._clock = clock
+        self._hold = hold
+        self._last_failure: datetime | None = None
+        self._reason = ""
+
+    def failed(self, reason: str) -> None:
+        self._last_failure, self._reason = self._clock.now(), reason
+
+    def stored(self) -> None:
+        self._last_failure = None
+
+    async def check(self) -> None:
+        if self._last_failure is None:
+            return
+        age = (self._clock.now() - self._last_failure).total_seconds()
+        if age < self._hold.total_seconds():
+            raise RuntimeError(
+                f"the inbox could not store a request {age:.0f} s ago: {self._reason}"
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookEdge:
     sources: Mapping[str, WebhookSource]
@@ -30,6 +62,7 @@ class WebhookEdge:
     public_base_url: str | None = None
     tracing: bool = False
     """Open a span per request and carry its context to the worker (only when exporting)."""
+    store_health: StoreHealth | None = None
 
     def public_url(self, request: web.Request) -> str:
         """The URL the sender signed: configured public base + raw path, else what we received."""
@@ -43,6 +76,12 @@ class WebhookEdge:
         if source is None:
             raise JsonError(
                 404, f"unknown source {name!r}; known: {', '.join(sorted(self.sources))}"
+            )
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("identity", ""):
+            # Neither Aloware nor HubSpot compresses; HubSpot signs the bytes it sends.
+            raise JsonError(
+                415, f"Content-Encoding {encoding!r} is not accepted: send the body uncompressed"
             )
         body = await request.read()
         now = self.clock.now()
@@ -82,9 +121,13 @@ class WebhookEdge:
         except Exception as exc:
             # Nothing was stored: say so, so a sender that retries (HubSpot) tries again.
             log.exception("inbox put failed", extra={"fields": {"request_id": rid, "source": name}})
+            if self.store_health is not None:
+                self.store_health.failed(f"{type(exc).__name__}: {exc}")
             raise JsonError(
                 503, f"could not store the request ({type(exc).__name__}); retry"
             ) from None
+        if self.store_health is not None:
+            self.store_health.stored()
 
 
 def accepted(request_id: str) -> web.Response:

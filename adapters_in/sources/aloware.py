@@ -5,12 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from adapters_in.sources.base import AuthFailed, BadPayload, WebhookRequest
+from adapters_in.sources.base import AuthFailed, BadPayload, WebhookRequest, load_json
 from core.errors import UnparseableEnvelope
 from core.model import Direction, IngestEnvelope, Kind, Source, SourceEvent
 
@@ -62,7 +61,9 @@ class AlowareSource:
         if self.auth == "bearer":
             if scheme.lower() != "bearer":
                 raise AuthFailed("wrong Authorization scheme: expected Bearer")
-            if not hmac.compare_digest(credentials.strip().encode("utf-8"), self._secret):
+            if not hmac.compare_digest(
+                credentials.strip().encode("utf-8", "surrogateescape"), self._secret
+            ):
                 raise AuthFailed("bearer token does not match")
             return
         if scheme.lower() != "basic":
@@ -75,20 +76,14 @@ class AlowareSource:
             raise AuthFailed("basic credentials do not match")
 
     def check(self, request: WebhookRequest) -> None:
-        try:
-            payload = json.loads(request.body)
-        except ValueError:
-            raise BadPayload("body is not JSON") from None
+        payload = load_json(request.body)
         if not isinstance(payload, dict):
             raise BadPayload("body is not a JSON object")
 
     # ---- worker -----------------------------------------------------------------------
 
     def parse(self, envelope: IngestEnvelope) -> list[SourceEvent]:
-        try:
-            payload = json.loads(envelope.body)
-        except ValueError as exc:
-            raise UnparseableEnvelope(f"body is not JSON: {exc}") from None
+        payload = load_json(envelope.body, UnparseableEnvelope)
         if not isinstance(payload, dict):
             raise UnparseableEnvelope(f"body is not a JSON object but {_json_type(payload)}")
         if payload.get("test_payload"):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.model import IngestEnvelope, SourceEvent
 
@@ -24,6 +25,17 @@ class AuthFailed(SourceRejected):
 class BadPayload(SourceRejected):
     status = 400
     code = "bad_payload"
+
+
+def load_json(body: bytes, error: type[Exception] = BadPayload) -> Any:
+    """The body as JSON, or `error` saying why not. Nesting past the parser's recursion limit
+    (a body of 10,000 `[`) is refused like any other non-JSON body, not left to crash."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise error("body is JSON nested too deeply") from None
+    except ValueError as exc:
+        raise error(f"body is not JSON: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

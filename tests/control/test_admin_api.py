@@ -230,3 +230,16 @@ def test_client_ip_takes_the_nearest_untrusted_hop() -> None:
     proxies = admin_auth.parse_networks(["10.0.0.0/8"])
     assert admin_auth.client_ip("10.0.0.1", "6.6.6.6, 1.2.3.4, 10.0.0.7", proxies) == "1.2.3.4"
     assert admin_auth.client_ip("8.8.8.8", "1.2.3.4", proxies) == "8.8.8.8"
+
+
+async def test_a_timestamp_of_thousands_of_digits_is_a_401_and_audited(make_admin: Any) -> None:
+    admin = await make_admin()
+    headers = admin.headers("POST", "/admin/dim-agent/sync", b"")
+    headers["X-Pulse-Timestamp"] = "9" * 5_000
+
+    status, answer = await admin.call("POST", "/admin/dim-agent/sync", headers=headers)
+
+    assert status == 401 and answer["error"]["code"] == "bad_timestamp"
+    assert answer["error"]["request_id"]
+    assert [r.outcome for r in admin.world.audit.records] == ["rejected: bad_timestamp"]
+    assert admin.world.wrote_nothing()

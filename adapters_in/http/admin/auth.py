@@ -74,7 +74,7 @@ def verify(
     if missing:
         raise AuthRejected(401, "missing_signature", f"missing header(s): {', '.join(missing)}")
     raw_ts, nonce, given = headers[TIMESTAMP], headers[NONCE], headers[SIGNATURE]
-    if not raw_ts.isdigit():
+    if not (raw_ts.isascii() and raw_ts.isdigit() and len(raw_ts) <= 12):
         raise AuthRejected(401, "bad_timestamp", f"{TIMESTAMP} must be epoch seconds")
     if not 8 <= len(nonce) <= 128:
         raise AuthRejected(401, "bad_nonce", f"{NONCE} must be 8–128 characters")

@@ -1,0 +1,67 @@
+"""The HTTP server under the app: protocol-level errors answered as JSON, never logged raw.
+
+aiohttp answers a request it cannot parse (a NUL in a header, an 8 KiB+ header line, a bad
+chunk size, obs-fold) itself, before any middleware: a plain-text 400 whose body echoes the
+offending line, logged at ERROR with that line, which may be an `Authorization` header with
+a live secret. `PulseRunner` gives each connection a handler that answers those with the
+same JSON error every other refusal gets, with a request id, and logs only the error class."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web, web_protocol, web_request, web_server
+
+from adapters_in.http.middleware import error_response, new_request_id
+
+log = logging.getLogger("pulse.http")
+
+
+class _JsonErrorHandler(web_protocol.RequestHandler):
+    def handle_error(
+        self,
+        request: web_request.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        rid = new_request_id()
+        kind = type(exc).__name__ if exc is not None else "error"
+        # Neither `message` nor `str(exc)` is logged or sent: both may quote a raw header line.
+        log.warning(
+            "malformed request",
+            extra={"fields": {"request_id": rid, "status": status, "error": kind}},
+        )
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; closing the connection")
+        if status >= 500:
+            text = "internal error; the request id is in the logs"
+        else:
+            text = f"malformed HTTP request ({kind}): {HTTPStatus(status).phrase.lower()}"
+        response = error_response(status, text, rid)
+        response.force_close()
+        return response
+
+
+class _JsonErrorServer(web_server.Server):
+    def __call__(self) -> web_protocol.RequestHandler:
+        return _JsonErrorHandler(self, loop=self._loop, **self._kwargs)
+
+
+class PulseRunner(web.AppRunner):
+    """`web.AppRunner` whose connections answer protocol errors as JSON (see the module doc).
+
+    Bodies are never decompressed: a webhook is authenticated on the bytes as sent, and the
+    edge refuses a `Content-Encoding` with a 415 that says so."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        super().__init__(app, auto_decompress=False, **kwargs)
+
+    async def _make_server(self) -> web_server.Server:
+        server = await super()._make_server()
+        # The app's own Server, built by aiohttp with every setting; only its per-connection
+        # handler class changes (`_JsonErrorServer` adds no state).
+        server.__class__ = _JsonErrorServer
+        return server
