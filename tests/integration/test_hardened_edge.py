@@ -27,6 +27,7 @@ from adapters_out.clock import SystemClock
 from adapters_out.sqlite.inbox import SqliteInbox
 
 BODY_LIMIT = 1 << 20
+ANSWER_TIMEOUT_SEC = 5.0
 DISPOSED = (
     b'{"event":"OutboundPhoneCall-DispositionCompleted","body":{"id":"1","user_id":"42",'
     b'"direction":"2","type":"1","disposition_status":"completed","created_at":"2025-11-05 17:22:28"}}'
@@ -41,13 +42,13 @@ class RunningEdge:
     hubspot_secret: str
     logs: list[str]
 
-    async def raw(self, request: bytes, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    async def raw(self, request: bytes) -> tuple[int, dict[str, str], bytes]:
         """Send bytes as they are; (status, headers, body) of the answer."""
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         try:
             writer.write(request)
             await writer.drain()
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), ANSWER_TIMEOUT_SEC)
             lines = head.decode("latin-1").split("\r\n")
             status = int(lines[0].split()[1])
             headers = {}
@@ -56,7 +57,7 @@ class RunningEdge:
                     name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
             length = int(headers.get("content-length", "0"))
-            body = await asyncio.wait_for(reader.readexactly(length), timeout)
+            body = await asyncio.wait_for(reader.readexactly(length), ANSWER_TIMEOUT_SEC)
             return status, headers, body
         finally:
             writer.close()
