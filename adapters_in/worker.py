@@ -11,6 +11,7 @@ from datetime import timedelta
 from opentelemetry import propagate, trace
 
 from adapters_in.metrics import Metrics
+from core.errors import TransientError
 from core.ingest import BatchOutcome, IngestConfig, IngestPorts, process_batch
 from core.model import Delivery
 from ports.clock import Clock
@@ -19,6 +20,7 @@ log = logging.getLogger("pulse.worker")
 tracer = trace.get_tracer("pulse.worker")
 
 CRASH_RETRY_DELAY = timedelta(seconds=5)
+MAX_ATTEMPTS = 5
 
 
 @dataclass(slots=True)
@@ -47,6 +49,8 @@ class InboxWorkers:
         count: int = 2,
         batch_size: int = 100,
         take_wait: float = 1.0,
+        max_attempts: int = MAX_ATTEMPTS,
+        crash_retry_delay: timedelta = CRASH_RETRY_DELAY,
     ) -> None:
         self.ports = ports
         self.config = config
@@ -55,6 +59,8 @@ class InboxWorkers:
         self.count = count
         self.batch_size = batch_size
         self.take_wait = take_wait
+        self.max_attempts = max_attempts
+        self.crash_retry_delay = crash_retry_delay
         self._tasks: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -91,6 +97,10 @@ class InboxWorkers:
                 self._busy.discard(task)
 
     async def run_batch(self, deliveries: list[Delivery]) -> BatchOutcome | None:
+        """Process a batch. One that raises something other than a transient error is split
+        in halves until the envelope that raises is alone: the rest are processed as usual,
+        and that one is retried, then dead-lettered after `max_attempts` (a backstop for what
+        parsing does not catch; the ledger makes every retry safe)."""
         started = time.perf_counter()
         try:
             with tracer.start_as_current_span(
@@ -100,17 +110,55 @@ class InboxWorkers:
             ):
                 outcome = await process_batch(deliveries, self.ports, self.config, self.clock.now())
         except Exception as exc:
-            # A bug or a store outage: hand the batch back; the ledger makes the retry safe.
             self.last_error = f"batch failed: {exc!r}"
-            log.exception("batch failed", extra={"fields": {"envelopes": len(deliveries)}})
             self.metrics.inc("batch_failures_total", help="Batches that raised")
-            try:
-                await self.ports.inbox.retry([d.receipt for d in deliveries], CRASH_RETRY_DELAY)
-            except Exception:
-                log.exception("could not hand the batch back; visibility timeout will")
+            if isinstance(exc, TransientError) or len(deliveries) == 1:
+                await self._failed(deliveries, exc)
+                return None
+            log.warning(
+                "batch failed; splitting it to find the envelope that raises",
+                extra={"fields": {"envelopes": len(deliveries), "error": repr(exc)}},
+            )
+            half = len(deliveries) // 2
+            await self.run_batch(deliveries[:half])
+            await self.run_batch(deliveries[half:])
             return None
         self._record(outcome, time.perf_counter() - started)
         return outcome
+
+    async def _failed(self, deliveries: list[Delivery], exc: Exception) -> None:
+        """A store outage (transient) hands the batch back; an envelope that raises alone is
+        handed back until its `max_attempts`-th delivery, then dead-lettered with the error."""
+        log.error(
+            "batch failed",
+            exc_info=exc,
+            extra={"fields": {"request_ids": [d.envelope.request_id for d in deliveries][:20]}},
+        )
+        if not isinstance(exc, TransientError) and deliveries[0].attempt >= self.max_attempts:
+            (delivery,) = deliveries
+            reason = f"failed {delivery.attempt} times: {type(exc).__name__}: {exc}"
+            try:
+                await self.ports.dead_letters.add(delivery, reason)
+                await self.ports.inbox.ack([delivery.receipt])
+            except Exception:
+                log.exception("could not dead-letter the envelope; it comes back")
+            else:
+                self.dead_lettered += 1
+                log.warning(
+                    "dead-lettered",
+                    extra={
+                        "fields": {
+                            "request_id": delivery.envelope.request_id,
+                            "source": delivery.envelope.source,
+                            "reason": reason,
+                        }
+                    },
+                )
+                return
+        try:
+            await self.ports.inbox.retry([d.receipt for d in deliveries], self.crash_retry_delay)
+        except Exception:
+            log.exception("could not hand the batch back; visibility timeout will")
 
     def _record(self, outcome: BatchOutcome, seconds: float) -> None:
         self.batches += 1

@@ -509,6 +509,7 @@ class Container(containers.DeclarativeContainer):
         metrics,
         count=settings.provided.workers,
         batch_size=settings.provided.batch_size,
+        max_attempts=settings.provided.max_attempts,
     )
     store_health = providers.Singleton(StoreHealth, clock)
     edge = providers.Singleton(

@@ -165,6 +165,11 @@ class Settings(BaseSettings):
     workers: int = Field(2, ge=1, le=64)
     batch_size: int = Field(100, ge=1, le=1000)
     drain_timeout_sec: float = Field(10, ge=0)
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        description="Deliveries of an envelope that crashes its batch before it is dead-lettered",
+    )
     public_base_url: str | None = Field(
         None, description="URL senders use to reach Pulse (HubSpot signs it); default: request URL"
     )

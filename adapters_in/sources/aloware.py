@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from adapters_in.sources.base import AuthFailed, BadPayload, WebhookRequest, load_json
+from adapters_in.sources.bounds import INT64_MAX, MAX_ID_CHARS, bounded
 from core.errors import UnparseableEnvelope
 from core.model import Direction, IngestEnvelope, Kind, Source, SourceEvent
 
@@ -104,7 +105,7 @@ class AlowareSource:
             # Enrichment events (e.g. transcription.call.summarized) describe a communication
             # already counted and carry no `body.id`: kept as an event the rules ignore.
             return [_uncountable(Kind.ENRICHMENT, event_name)]
-        return [_communication(event_name, communication_id, body)]
+        return [bounded(_communication(event_name, communication_id, body))]
 
 
 def _communication(event_name: str, communication_id: str, body: Mapping[str, Any]) -> SourceEvent:
@@ -224,12 +225,16 @@ def _id(body: Mapping[str, Any], field: str) -> str | None:
         return None
     if isinstance(value, bool):
         raise UnparseableEnvelope(f"{field} is a boolean, not an id")
+    if isinstance(value, int | float) and not abs(value) <= INT64_MAX:
+        raise UnparseableEnvelope(f"{field} is a number out of range, not an id")
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > MAX_ID_CHARS:
+            raise UnparseableEnvelope(f"{field} is {len(text):,} characters, not an id")
         if text.lstrip("-").isdigit() and text.isascii():
             return str(int(text))
         if text:

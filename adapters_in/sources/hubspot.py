@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from adapters_in.sources.base import AuthFailed, BadPayload, WebhookRequest, load_json
+from adapters_in.sources.bounds import INT64_MAX, bounded
 from core.errors import UnparseableEnvelope
 from core.model import Direction, IngestEnvelope, Kind, Source, SourceEvent
 
@@ -153,7 +154,9 @@ class HubSpotSource:
         payload = load_json(envelope.body, UnparseableEnvelope)
         if not isinstance(payload, list):
             raise UnparseableEnvelope("body is not a JSON array of events")
-        return [_event(index, item) for index, item in enumerate(payload)]
+        return [
+            bounded(_event(index, item), f"event {index}") for index, item in enumerate(payload)
+        ]
 
 
 def _event(index: int, item: object) -> SourceEvent:
@@ -193,7 +196,7 @@ def _object_id(index: int, item: Mapping[str, Any]) -> str:
     value = item.get("objectId")
     if isinstance(value, bool) or value is None or value == "":
         raise UnparseableEnvelope(f"event {index} has no objectId")
-    if isinstance(value, int):
+    if isinstance(value, int) and abs(value) <= INT64_MAX:
         return str(value)
     if isinstance(value, str) and value.strip():
         return value.strip()
@@ -204,7 +207,11 @@ def _occurred_at(index: int, item: Mapping[str, Any]) -> datetime | None:
     value = item.get("occurredAt")
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if (
+        isinstance(value, str)
+        and value.strip().isdigit()
+        and len(value.strip()) <= MAX_TIMESTAMP_DIGITS
+    ):
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int):
         raise UnparseableEnvelope(f"event {index}: occurredAt {value!r} is not epoch milliseconds")
