@@ -16,11 +16,12 @@ from core.dimensions import (
     MetricsDocument,
     ShiftsDocument,
     diff_rows,
+    dimension_key,
     metric_rows,
     months_between,
+    push_once,
 )
 from core.errors import PulseError, ValidationFailed
-from core.ingest import dimension_key
 from core.model import DimRow, Goal, MetricID, ShiftRule
 from core.records import AppliedVersion, AuditRecord
 
@@ -190,7 +191,7 @@ async def extend_dates(
         return summary
     async with _lease(ports, config, caller, "DimDate"):
         for done, chunk in enumerate(_chunks(rows, LEDGER_CHUNK)):
-            pushed, already = await _push_once(ports, config, chunk)
+            pushed, already = await push_once(chunk, ports.ledger, ports.sink, config.ledger_lease)
             counts["pushed"] += pushed
             counts["already"] += already
             if progress is not None:
@@ -379,22 +380,6 @@ class _lease:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.ports.leases.release(self.name, self.caller.owner)
-
-
-async def _push_once(
-    ports: ControlPorts, config: ControlConfig, rows: Sequence[DimRow]
-) -> tuple[int, int]:
-    """Upsert the rows the ledger has not seen; (pushed, already pushed)."""
-    by_key = {dimension_key(r): r for r in rows}
-    claim = await ports.ledger.claim(list(by_key), config.ledger_lease)
-    if claim.claimed:
-        try:
-            await ports.sink.upsert([by_key[k] for k in claim.claimed])
-        except BaseException:
-            await ports.ledger.release(claim)
-            raise
-        await ports.ledger.commit(claim, forever=True)
-    return len(claim.claimed), len(claim.done) + len(claim.busy)
 
 
 async def _mark_pushed(ports: ControlPorts, config: ControlConfig, rows: Sequence[DimRow]) -> None:

@@ -1,4 +1,5 @@
-"""Dimension documents and rows the control plane keeps: roster agents, calendar window, goals, shifts."""
+"""Dimension rows: pushed once through the ledger, and the documents the control plane keeps
+(roster agents, calendar window, goals, shifts)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core import calendar
 from core.errors import ValidationFailed
@@ -22,10 +23,40 @@ from core.model import (
     RosterSnapshot,
     ShiftRule,
 )
-from core.schema import key_of
+from core.schema import key_of, table_of
+
+if TYPE_CHECKING:
+    from ports.ledger import Ledger
+    from ports.sink import DimensionSink
 
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 MINUTES_PER_DAY = 24 * 60
+
+
+# ---- pushed once -----------------------------------------------------------------------------
+
+
+def dimension_key(row: DimRow) -> str:
+    """Ledger key under which a dimension row is pushed once: `dim:DimDate:20251105`."""
+    return f"dim:{table_of(row).name}:{key_of(row)}"
+
+
+async def push_once(
+    rows: Sequence[DimRow], ledger: Ledger, sink: DimensionSink, lease: timedelta
+) -> tuple[int, int]:
+    """Claim the rows' keys, upsert the rows claimed, commit them for good (release them if the
+    upsert fails); returns (pushed, already pushed or in flight elsewhere)."""
+    by_key = {dimension_key(r): r for r in rows}
+    claim = await ledger.claim(list(by_key), lease)
+    if claim.claimed:
+        try:
+            await sink.upsert([by_key[k] for k in claim.claimed])
+        except BaseException:
+            await ledger.release(claim)
+            raise
+        # No TTL: a dimension row pushed again after a purge would be a duplicate key in Power BI.
+        await ledger.commit(claim, forever=True)
+    return len(claim.claimed), len(claim.done) + len(claim.busy)
 
 
 # ---- DimAgent --------------------------------------------------------------------------------

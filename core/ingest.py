@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from core import calendar
+from core.dimensions import dimension_key, push_once
 from core.errors import SinkPermanentError, TransientError, UnparseableEnvelope
 from core.identity import event_key, first_of_each
 from core.model import (
@@ -29,13 +30,12 @@ from core.model import (
     SourceEvent,
 )
 from core.rules import Policy, classify
-from core.schema import key_of, table_of
 
 if TYPE_CHECKING:
     from core.model import Delivery
     from ports.directory import CrmDirectory, Roster
     from ports.inbox import DeadLetters, Inbox
-    from ports.ledger import Claim, Ledger
+    from ports.ledger import Ledger
     from ports.parser import EnvelopeParser
     from ports.shifts import ShiftRuleSource
     from ports.sink import Sink
@@ -296,11 +296,6 @@ def dimension_rows(
     return list(rows.values())
 
 
-def dimension_key(row: DimRow) -> str:
-    """Ledger key under which a dimension row is pushed once: `dim:DimDate:20251105`."""
-    return f"dim:{table_of(row).name}:{key_of(row)}"
-
-
 async def _claim_and_push(
     cands: list[_Candidate],
     ports: IngestPorts,
@@ -324,7 +319,9 @@ async def _claim_and_push(
         return
     facts = [c.fact for c in ours if c.fact is not None]
     try:
-        await _ensure_dimensions(facts, ports, config, roster, now)
+        await push_once(
+            dimension_rows(facts, config, roster, now), ports.ledger, ports.sink, config.lease
+        )
         await ports.sink.append(facts)
     except TransientError as exc:
         await ports.ledger.release(claim)
@@ -339,27 +336,6 @@ async def _claim_and_push(
     await ports.ledger.commit(claim)
     for cand in ours:
         cand.settle(Status.ACCEPTED, "counted")
-
-
-async def _ensure_dimensions(
-    facts: Sequence[FactEvent],
-    ports: IngestPorts,
-    config: IngestConfig,
-    roster: RosterSnapshot,
-    now: datetime,
-) -> None:
-    """Push each dimension row a fact refers to, once (through the ledger)."""
-    rows = {dimension_key(r): r for r in dimension_rows(facts, config, roster, now)}
-    claim: Claim = await ports.ledger.claim(list(rows), config.lease)
-    if not claim.claimed:
-        return
-    try:
-        await ports.sink.upsert([rows[k] for k in claim.claimed])
-    except BaseException:
-        await ports.ledger.release(claim)
-        raise
-    # No TTL: a dimension row pushed again after a purge would be a duplicate key in Power BI.
-    await ports.ledger.commit(claim, forever=True)
 
 
 def _envelope_outcomes(
