@@ -149,9 +149,11 @@ class MetricsDocument:
     version: int
     goals: Mapping[MetricID, Goal]
 
+    prefix = "dim_metric:"
+
     @property
     def name(self) -> str:
-        return f"dim_metric:{self.month}"
+        return f"{self.prefix}{self.month}"
 
     def validate(self) -> None:
         problems = []
