@@ -22,6 +22,7 @@ from core.model import (
     RosterAgent,
     RosterSnapshot,
     ShiftRule,
+    row_dict,
 )
 from core.schema import key_of, table_of
 
@@ -133,7 +134,7 @@ class DateWindow:
 def months_between(first: date, last: date) -> list[str]:
     months, year, month = [], first.year, first.month
     while (year, month) <= (last.year, last.month):
-        months.append(f"{year:04d}-{month:02d}")
+        months.append(calendar.month_key(date(year, month, 1)))
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return months
 
@@ -207,19 +208,21 @@ def metric_rows(
             goal = document.goals.get(metric) if document else None
             version = document.version if goal is not None and document else 0
             goal = goal or defaults.get(metric)
-            if goal is None:
-                continue
-            rows.append(
-                DimMetric(
-                    MetricMonthKey=f"{month}:{metric.value}",
-                    MetricID=metric,
-                    Month=month,
-                    DefaultGoal=float(goal.default_goal),
-                    YellowFloorPct=float(goal.yellow_floor_pct),
-                    Version=version,
-                )
-            )
+            if goal is not None:
+                rows.append(metric_row(month, metric, goal, version))
     return rows
+
+
+def metric_row(month: str, metric: MetricID, goal: Goal, version: int = 0) -> DimMetric:
+    """One month's goal for one metric; Version 0 is the default no operator set."""
+    return DimMetric(
+        MetricMonthKey=f"{month}:{metric.value}",
+        MetricID=metric,
+        Month=month,
+        DefaultGoal=float(goal.default_goal),
+        YellowFloorPct=float(goal.yellow_floor_pct),
+        Version=version,
+    )
 
 
 # ---- DimShift --------------------------------------------------------------------------------
@@ -377,10 +380,6 @@ class Diff:
     changed: tuple[str, ...] = ()
     details: tuple[str, ...] = field(default=(), compare=False)
 
-    @property
-    def empty(self) -> bool:
-        return not (self.added or self.removed or self.changed)
-
     def counts(self) -> dict[str, int]:
         return {
             "added": len(self.added),
@@ -408,4 +407,4 @@ def diff_rows(
 
 
 def _comparable(row: DimRow, ignore: Sequence[str]) -> dict[str, Any]:
-    return {n: getattr(row, n) for n in row.__dataclass_fields__ if n not in ignore}
+    return {n: v for n, v in row_dict(row).items() if n not in ignore}

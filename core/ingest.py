@@ -10,13 +10,12 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from core import calendar
-from core.dimensions import dimension_key, push_once
+from core.dimensions import dimension_key, metric_row, push_once
 from core.errors import SinkPermanentError, TransientError, UnparseableEnvelope
 from core.identity import event_key, first_of_each
 from core.model import (
     CrmObject,
     DimAgent,
-    DimMetric,
     DimRow,
     Direction,
     EventKey,
@@ -29,7 +28,7 @@ from core.model import (
     Source,
     SourceEvent,
 )
-from core.rules import Policy, classify
+from core.rules import OUTBOUND_EMAIL_DIRECTION, Policy, classify
 
 if TYPE_CHECKING:
     from core.model import Delivery
@@ -210,7 +209,8 @@ async def _enrich(
         return False
     direction = event.direction
     if event.kind is Kind.EMAIL:
-        direction = Direction.OUTBOUND if obj.direction == "EMAIL" else Direction.INBOUND
+        outbound = obj.direction == OUTBOUND_EMAIL_DIRECTION
+        direction = Direction.OUTBOUND if outbound else Direction.INBOUND
     cand.event = replace(
         event,
         direction=direction,
@@ -268,16 +268,7 @@ def dimension_rows(
         wanted: list[DimRow] = [calendar.dim_date(day, config.workdays)]
         goal = config.goals.get(fact.MetricID)
         if goal is not None:
-            wanted.append(
-                DimMetric(
-                    MetricMonthKey=fact.MetricMonthKey,
-                    MetricID=fact.MetricID,
-                    Month=calendar.month_key(day),
-                    DefaultGoal=goal.default_goal,
-                    YellowFloorPct=goal.yellow_floor_pct,
-                    Version=0,
-                )
-            )
+            wanted.append(metric_row(calendar.month_key(day), fact.MetricID, goal))
         agent = roster.by_id(fact.AgentKey)
         wanted.append(
             DimAgent(
