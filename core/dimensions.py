@@ -248,20 +248,9 @@ class ShiftsDocument:
         seen: set[str] = set()
         for index, rule in enumerate(self.rules):
             where = f"shifts[{index}]"
-            if not rule.key.strip():
-                problems.append(f"{where}.key: must not be empty")
-            if rule.key.upper() == calendar.UNASSIGNED_SHIFT:
-                problems.append(f"{where}.key: {rule.key!r} is reserved for uncovered times")
-            if rule.key in seen:
-                problems.append(f"{where}.key: {rule.key!r} is used twice")
+            problems.extend(_key_problems(where, rule.key, seen))
+            problems.extend(_rule_problems(where, rule))
             seen.add(rule.key)
-            if not rule.name.strip():
-                problems.append(f"{where}.name: must not be empty")
-            if not rule.days or not rule.days <= set(range(7)):
-                problems.append(f"{where}.days: weekdays 0 (Mon) to 6 (Sun), at least one")
-            for label, moment in (("start", rule.start), ("end", rule.end)):
-                if moment.second or moment.microsecond or moment.tzinfo is not None:
-                    problems.append(f"{where}.{label}: whole minutes of local time (HH:MM)")
         if not problems:
             problems.extend(coverage_problems(self.rules, self.allow_unassigned))
         if problems:
@@ -303,6 +292,31 @@ class ShiftsDocument:
             for s in data["shifts"]
         )
         return cls(int(data["version"]), rules, bool(data.get("allowUnassigned", False)))
+
+
+def _key_problems(where: str, key: str, keys_before: set[str]) -> list[str]:
+    """A shift key is named, not the reserved Unassigned, and not an earlier rule's."""
+    problems = []
+    if not key.strip():
+        problems.append(f"{where}.key: must not be empty")
+    if key.upper() == calendar.UNASSIGNED_SHIFT:
+        problems.append(f"{where}.key: {key!r} is reserved for uncovered times")
+    if key in keys_before:
+        problems.append(f"{where}.key: {key!r} is used twice")
+    return problems
+
+
+def _rule_problems(where: str, rule: ShiftRule) -> list[str]:
+    """A rule has a name, real weekdays, and starts and ends on whole local minutes."""
+    problems = []
+    if not rule.name.strip():
+        problems.append(f"{where}.name: must not be empty")
+    if not rule.days or not rule.days <= set(range(7)):
+        problems.append(f"{where}.days: weekdays 0 (Mon) to 6 (Sun), at least one")
+    for label, moment in (("start", rule.start), ("end", rule.end)):
+        if moment.second or moment.microsecond or moment.tzinfo is not None:
+            problems.append(f"{where}.{label}: whole minutes of local time (HH:MM)")
+    return problems
 
 
 def _minute(moment: time) -> int:
