@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -16,11 +16,12 @@ from core.dimensions import (
     MetricsDocument,
     ShiftsDocument,
     diff_rows,
+    dimension_key,
     metric_rows,
     months_between,
+    push_once,
 )
 from core.errors import PulseError, ValidationFailed
-from core.ingest import dimension_key
 from core.model import DimRow, Goal, MetricID, ShiftRule
 from core.records import AppliedVersion, AuditRecord
 
@@ -103,6 +104,28 @@ class Summary:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class DimensionChange:
+    """What one control-plane call rewrites: `rows` become the whole of `table`, `body` is kept
+    as `version` of `document`, and `diff` (against what is applied now) is what a dry run shows."""
+
+    action: str
+    table: str
+    rows: tuple[DimRow, ...]
+    document: str
+    version: int
+    body: str
+    diff: Diff
+    extra_counts: Mapping[str, int] = field(default_factory=dict)
+    """Counts reported between `rows` and the diff's (`active` agents, `months`)."""
+    after: Callable[[], Awaitable[None]] | None = None
+    """Run under the lease once the rows are in (the roster sync refreshes the gate)."""
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"rows": len(self.rows), **self.extra_counts, **self.diff.counts()}
+
+
 def payload_hash(body: str) -> str:
     return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
 
@@ -136,30 +159,23 @@ async def sync_agents(
     now = ports.clock.now()
     document = known.merged(snapshot)
     rows = document.rows(now)
-    change = diff_rows(known.rows(now), rows, ignore=("SyncedAt",))
-    version = (stored.version if stored else 0) + 1
-    counts = {"rows": len(rows), "active": len(document.active), **change.counts()}
 
     async def refresh_gate() -> None:
         if ports.roster_cache is not None:
             await ports.roster_cache.refresh(snapshot)
 
-    return await _apply(
-        ports,
-        config,
-        caller,
-        action,
-        "DimAgent",
-        rows,
-        change,
-        counts,
-        version,
-        document.to_json(),
-        dry_run,
-        started,
+    change = DimensionChange(
+        action=action,
+        table="DimAgent",
+        rows=tuple(rows),
         document=document.name,
+        version=(stored.version if stored else 0) + 1,
+        body=document.to_json(),
+        diff=diff_rows(known.rows(now), rows, ignore=("SyncedAt",)),
+        extra_counts={"active": len(document.active)},
         after=refresh_gate,
     )
+    return await apply_change(change, ports, config, caller, started, dry_run=dry_run)
 
 
 async def extend_dates(
@@ -170,41 +186,21 @@ async def extend_dates(
     dry_run: bool = False,
     progress: Progress | None = None,
 ) -> Summary:
-    """Push every DimDate row of the rolling window not pushed yet (through the ledger)."""
+    """Push every DimDate row of the rolling window not pushed yet (through the ledger).
+
+    Not a `DimensionChange`: nothing is replaced or versioned, each date is pushed once."""
     started = ports.clock.now()
-    today = calendar.business_date(started, config.zone)
-    first, last = config.window.around(today)
+    first, last = config.window.around(calendar.business_date(started, config.zone))
     rows = calendar.dim_dates(first, last, config.workdays)
+    window = f"window {first.isoformat()} … {last.isoformat()}"
     counts = {"window": len(rows), "pushed": 0, "already": 0}
     if dry_run:
-        summary = _summary(
-            "extend_dates",
-            "dry_run",
-            True,
-            counts,
-            ports,
-            started,
-            changes=(f"window {first.isoformat()} … {last.isoformat()} ({len(rows)} days)",),
-        )
-        await _audit(ports, caller, summary, payload_hash(f"{first}..{last}"))
-        return summary
-    async with _lease(ports, config, caller, "DimDate"):
-        for done, chunk in enumerate(_chunks(rows, LEDGER_CHUNK)):
-            pushed, already = await _push_once(ports, config, chunk)
-            counts["pushed"] += pushed
-            counts["already"] += already
-            if progress is not None:
-                progress(min((done + 1) * LEDGER_CHUNK, len(rows)), len(rows))
-    outcome = "applied" if counts["pushed"] else "unchanged"
-    summary = _summary(
-        "extend_dates",
-        outcome,
-        False,
-        counts,
-        ports,
-        started,
-        changes=(f"window {first.isoformat()} … {last.isoformat()}",),
-    )
+        outcome, shown = "dry_run", f"{window} ({len(rows)} days)"
+    else:
+        async with _lease(ports, config, caller, "DimDate"):
+            counts["pushed"], counts["already"] = await _push_window(rows, ports, config, progress)
+        outcome, shown = ("applied" if counts["pushed"] else "unchanged"), window
+    summary = _summary("extend_dates", outcome, dry_run, counts, ports, started, changes=(shown,))
     await _audit(ports, caller, summary, payload_hash(f"{first}..{last}"))
     return summary
 
@@ -223,38 +219,27 @@ async def apply_metrics(
     the rewrite never drops the rows ingest pushed for months facts reference."""
     started = ports.clock.now()
     document.validate()
-    digest = payload_hash(document.to_json())
-    stored = await ports.versions.get(document.name)
-    await _refuse_stale(ports, caller, "apply_metrics", document.version, stored, digest, started)
+    stored = await _stored_unless_stale(document, "apply_metrics", ports, caller, started)
     others = [
         MetricsDocument.from_json(v.body)
-        for v in await ports.versions.get_all("dim_metric:")
+        for v in await ports.versions.get_all(MetricsDocument.prefix)
         if v.document != document.name
     ]
+    applied = [MetricsDocument.from_json(stored.body)] if stored else []
     months = months_between(*config.window.around(calendar.business_date(started, config.zone)))
-    before = metric_rows(
-        [*others, *([MetricsDocument.from_json(stored.body)] if stored else [])],
-        config.goals,
-        months,
-    )
+    before = metric_rows([*others, *applied], config.goals, months)
     rows = metric_rows([*others, document], config.goals, months)
-    change = diff_rows(before, rows)
-    counts = {"rows": len(rows), "months": len({r.Month for r in rows}), **change.counts()}
-    return await _apply(
-        ports,
-        config,
-        caller,
-        "apply_metrics",
-        "DimMetric",
-        rows,
-        change,
-        counts,
-        document.version,
-        document.to_json(),
-        dry_run,
-        started,
+    change = DimensionChange(
+        action="apply_metrics",
+        table="DimMetric",
+        rows=tuple(rows),
         document=document.name,
+        version=document.version,
+        body=document.to_json(),
+        diff=diff_rows(before, rows),
+        extra_counts={"months": len({r.Month for r in rows})},
     )
+    return await apply_change(change, ports, config, caller, started, dry_run=dry_run)
 
 
 async def apply_shifts(
@@ -268,85 +253,81 @@ async def apply_shifts(
     """Validate the rules (each local minute → exactly one shift or Unassigned) → replace DimShift."""
     started = ports.clock.now()
     document.validate()
-    digest = payload_hash(document.to_json())
-    stored = await ports.versions.get(document.name)
-    await _refuse_stale(ports, caller, "apply_shifts", document.version, stored, digest, started)
+    stored = await _stored_unless_stale(document, "apply_shifts", ports, caller, started)
     before = ShiftsDocument.from_json(stored.body).rows() if stored else []
     rows = document.rows()
-    change = diff_rows(before, rows)
-    counts = {"rows": len(rows), **change.counts()}
-    return await _apply(
-        ports,
-        config,
-        caller,
-        "apply_shifts",
-        "DimShift",
-        rows,
-        change,
-        counts,
-        document.version,
-        document.to_json(),
-        dry_run,
-        started,
+    change = DimensionChange(
+        action="apply_shifts",
+        table="DimShift",
+        rows=tuple(rows),
         document=document.name,
+        version=document.version,
+        body=document.to_json(),
+        diff=diff_rows(before, rows),
     )
+    return await apply_change(change, ports, config, caller, started, dry_run=dry_run)
+
+
+# ---- one way to change a dimension -----------------------------------------------------------
+
+
+async def apply_change(
+    change: DimensionChange,
+    ports: ControlPorts,
+    config: ControlConfig,
+    caller: Caller,
+    started: datetime,
+    *,
+    dry_run: bool,
+) -> Summary:
+    """Dry: report. Else, under the dimension's lease: replace the table, store the document,
+    mark the rows pushed in the ledger (so ingest never overwrites them with defaults), run the
+    change's hook. Audit either way."""
+    if not dry_run:
+        async with _lease(ports, config, caller, change.table):
+            await ports.sink.replace(change.table, change.rows)
+            applied = AppliedVersion(
+                change.document, change.version, change.body, ports.clock.now()
+            )
+            if not await ports.versions.put(applied):
+                raise StaleVersion(
+                    f"{change.document}: version {change.version} was overtaken while applying"
+                )
+            await _mark_pushed(ports, config, change.rows)
+            if change.after is not None:
+                await change.after()
+    outcome = "dry_run" if dry_run else "applied"
+    summary = _summary(
+        change.action,
+        outcome,
+        dry_run,
+        change.counts,
+        ports,
+        started,
+        version=change.version,
+        changes=change.diff.details,
+    )
+    await _audit(ports, caller, summary, payload_hash(change.body))
+    return summary
 
 
 # ---- shared steps ----------------------------------------------------------------------------
 
 
-async def _apply(
-    ports: ControlPorts,
-    config: ControlConfig,
-    caller: Caller,
+async def _stored_unless_stale(
+    document: MetricsDocument | ShiftsDocument,
     action: str,
-    table: str,
-    rows: Sequence[DimRow],
-    change: Diff,
-    counts: dict[str, int],
-    version: int,
-    body: str,
-    dry_run: bool,
-    started: datetime,
-    *,
-    document: str,
-    after: Callable[[], Any] | None = None,
-) -> Summary:
-    """Dry: report. Else, under the dimension's lease: replace the table, store the document,
-    mark the rows pushed in the ledger (so ingest never overwrites them with defaults), audit."""
-    digest = payload_hash(body)
-    if dry_run:
-        summary = _summary(action, "dry_run", True, counts, ports, started, version, change.details)
-        await _audit(ports, caller, summary, digest)
-        return summary
-    async with _lease(ports, config, caller, table):
-        await ports.sink.replace(table, rows)
-        stored = await ports.versions.put(
-            AppliedVersion(document, version, body, ports.clock.now())
-        )
-        if not stored:
-            raise StaleVersion(f"{document}: version {version} was overtaken while applying")
-        await _mark_pushed(ports, config, rows)
-        if after is not None:
-            await after()
-    summary = _summary(action, "applied", False, counts, ports, started, version, change.details)
-    await _audit(ports, caller, summary, digest)
-    return summary
-
-
-async def _refuse_stale(
     ports: ControlPorts,
     caller: Caller,
-    action: str,
-    version: int,
-    stored: AppliedVersion | None,
-    digest: str,
     started: datetime,
-) -> None:
-    if stored is None or version > stored.version:
-        return
+) -> AppliedVersion | None:
+    """The applied version of the document, if any, when the payload's version is newer; else
+    audit the refusal and raise `StaleVersion`."""
+    stored = await ports.versions.get(document.name)
+    if stored is None or document.version > stored.version:
+        return stored
     message = (
-        f"version: {version} is not newer than the applied version {stored.version} of"
+        f"version: {document.version} is not newer than the applied version {stored.version} of"
         f" {stored.document} (applied {stored.applied_at.isoformat()}); send version"
         f" {stored.version + 1} or more"
     )
@@ -355,9 +336,9 @@ async def _refuse_stale(
             who=caller.who,
             when=started,
             action=action,
-            payload_hash=digest,
+            payload_hash=payload_hash(document.to_json()),
             outcome="stale",
-            version=version,
+            version=document.version,
             duration_sec=(ports.clock.now() - started).total_seconds(),
         )
     )
@@ -381,25 +362,25 @@ class _lease:
         await self.ports.leases.release(self.name, self.caller.owner)
 
 
-async def _push_once(
-    ports: ControlPorts, config: ControlConfig, rows: Sequence[DimRow]
+async def _push_window(
+    rows: Sequence[DimRow], ports: ControlPorts, config: ControlConfig, progress: Progress | None
 ) -> tuple[int, int]:
-    """Upsert the rows the ledger has not seen; (pushed, already pushed)."""
-    by_key = {dimension_key(r): r for r in rows}
-    claim = await ports.ledger.claim(list(by_key), config.ledger_lease)
-    if claim.claimed:
-        try:
-            await ports.sink.upsert([by_key[k] for k in claim.claimed])
-        except BaseException:
-            await ports.ledger.release(claim)
-            raise
-        await ports.ledger.commit(claim, forever=True)
-    return len(claim.claimed), len(claim.done) + len(claim.busy)
+    """Push once, a ledger chunk at a time, telling `progress`; (pushed, already pushed)."""
+    pushed = already = 0
+    for done, chunk in enumerate(_chunks(rows, LEDGER_CHUNK)):
+        chunk_pushed, chunk_already = await push_once(
+            chunk, ports.ledger, ports.sink, config.ledger_lease
+        )
+        pushed += chunk_pushed
+        already += chunk_already
+        if progress is not None:
+            progress(min((done + 1) * LEDGER_CHUNK, len(rows)), len(rows))
+    return pushed, already
 
 
 async def _mark_pushed(ports: ControlPorts, config: ControlConfig, rows: Sequence[DimRow]) -> None:
     """After a replace, the rows are in the sink: record their keys DONE in the ledger."""
-    for chunk in _chunks(list(rows), LEDGER_CHUNK):
+    for chunk in _chunks(rows, LEDGER_CHUNK):
         claim = await ports.ledger.claim([dimension_key(r) for r in chunk], config.ledger_lease)
         if claim.claimed:
             await ports.ledger.commit(claim, forever=True)

@@ -1,4 +1,5 @@
-"""Dimension documents and rows the control plane keeps: roster agents, calendar window, goals, shifts."""
+"""Dimension rows: pushed once through the ledger, and the documents the control plane keeps
+(roster agents, calendar window, goals, shifts)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core import calendar
 from core.errors import ValidationFailed
@@ -21,11 +22,42 @@ from core.model import (
     RosterAgent,
     RosterSnapshot,
     ShiftRule,
+    row_dict,
 )
-from core.schema import key_of
+from core.schema import key_of, table_of
+
+if TYPE_CHECKING:
+    from ports.ledger import Ledger
+    from ports.sink import DimensionSink
 
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 MINUTES_PER_DAY = 24 * 60
+
+
+# ---- pushed once -----------------------------------------------------------------------------
+
+
+def dimension_key(row: DimRow) -> str:
+    """Ledger key under which a dimension row is pushed once: `dim:DimDate:20251105`."""
+    return f"dim:{table_of(row).name}:{key_of(row)}"
+
+
+async def push_once(
+    rows: Sequence[DimRow], ledger: Ledger, sink: DimensionSink, lease: timedelta
+) -> tuple[int, int]:
+    """Claim the rows' keys, upsert the rows claimed, commit them for good (release them if the
+    upsert fails); returns (pushed, already pushed or in flight elsewhere)."""
+    by_key = {dimension_key(r): r for r in rows}
+    claim = await ledger.claim(list(by_key), lease)
+    if claim.claimed:
+        try:
+            await sink.upsert([by_key[k] for k in claim.claimed])
+        except BaseException:
+            await ledger.release(claim)
+            raise
+        # No TTL: a dimension row pushed again after a purge would be a duplicate key in Power BI.
+        await ledger.commit(claim, forever=True)
+    return len(claim.claimed), len(claim.done) + len(claim.busy)
 
 
 # ---- DimAgent --------------------------------------------------------------------------------
@@ -102,7 +134,7 @@ class DateWindow:
 def months_between(first: date, last: date) -> list[str]:
     months, year, month = [], first.year, first.month
     while (year, month) <= (last.year, last.month):
-        months.append(f"{year:04d}-{month:02d}")
+        months.append(calendar.month_key(date(year, month, 1)))
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return months
 
@@ -118,9 +150,11 @@ class MetricsDocument:
     version: int
     goals: Mapping[MetricID, Goal]
 
+    prefix = "dim_metric:"
+
     @property
     def name(self) -> str:
-        return f"dim_metric:{self.month}"
+        return f"{self.prefix}{self.month}"
 
     def validate(self) -> None:
         problems = []
@@ -174,19 +208,21 @@ def metric_rows(
             goal = document.goals.get(metric) if document else None
             version = document.version if goal is not None and document else 0
             goal = goal or defaults.get(metric)
-            if goal is None:
-                continue
-            rows.append(
-                DimMetric(
-                    MetricMonthKey=f"{month}:{metric.value}",
-                    MetricID=metric,
-                    Month=month,
-                    DefaultGoal=float(goal.default_goal),
-                    YellowFloorPct=float(goal.yellow_floor_pct),
-                    Version=version,
-                )
-            )
+            if goal is not None:
+                rows.append(metric_row(month, metric, goal, version))
     return rows
+
+
+def metric_row(month: str, metric: MetricID, goal: Goal, version: int = 0) -> DimMetric:
+    """One month's goal for one metric; Version 0 is the default no operator set."""
+    return DimMetric(
+        MetricMonthKey=f"{month}:{metric.value}",
+        MetricID=metric,
+        Month=month,
+        DefaultGoal=float(goal.default_goal),
+        YellowFloorPct=float(goal.yellow_floor_pct),
+        Version=version,
+    )
 
 
 # ---- DimShift --------------------------------------------------------------------------------
@@ -212,20 +248,9 @@ class ShiftsDocument:
         seen: set[str] = set()
         for index, rule in enumerate(self.rules):
             where = f"shifts[{index}]"
-            if not rule.key.strip():
-                problems.append(f"{where}.key: must not be empty")
-            if rule.key.upper() == calendar.UNASSIGNED_SHIFT:
-                problems.append(f"{where}.key: {rule.key!r} is reserved for uncovered times")
-            if rule.key in seen:
-                problems.append(f"{where}.key: {rule.key!r} is used twice")
+            problems.extend(_key_problems(where, rule.key, seen))
+            problems.extend(_rule_problems(where, rule))
             seen.add(rule.key)
-            if not rule.name.strip():
-                problems.append(f"{where}.name: must not be empty")
-            if not rule.days or not rule.days <= set(range(7)):
-                problems.append(f"{where}.days: weekdays 0 (Mon) to 6 (Sun), at least one")
-            for label, moment in (("start", rule.start), ("end", rule.end)):
-                if moment.second or moment.microsecond or moment.tzinfo is not None:
-                    problems.append(f"{where}.{label}: whole minutes of local time (HH:MM)")
         if not problems:
             problems.extend(coverage_problems(self.rules, self.allow_unassigned))
         if problems:
@@ -267,6 +292,31 @@ class ShiftsDocument:
             for s in data["shifts"]
         )
         return cls(int(data["version"]), rules, bool(data.get("allowUnassigned", False)))
+
+
+def _key_problems(where: str, key: str, keys_before: set[str]) -> list[str]:
+    """A shift key is named, not the reserved Unassigned, and not an earlier rule's."""
+    problems = []
+    if not key.strip():
+        problems.append(f"{where}.key: must not be empty")
+    if key.upper() == calendar.UNASSIGNED_SHIFT:
+        problems.append(f"{where}.key: {key!r} is reserved for uncovered times")
+    if key in keys_before:
+        problems.append(f"{where}.key: {key!r} is used twice")
+    return problems
+
+
+def _rule_problems(where: str, rule: ShiftRule) -> list[str]:
+    """A rule has a name, real weekdays, and starts and ends on whole local minutes."""
+    problems = []
+    if not rule.name.strip():
+        problems.append(f"{where}.name: must not be empty")
+    if not rule.days or not rule.days <= set(range(7)):
+        problems.append(f"{where}.days: weekdays 0 (Mon) to 6 (Sun), at least one")
+    for label, moment in (("start", rule.start), ("end", rule.end)):
+        if moment.second or moment.microsecond or moment.tzinfo is not None:
+            problems.append(f"{where}.{label}: whole minutes of local time (HH:MM)")
+    return problems
 
 
 def _minute(moment: time) -> int:
@@ -344,10 +394,6 @@ class Diff:
     changed: tuple[str, ...] = ()
     details: tuple[str, ...] = field(default=(), compare=False)
 
-    @property
-    def empty(self) -> bool:
-        return not (self.added or self.removed or self.changed)
-
     def counts(self) -> dict[str, int]:
         return {
             "added": len(self.added),
@@ -375,4 +421,4 @@ def diff_rows(
 
 
 def _comparable(row: DimRow, ignore: Sequence[str]) -> dict[str, Any]:
-    return {n: getattr(row, n) for n in row.__dataclass_fields__ if n not in ignore}
+    return {n: v for n, v in row_dict(row).items() if n not in ignore}

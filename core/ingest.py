@@ -10,12 +10,12 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from core import calendar
+from core.dimensions import dimension_key, metric_row, push_once
 from core.errors import SinkPermanentError, TransientError, UnparseableEnvelope
 from core.identity import event_key, first_of_each
 from core.model import (
     CrmObject,
     DimAgent,
-    DimMetric,
     DimRow,
     Direction,
     EventKey,
@@ -28,11 +28,10 @@ from core.model import (
     Source,
     SourceEvent,
 )
-from core.rules import Policy, classify
-from core.schema import key_of, table_of
+from core.rules import OUTBOUND_EMAIL_DIRECTION, Policy, classify
 
 if TYPE_CHECKING:
-    from core.model import Delivery
+    from core.model import Delivery, IngestEnvelope
     from ports.directory import CrmDirectory, Roster
     from ports.inbox import DeadLetters, Inbox
     from ports.ledger import Claim, Ledger
@@ -142,14 +141,46 @@ async def process_batch(
     now: datetime,
 ) -> BatchOutcome:
     """parse → classify → identity + dedup → enrich → gate → claim → dims → append → commit → ack."""
-    if ports.shifts is not None:
-        applied = await ports.shifts.current()
+    config = await _with_applied_shifts(config, ports.shifts)
+    candidates, dead = _parse(deliveries, ports.parsers)
+    roster = await ports.roster.snapshot()
+    crm_seen: dict[tuple[str, str], CrmObject | None] = {}
+    live: list[_Candidate] = []
+    for cand in candidates:
+        if await _admit(cand, ports.crm, crm_seen, roster, config):
+            live.append(cand)
+
+    unique, repeats = first_of_each(live, key=lambda c: str(c.key))
+    for cand in repeats:
+        cand.settle(Status.DUPLICATE, "repeat within batch")
+
+    await _claim_and_push(unique, ports, config, roster, now)
+
+    outcomes = _envelope_outcomes(deliveries, candidates, dead)
+    await _settle_deliveries(deliveries, outcomes, ports, config)
+    return BatchOutcome(tuple(outcomes))
+
+
+async def _with_applied_shifts(
+    config: IngestConfig, shifts: ShiftRuleSource | None
+) -> IngestConfig:
+    """The shift rules an operator applied win over the SHIFTS setting."""
+    if shifts is not None:
+        applied = await shifts.current()
         if applied and applied != config.shift_rules:
-            config = replace(config, shift_rules=applied)
+            return replace(config, shift_rules=applied)
+    return config
+
+
+def _parse(
+    deliveries: Sequence[Delivery], parsers: Mapping[str, EnvelopeParser]
+) -> tuple[list[_Candidate], dict[int, str]]:
+    """Each delivery's events as candidates (an event without a time happened when received),
+    and the reason of each delivery that cannot be parsed, by index."""
     dead: dict[int, str] = {}
     candidates: list[_Candidate] = []
     for index, delivery in enumerate(deliveries):
-        parser = ports.parsers.get(delivery.envelope.source)
+        parser = parsers.get(delivery.envelope.source)
         if parser is None:
             dead[index] = f"no parser for source {delivery.envelope.source!r}"
             continue
@@ -161,35 +192,36 @@ async def process_batch(
         for event in events:
             occurred = event.occurred_at or delivery.envelope.received_at
             candidates.append(_Candidate(index, replace(event, occurred_at=occurred)))
+    return candidates, dead
 
-    roster = await ports.roster.snapshot()
-    crm_seen: dict[tuple[str, str], CrmObject | None] = {}
-    live: list[_Candidate] = []
-    for cand in candidates:
-        cand.key = event_key(cand.event)
-        if cand.event.source is Source.HUBSPOT and cand.event.kind in (Kind.EMAIL, Kind.TICKET):
-            if not await _enrich(cand, ports.crm, crm_seen):
-                continue
-        verdict = classify(cand.event, config.policy)
-        if not verdict.counts or cand.key is None or verdict.metric is None:
-            cand.settle(Status.IGNORED, verdict.reason)
-            continue
-        agent, gate_reason = _gate(cand.event, roster)
-        if agent is None:
-            cand.settle(Status.GATED, gate_reason)
-            continue
-        cand.fact = _fact(cand.key, cand.event, verdict.metric, agent, config)
-        live.append(cand)
 
-    unique, repeats = first_of_each(live, key=lambda c: str(c.key))
-    for cand in repeats:
-        cand.settle(Status.DUPLICATE, "repeat within batch")
+async def _admit(
+    cand: _Candidate,
+    crm: CrmDirectory,
+    crm_seen: dict[tuple[str, str], CrmObject | None],
+    roster: RosterSnapshot,
+    config: IngestConfig,
+) -> bool:
+    """Identity, CRM enrichment, the counting rules and the roster gate: True when the event
+    counts (it now carries its fact); else it is settled with the reason it does not."""
+    cand.key = event_key(cand.event)
+    if _needs_crm(cand.event) and not await _enrich(cand, crm, crm_seen):
+        return False
+    verdict = classify(cand.event, config.policy)
+    if not verdict.counts or cand.key is None or verdict.metric is None:
+        cand.settle(Status.IGNORED, verdict.reason)
+        return False
+    agent, gate_reason = _gate(cand.event, roster)
+    if agent is None:
+        cand.settle(Status.GATED, gate_reason)
+        return False
+    cand.fact = _fact(cand.key, cand.event, verdict.metric, agent, config)
+    return True
 
-    await _claim_and_push(unique, ports, config, roster, now)
 
-    outcomes = _envelope_outcomes(deliveries, candidates, dead)
-    await _settle_deliveries(deliveries, outcomes, ports, config)
-    return BatchOutcome(tuple(outcomes))
+def _needs_crm(event: SourceEvent) -> bool:
+    """HubSpot webhooks carry ids only: owner, direction and status come from the CRM."""
+    return event.source is Source.HUBSPOT and event.kind in (Kind.EMAIL, Kind.TICKET)
 
 
 async def _enrich(
@@ -210,7 +242,8 @@ async def _enrich(
         return False
     direction = event.direction
     if event.kind is Kind.EMAIL:
-        direction = Direction.OUTBOUND if obj.direction == "EMAIL" else Direction.INBOUND
+        outbound = obj.direction == OUTBOUND_EMAIL_DIRECTION
+        direction = Direction.OUTBOUND if outbound else Direction.INBOUND
     cand.event = replace(
         event,
         direction=direction,
@@ -268,16 +301,7 @@ def dimension_rows(
         wanted: list[DimRow] = [calendar.dim_date(day, config.workdays)]
         goal = config.goals.get(fact.MetricID)
         if goal is not None:
-            wanted.append(
-                DimMetric(
-                    MetricMonthKey=fact.MetricMonthKey,
-                    MetricID=fact.MetricID,
-                    Month=calendar.month_key(day),
-                    DefaultGoal=goal.default_goal,
-                    YellowFloorPct=goal.yellow_floor_pct,
-                    Version=0,
-                )
-            )
+            wanted.append(metric_row(calendar.month_key(day), fact.MetricID, goal))
         agent = roster.by_id(fact.AgentKey)
         wanted.append(
             DimAgent(
@@ -296,11 +320,6 @@ def dimension_rows(
     return list(rows.values())
 
 
-def dimension_key(row: DimRow) -> str:
-    """Ledger key under which a dimension row is pushed once: `dim:DimDate:20251105`."""
-    return f"dim:{table_of(row).name}:{key_of(row)}"
-
-
 async def _claim_and_push(
     cands: list[_Candidate],
     ports: IngestPorts,
@@ -308,9 +327,21 @@ async def _claim_and_push(
     roster: RosterSnapshot,
     now: datetime,
 ) -> None:
+    """Claim the events' keys; push the ones claimed and settle every event."""
     if not cands:
         return
     claim = await ports.ledger.claim([str(c.key) for c in cands], config.lease)
+    ours = _settle_taken(cands, claim)
+    if not ours:
+        return
+    status, reason = await _push(ours, claim, ports, config, roster, now)
+    for cand in ours:
+        cand.settle(status, reason)
+
+
+def _settle_taken(cands: Sequence[_Candidate], claim: Claim) -> list[_Candidate]:
+    """Settle the events whose key was counted already or is in flight elsewhere; the rest,
+    claimed by us, are returned."""
     done, busy = set(claim.done), set(claim.busy)
     ours: list[_Candidate] = []
     for cand in cands:
@@ -320,46 +351,33 @@ async def _claim_and_push(
             cand.settle(Status.RETRY, "in flight elsewhere")
         else:
             ours.append(cand)
-    if not ours:
-        return
-    facts = [c.fact for c in ours if c.fact is not None]
-    try:
-        await _ensure_dimensions(facts, ports, config, roster, now)
-        await ports.sink.append(facts)
-    except TransientError as exc:
-        await ports.ledger.release(claim)
-        for cand in ours:
-            cand.settle(Status.RETRY, f"sink unavailable: {exc}")
-        return
-    except SinkPermanentError as exc:
-        await ports.ledger.release(claim)
-        for cand in ours:
-            cand.settle(Status.DEAD_LETTERED, f"sink rejected: {exc}")
-        return
-    await ports.ledger.commit(claim)
-    for cand in ours:
-        cand.settle(Status.ACCEPTED, "counted")
+    return ours
 
 
-async def _ensure_dimensions(
-    facts: Sequence[FactEvent],
+async def _push(
+    ours: Sequence[_Candidate],
+    claim: Claim,
     ports: IngestPorts,
     config: IngestConfig,
     roster: RosterSnapshot,
     now: datetime,
-) -> None:
-    """Push each dimension row a fact refers to, once (through the ledger)."""
-    rows = {dimension_key(r): r for r in dimension_rows(facts, config, roster, now)}
-    claim: Claim = await ports.ledger.claim(list(rows), config.lease)
-    if not claim.claimed:
-        return
+) -> tuple[Status, str]:
+    """The dimension rows the facts refer to, then the facts; commit the claim, or release it
+    so a later delivery can take the keys. The status and reason of every claimed event."""
+    facts = [c.fact for c in ours if c.fact is not None]
     try:
-        await ports.sink.upsert([rows[k] for k in claim.claimed])
-    except BaseException:
+        await push_once(
+            dimension_rows(facts, config, roster, now), ports.ledger, ports.sink, config.lease
+        )
+        await ports.sink.append(facts)
+    except TransientError as exc:
         await ports.ledger.release(claim)
-        raise
-    # No TTL: a dimension row pushed again after a purge would be a duplicate key in Power BI.
-    await ports.ledger.commit(claim, forever=True)
+        return Status.RETRY, f"sink unavailable: {exc}"
+    except SinkPermanentError as exc:
+        await ports.ledger.release(claim)
+        return Status.DEAD_LETTERED, f"sink rejected: {exc}"
+    await ports.ledger.commit(claim)
+    return Status.ACCEPTED, "counted"
 
 
 def _envelope_outcomes(
@@ -369,23 +387,26 @@ def _envelope_outcomes(
     for cand in candidates:
         assert cand.outcome is not None, "every candidate is settled"
         by_index[cand.index].append(cand.outcome)
-    outcomes = []
-    for index, delivery in enumerate(deliveries):
-        env = delivery.envelope
-        events = tuple(by_index[index])
-        if index in dead:
-            outcomes.append(
-                EnvelopeOutcome(
-                    env.request_id, env.source, Status.DEAD_LETTERED, events, dead[index]
-                )
-            )
-            continue
-        statuses = {e.status for e in events}
-        status = next((s for s in _PRECEDENCE if s in statuses), Status.IGNORED)
-        reasons = sorted({e.reason for e in events if e.status is status})
-        reason = "; ".join(reasons) if events else "no events"
-        outcomes.append(EnvelopeOutcome(env.request_id, env.source, status, events, reason))
-    return outcomes
+    return [
+        _envelope_outcome(delivery.envelope, tuple(by_index[index]), dead.get(index))
+        for index, delivery in enumerate(deliveries)
+    ]
+
+
+def _envelope_outcome(
+    env: IngestEnvelope, events: tuple[EventOutcome, ...], dead_reason: str | None
+) -> EnvelopeOutcome:
+    """Dead-lettered whole when it could not be parsed; else the most pressing of its events'
+    statuses, with their reasons."""
+    if dead_reason is not None:
+        return EnvelopeOutcome(
+            env.request_id, env.source, Status.DEAD_LETTERED, events, dead_reason
+        )
+    statuses = {e.status for e in events}
+    status = next((s for s in _PRECEDENCE if s in statuses), Status.IGNORED)
+    reasons = sorted({e.reason for e in events if e.status is status})
+    reason = "; ".join(reasons) if events else "no events"
+    return EnvelopeOutcome(env.request_id, env.source, status, events, reason)
 
 
 async def _settle_deliveries(

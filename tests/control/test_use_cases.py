@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,8 +19,8 @@ from core.control import (
     sync_agents,
 )
 from core.dimensions import MetricsDocument, ShiftsDocument
-from core.errors import ValidationFailed
-from core.model import DimAgent, Goal, MetricID, RosterAgent, RosterSnapshot, ShiftRule
+from core.errors import SinkTransientError, ValidationFailed
+from core.model import DimAgent, DimRow, Goal, MetricID, RosterAgent, RosterSnapshot, ShiftRule
 from tests.control.fakes import CALLER, World, config
 
 JOHN = RosterAgent("2", "John Agent", "john.agent@example.test")
@@ -140,6 +141,22 @@ async def test_a_dry_extend_writes_nothing() -> None:
     world = World()
     summary = await extend_dates(world.ports, config(), CALLER, dry_run=True)
     assert world.wrote_nothing() and summary.counts["window"] == 62
+
+
+async def test_a_failed_date_push_releases_its_claims_and_the_lease_for_the_next_run() -> None:
+    world = World()
+
+    async def sink_down(rows: Sequence[DimRow]) -> None:
+        raise SinkTransientError("sink down")
+
+    world.sink.upsert = sink_down  # type: ignore[method-assign]
+    with pytest.raises(SinkTransientError):
+        await extend_dates(world.ports, config(), CALLER)
+    assert not world.ledger.pending and not world.ledger.done and not world.leases.held
+
+    del world.sink.upsert
+    summary = await extend_dates(world.ports, config(), CALLER)
+    assert summary.counts == {"window": 62, "pushed": 62, "already": 0}
 
 
 # ---- apply_metrics ---------------------------------------------------------------------------
