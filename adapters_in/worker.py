@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import timedelta
 
 from opentelemetry import propagate, trace
 
+from adapters_in.breakers import Breakers
 from adapters_in.metrics import Metrics
 from core.errors import TransientError
 from core.ingest import BatchOutcome, IngestConfig, IngestPorts, process_batch
@@ -20,6 +22,8 @@ log = logging.getLogger("pulse.worker")
 tracer = trace.get_tracer("pulse.worker")
 
 CRASH_RETRY_DELAY = timedelta(seconds=5)
+HOLD_EXTENSION = timedelta(seconds=60)
+PAUSE_SEC = 0.5  # how often a paused worker looks at the breakers again  # how long each extension keeps held deliveries hidden
 MAX_ATTEMPTS = 5
 
 
@@ -51,6 +55,8 @@ class InboxWorkers:
         take_wait: float = 1.0,
         max_attempts: int = MAX_ATTEMPTS,
         crash_retry_delay: timedelta = CRASH_RETRY_DELAY,
+        breakers: Breakers | None = None,
+        hold_extension: timedelta = HOLD_EXTENSION,
     ) -> None:
         self.ports = ports
         self.config = config
@@ -61,6 +67,9 @@ class InboxWorkers:
         self.take_wait = take_wait
         self.max_attempts = max_attempts
         self.crash_retry_delay = crash_retry_delay
+        self.breakers = breakers if breakers is not None else Breakers(clock)
+        self.hold_extension = hold_extension
+        self.held = 0  # deliveries held while a breaker is open, for the drain report
         self._tasks: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -80,23 +89,83 @@ class InboxWorkers:
     async def _run(self) -> None:
         task = asyncio.current_task()
         assert task is not None
-        while not self._stopping.is_set():
-            try:
-                deliveries = await self.ports.inbox.take(self.batch_size, self.take_wait)
-            except Exception as exc:
-                self.last_error = f"inbox take failed: {exc!r}"
-                log.exception("inbox take failed")
-                await asyncio.sleep(1)
-                continue
-            if not deliveries:
-                continue
-            self._busy.add(task)
-            try:
-                await self.run_batch(deliveries)
-            finally:
-                self._busy.discard(task)
+        held: list[Delivery] = []
+        try:
+            while not self._stopping.is_set():
+                if held:
+                    held = await self._hold_or_probe(held, task)
+                elif self.breakers.intake_open:
+                    held = await self._take_and_run(task, frozenset())
+                elif (probe := self._take_probe()) is not None:
+                    held = await self._take_and_run(task, probe)  # no one holds: fresh probe
+                else:
+                    await self._paused()  # backpressure: the inbox keeps what the edge stores
+        finally:
+            if held:  # stopping: what is held goes back for another worker or a restart
+                await self._hand_back(held)
 
-    async def run_batch(self, deliveries: list[Delivery]) -> BatchOutcome | None:
+    def _take_probe(self) -> frozenset[str] | None:
+        probe = next((b for b in self.breakers.not_closed() if b.take_probe()), None)
+        return frozenset({probe.dependency}) if probe is not None else None
+
+    async def _take_and_run(
+        self, task: asyncio.Task[None], probed: frozenset[str]
+    ) -> list[Delivery]:
+        try:
+            deliveries = await self.ports.inbox.take(self.batch_size, self.take_wait)
+        except Exception as exc:
+            self.last_error = f"inbox take failed: {exc!r}"
+            log.exception("inbox take failed")
+            await asyncio.sleep(1)
+            deliveries = []
+        if not deliveries:
+            self.breakers.record({}, probed)  # nothing waits: nothing to hold back for
+            return []
+        return await self._busy_running(task, deliveries, probed)
+
+    async def _busy_running(
+        self, task: asyncio.Task[None], deliveries: list[Delivery], probed: frozenset[str]
+    ) -> list[Delivery]:
+        self._busy.add(task)
+        try:
+            outcome = await self.run_batch(deliveries, probed)
+        finally:
+            self._busy.discard(task)
+        return list(outcome.held) if outcome is not None else []
+
+    async def _hold_or_probe(
+        self, held: list[Delivery], task: asyncio.Task[None]
+    ) -> list[Delivery]:
+        """With a breaker open: keep the deliveries hidden, and run them again as the probe
+        when the breaker's cool-down is over (or as soon as another worker's probe closed it)."""
+        probe = self._take_probe()
+        if probe is not None or self.breakers.intake_open:
+            return await self._busy_running(task, held, probe or frozenset())
+        await self._extend(held)
+        await self._paused()
+        return held
+
+    async def _paused(self) -> None:
+        waits = [b.seconds_to_probe() for b in self.breakers.not_closed()]
+        delay = min([PAUSE_SEC, *waits]) if waits else PAUSE_SEC
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), max(delay, 0.01))
+
+    async def _extend(self, held: list[Delivery]) -> None:
+        try:
+            await self.ports.inbox.extend([d.receipt for d in held], self.hold_extension)
+        except Exception:
+            log.exception("could not extend held deliveries; they may be redelivered")
+
+    async def _hand_back(self, held: list[Delivery]) -> None:
+        try:
+            await self.ports.inbox.retry([d.receipt for d in held], timedelta(0))
+        except Exception:
+            log.exception("could not hand held deliveries back; visibility timeout will")
+
+    async def run_batch(
+        self, deliveries: list[Delivery], probed: frozenset[str] = frozenset()
+    ) -> BatchOutcome | None:
         """Process a batch. One that raises something other than a transient error is split
         in halves until the envelope that raises is alone: the rest are processed as usual,
         and that one is retried, then dead-lettered after `max_attempts` (a backstop for what
@@ -108,10 +177,14 @@ class InboxWorkers:
                 links=_links(deliveries),
                 attributes={"pulse.envelopes": len(deliveries)},
             ):
-                outcome = await process_batch(deliveries, self.ports, self.config, self.clock.now())
+                outcome = await process_batch(
+                    deliveries, self.ports, self.config, self.clock.now(), hold_outages=True
+                )
         except Exception as exc:
             self.last_error = f"batch failed: {exc!r}"
             self.metrics.inc("batch_failures_total", help="Batches that raised")
+            # A probe that raised proved nothing: its breakers wait out another cool-down.
+            self.breakers.record(dict.fromkeys(probed, f"probe batch raised {exc!r}"))
             if isinstance(exc, TransientError) or len(deliveries) == 1:
                 await self._failed(deliveries, exc)
                 return None
@@ -120,9 +193,11 @@ class InboxWorkers:
                 extra={"fields": {"envelopes": len(deliveries), "error": repr(exc)}},
             )
             half = len(deliveries) // 2
-            await self.run_batch(deliveries[:half])
-            await self.run_batch(deliveries[half:])
-            return None
+            first = await self.run_batch(deliveries[:half], probed)
+            second = await self.run_batch(deliveries[half:], probed)
+            held = [*(first.held if first else ()), *(second.held if second else ())]
+            return BatchOutcome((), tuple(held)) if held else None
+        self.breakers.record(outcome.outages, probed)
         self._record(outcome, time.perf_counter() - started)
         return outcome
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from core import calendar
 from core.dimensions import dimension_key, metric_row, push_once
-from core.errors import SinkPermanentError, TransientError, UnparseableEnvelope
+from core.errors import SinkPermanentError, SinkTransientError, TransientError, UnparseableEnvelope
 from core.identity import event_key, first_of_each
 from core.model import (
     CrmObject,
@@ -66,6 +66,8 @@ class EventOutcome:
     status: Status
     reason: str
     metric: MetricID | None = None
+    outage: str | None = None
+    """RETRY because this dependency failed transiently: `sink`, `ledger` or `crm`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +78,26 @@ class EnvelopeOutcome:
     events: tuple[EventOutcome, ...]
     reason: str = ""
 
+    @property
+    def outages(self) -> frozenset[str]:
+        return frozenset(e.outage for e in self.events if e.outage is not None)
+
 
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
     envelopes: tuple[EnvelopeOutcome, ...]
+    held: tuple[Delivery, ...] = ()
+    """Deliveries left with the caller (`hold_outages`): neither acked nor handed back."""
+
+    @property
+    def outages(self) -> dict[str, str]:
+        """The dependencies that failed transiently in this batch, each with its first error."""
+        found: dict[str, str] = {}
+        for env in self.envelopes:
+            for event in env.events:
+                if event.outage is not None:
+                    found.setdefault(event.outage, event.reason)
+        return found
 
     def event_counts(self) -> Counter[str]:
         return Counter(e.status.value for env in self.envelopes for e in env.events)
@@ -129,9 +147,9 @@ class _Candidate:
     fact: FactEvent | None = None
     outcome: EventOutcome | None = None
 
-    def settle(self, status: Status, reason: str) -> None:
+    def settle(self, status: Status, reason: str, outage: str | None = None) -> None:
         metric = self.fact.MetricID if self.fact else None
-        self.outcome = EventOutcome(self.key, status, reason, metric)
+        self.outcome = EventOutcome(self.key, status, reason, metric, outage)
 
 
 async def process_batch(
@@ -139,8 +157,14 @@ async def process_batch(
     ports: IngestPorts,
     config: IngestConfig,
     now: datetime,
+    *,
+    hold_outages: bool = False,
 ) -> BatchOutcome:
-    """parse → classify → identity + dedup → enrich → gate → claim → dims → append → commit → ack."""
+    """parse → classify → identity + dedup → enrich → gate → claim → dims → append → commit → ack.
+
+    An envelope that must come back because a dependency is down is handed back to the inbox
+    with backoff, or, with `hold_outages`, left with the caller (`BatchOutcome.held`) to hold
+    while its breaker is open and process again when it half-opens."""
     config = await _with_applied_shifts(config, ports.shifts)
     candidates, dead = _parse(deliveries, ports.parsers)
     roster = await ports.roster.snapshot()
@@ -157,8 +181,8 @@ async def process_batch(
     await _claim_and_push(unique, ports, config, roster, now)
 
     outcomes = _envelope_outcomes(deliveries, candidates, dead)
-    await _settle_deliveries(deliveries, outcomes, ports, config)
-    return BatchOutcome(tuple(outcomes))
+    held = await _settle_deliveries(deliveries, outcomes, ports, config, hold_outages)
+    return BatchOutcome(tuple(outcomes), held)
 
 
 async def _with_applied_shifts(
@@ -234,7 +258,7 @@ async def _enrich(
         try:
             seen[ref] = await crm.lookup(*ref)
         except TransientError as exc:
-            cand.settle(Status.RETRY, f"crm unavailable: {exc}")
+            cand.settle(Status.RETRY, f"crm unavailable: {exc}", outage="crm")
             return False
     obj = seen[ref]
     if obj is None:
@@ -330,13 +354,18 @@ async def _claim_and_push(
     """Claim the events' keys; push the ones claimed and settle every event."""
     if not cands:
         return
-    claim = await ports.ledger.claim([str(c.key) for c in cands], config.lease)
+    try:
+        claim = await ports.ledger.claim([str(c.key) for c in cands], config.lease)
+    except TransientError as exc:
+        for cand in cands:
+            cand.settle(Status.RETRY, f"ledger unavailable: {exc}", outage="ledger")
+        return
     ours = _settle_taken(cands, claim)
     if not ours:
         return
-    status, reason = await _push(ours, claim, ports, config, roster, now)
+    status, reason, outage = await _push(ours, claim, ports, config, roster, now)
     for cand in ours:
-        cand.settle(status, reason)
+        cand.settle(status, reason, outage)
 
 
 def _settle_taken(cands: Sequence[_Candidate], claim: Claim) -> list[_Candidate]:
@@ -361,9 +390,11 @@ async def _push(
     config: IngestConfig,
     roster: RosterSnapshot,
     now: datetime,
-) -> tuple[Status, str]:
+) -> tuple[Status, str, str | None]:
     """The dimension rows the facts refer to, then the facts; commit the claim, or release it
-    so a later delivery can take the keys. The status and reason of every claimed event."""
+    so a later delivery can take the keys. The status, reason and outage of every claimed
+    event. A commit that fails leaves rows the sink accepted uncommitted: the events come
+    back, and the read side's distinct EventKey keeps them counted once."""
     facts = [c.fact for c in ours if c.fact is not None]
     try:
         await push_once(
@@ -371,13 +402,25 @@ async def _push(
         )
         await ports.sink.append(facts)
     except TransientError as exc:
-        await ports.ledger.release(claim)
-        return Status.RETRY, f"sink unavailable: {exc}"
+        await _release(ports.ledger, claim)
+        outage = "sink" if isinstance(exc, SinkTransientError) else "ledger"
+        return Status.RETRY, f"{outage} unavailable: {exc}", outage
     except SinkPermanentError as exc:
-        await ports.ledger.release(claim)
-        return Status.DEAD_LETTERED, f"sink rejected: {exc}"
-    await ports.ledger.commit(claim)
-    return Status.ACCEPTED, "counted"
+        await _release(ports.ledger, claim)
+        return Status.DEAD_LETTERED, f"sink rejected: {exc}", None
+    try:
+        await ports.ledger.commit(claim)
+    except TransientError as exc:
+        return Status.RETRY, f"ledger unavailable: {exc}", "ledger"
+    return Status.ACCEPTED, "counted", None
+
+
+async def _release(ledger: Ledger, claim: Claim) -> None:
+    """Release a claim, or, with the ledger down too, leave it to lapse after its lease."""
+    try:
+        await ledger.release(claim)
+    except TransientError:
+        pass
 
 
 def _envelope_outcomes(
@@ -414,13 +457,18 @@ async def _settle_deliveries(
     outcomes: Sequence[EnvelopeOutcome],
     ports: IngestPorts,
     config: IngestConfig,
-) -> None:
+    hold_outages: bool,
+) -> tuple[Delivery, ...]:
+    """Ack what settled, dead-letter what cannot be processed, hand back (or hold) the rest."""
     acks: list[str] = []
     retries: dict[timedelta, list[str]] = {}
+    held: list[Delivery] = []
     for delivery, outcome in zip(deliveries, outcomes, strict=True):
         if outcome.status is Status.DEAD_LETTERED:
             await ports.dead_letters.add(delivery, outcome.reason)
             acks.append(delivery.receipt)
+        elif outcome.status is Status.RETRY and hold_outages and outcome.outages:
+            held.append(delivery)
         elif outcome.status is Status.RETRY:
             retries.setdefault(config.retry_delay(delivery.attempt), []).append(delivery.receipt)
         else:
@@ -429,3 +477,4 @@ async def _settle_deliveries(
         await ports.inbox.retry(receipts, delay)
     if acks:
         await ports.inbox.ack(acks)
+    return tuple(held)

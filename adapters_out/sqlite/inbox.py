@@ -232,6 +232,20 @@ class SqliteInbox:
 
         await self.db.run(give_back)
 
+    async def extend(self, receipts: Sequence[str], hidden_for: timedelta) -> None:
+        visible_at = self.clock.now().timestamp() + max(0.0, hidden_for.total_seconds())
+        rows = [(visible_at, rid, r) for r in receipts if (rid := _row_id(r)) is not None]
+        if not rows:
+            return
+
+        def hide(conn: sqlite3.Connection) -> None:
+            with self.db.transaction(conn):
+                conn.executemany(
+                    "UPDATE inbox SET visible_at = ? WHERE id = ? AND receipt = ?", rows
+                )
+
+        await self.db.run(hide)
+
     # --- health -----------------------------------------------------------------------------
 
     async def stats(self) -> InboxStats:
