@@ -16,7 +16,7 @@ from adapters_in.http.admin import auth as admin_auth
 from adapters_in.http.admin.api import AdminApi
 from adapters_in.http.middleware import edge_middleware
 from core.model import RosterAgent, RosterSnapshot
-from tests.control.fakes import World, config
+from tests.fakes import World, config
 
 ClientMaker = Callable[..., Awaitable[TestClient[Any, Any]]]
 

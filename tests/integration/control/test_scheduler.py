@@ -15,8 +15,7 @@ import pytest
 from adapters_in.metrics import Metrics
 from adapters_in.scheduler import ControlScheduler, Job, JobBoard
 from core.control import Caller, Summary
-from tests.control.fakes import FakeLeases
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, FakeLeases
 
 ROOT = Path(__file__).parents[3]
 

@@ -16,10 +16,9 @@ from adapters_out.aloware.roster import AlowareRoster
 from adapters_out.hubspot.crm import HubSpotCrm
 from core.ingest import IngestConfig, IngestPorts, process_batch
 from core.model import Delivery, DimRow, FactEvent, IngestEnvelope, MetricID
-from tests.control.fakes import FakeLedger
 from tests.emulators.aloware import AlowareEmulator
 from tests.emulators.hubspot import HubSpotEmulator
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, FakeLedger
 
 URL = "https://pulse.example.test/webhooks/hubspot"
 NOW = datetime(2025, 11, 5, 17, 30, tzinfo=UTC)

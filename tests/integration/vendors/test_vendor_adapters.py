@@ -13,11 +13,10 @@ from adapters_out.aloware.roster import AlowareRoster
 from adapters_out.hubspot.crm import HubSpotCrm
 from core.errors import PermanentError, TransientError
 from core.model import RosterAgent, RosterSnapshot
-from tests.control.fakes import FakeRoster
 from tests.emulators.aloware import AlowareEmulator
 from tests.emulators.faults import Fault, stall, throttled
 from tests.emulators.hubspot import HubSpotEmulator
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, FakeRoster
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from core.control import (
 from core.dimensions import MetricsDocument, ShiftsDocument
 from core.errors import ValidationFailed
 from core.model import DimAgent, Goal, MetricID, RosterAgent, RosterSnapshot, ShiftRule
-from tests.control.fakes import CALLER, World, config
+from tests.fakes import CALLER, World, config
 
 JOHN = RosterAgent("2", "John Agent", "john.agent@example.test")
 JANE = RosterAgent("3", "Jane Agent", "jane.agent@example.test")
@@ -62,7 +62,7 @@ async def test_sync_replaces_dim_agent_with_exactly_the_roster_and_refreshes_the
 async def test_an_agent_who_left_the_roster_stays_as_inactive_for_their_facts() -> None:
     world = World(ROSTER)
     await sync_agents(world.ports, config(), CALLER)
-    world.roster.snapshot = RosterSnapshot(agents=(JOHN,), ring_group_id="8465")
+    world.roster.current = RosterSnapshot(agents=(JOHN,), ring_group_id="8465")
 
     summary = await sync_agents(world.ports, config(), CALLER)
 
@@ -85,7 +85,7 @@ async def test_a_dry_sync_shows_the_diff_and_writes_nothing_but_its_audit() -> N
 async def test_an_empty_roster_answer_is_refused_rather_than_deactivating_everyone() -> None:
     world = World(ROSTER)
     await sync_agents(world.ports, config(), CALLER)
-    world.roster.snapshot = RosterSnapshot(agents=(), ring_group_id="8465")
+    world.roster.current = RosterSnapshot(agents=(), ring_group_id="8465")
 
     with pytest.raises(ValidationFailed, match="no agents; refusing to deactivate 2"):
         await sync_agents(world.ports, config(), CALLER)
@@ -129,7 +129,7 @@ async def test_extend_dates_pushes_each_date_of_the_window_once() -> None:
 
 async def test_extend_dates_skips_dates_ingest_already_pushed() -> None:
     world = World()
-    world.ledger.done.add(f"dim:DimDate:{calendar.date_key(world.clock.now().date())}")
+    world.ledger.mark_done(f"dim:DimDate:{calendar.date_key(world.clock.now().date())}")
 
     summary = await extend_dates(world.ports, config(), CALLER)
 
