@@ -27,8 +27,8 @@ from core.schema import FACT_EVENT  # noqa: E402
 from tests.emulators.aad import AuthorityRedirect  # noqa: E402
 from tests.emulators.clock import ScaledTime  # noqa: E402
 from tests.emulators.powerbi import PowerBIEmulator  # noqa: E402
-from tests.powerbi.daemon import aloware_call, daemon_settings, powerbi_daemon  # noqa: E402
-from tests.powerbi.harness import powerbi_sink, settings_for  # noqa: E402
+from tests.support.powerbi.daemon import aloware_call, daemon_settings, powerbi_daemon  # noqa: E402
+from tests.support.powerbi.harness import powerbi_sink, settings_for  # noqa: E402
 
 HOUR = 3_600.0
 LARGE = 250_000  # FactEvent rows at the start of the sustained runs (DESIGN §4 switch)
@@ -150,7 +150,7 @@ async def burst_batching(events: int, factor: float) -> Result:
 
 async def burst_daemon(events: int, factor: float, workers: int, batch_size: int) -> Result:
     """`events` webhooks POSTed to the real daemon (edge → SQLite inbox → workers → ledger →
-    sink; tests/powerbi/daemon.py) below 250k rows; lag = 202 answered → row stored. The load
+    sink; tests/support/powerbi/daemon.py) below 250k rows; lag = 202 answered → row stored. The load
     generator shares the daemon's process and core, so the burst arrives at its pace."""
     clock = ScaledTime(factor)
     with tempfile.TemporaryDirectory() as home:

@@ -1,4 +1,5 @@
-"""In-memory fakes of the ports: tiny classes that remember what happened to them."""
+"""In-memory fakes of the ports (ingest and control plane): tiny classes that remember what
+happened to them."""
 
 from __future__ import annotations
 
@@ -9,17 +10,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from core.control import Caller, ControlConfig, ControlPorts
 from core.errors import SinkPermanentError, SinkTransientError, TransientError
-from core.model import (
-    CrmObject,
-    Delivery,
-    DimRow,
-    FactEvent,
-    IngestEnvelope,
-    RosterAgent,
-    RosterSnapshot,
-)
+from core.model import CrmObject, Delivery, DimRow, FactEvent, IngestEnvelope, RosterSnapshot
 from core.schema import key_of, table_of
+from ports.control import AppliedVersion, AuditRecord
 from ports.inbox import DeadLetter, InboxStats
 from ports.ledger import Claim
 
@@ -94,8 +89,12 @@ class FakeDeadLetters:
         raise NotImplementedError("core never replays")
 
 
+NO_EXPIRY = datetime.max.replace(tzinfo=UTC)
+
+
 class FakeLedger:
-    """The "Exactly once" item per key: {state, lease_until, claim_token}, on a FakeClock."""
+    """The "Exactly once" item per key: {state, lease_until, claim_token, expires_at}, on a
+    FakeClock; `done`, `pending` and `forever` are the same items seen by key."""
 
     def __init__(self, clock: FakeClock | None = None, ttl: timedelta = timedelta(days=14)) -> None:
         self.clock = clock or FakeClock()
@@ -109,12 +108,35 @@ class FakeLedger:
     def keys_in(self, state: Literal["PENDING", "DONE"], prefix: str = "") -> set[str]:
         return {k for k, v in self.items.items() if v["state"] == state and k.startswith(prefix)}
 
+    @property
+    def done(self) -> set[str]:
+        return self.keys_in("DONE")
+
+    @property
+    def pending(self) -> dict[str, str]:
+        """PENDING keys and the claim token each is held under."""
+        return {k: v["claim_token"] for k, v in self.items.items() if v["state"] == "PENDING"}
+
+    @property
+    def forever(self) -> set[str]:
+        """DONE keys committed with no TTL."""
+        return {k for k, v in self.items.items() if v.get("expires_at") == NO_EXPIRY}
+
     def hold(self, key: str, lease: timedelta = timedelta(minutes=2)) -> None:
         """Someone else (another worker) holds `key` PENDING under a live lease."""
         self.items[key] = {
             "state": "PENDING",
             "lease_until": self.clock.now() + lease,
             "claim_token": "someone-else",
+        }
+
+    def mark_done(self, key: str) -> None:
+        """Someone else (ingest, another replica) already committed `key`, with no TTL."""
+        self.items[key] = {
+            "state": "DONE",
+            "lease_until": None,
+            "claim_token": "someone-else",
+            "expires_at": NO_EXPIRY,
         }
 
     async def claim(self, keys: Sequence[str], lease: timedelta) -> Claim:
@@ -153,9 +175,7 @@ class FakeLedger:
                 "state": "DONE",
                 "lease_until": None,
                 "claim_token": claim.token,
-                "expires_at": datetime.max.replace(tzinfo=UTC)
-                if forever
-                else self.clock.now() + self.ttl,
+                "expires_at": NO_EXPIRY if forever else self.clock.now() + self.ttl,
             }
 
     async def release(self, claim: Claim, keys: Sequence[str] | None = None) -> None:
@@ -182,21 +202,23 @@ SinkFailure = Literal["transient", "permanent"]
 
 
 class FakeSink:
-    """Rows per table, keyed like the real sinks (a repeated key changes nothing for facts).
+    """Rows per table, keyed like the real sinks (a repeated key changes nothing for facts),
+    every upserted row in order, and how many writes (append, upsert, replace) went through.
 
     `fail_next(kind, on=...)` makes the next `append` (or `upsert`) raise the port's error.
     """
 
     def __init__(self) -> None:
-        self.tables: dict[str, dict[str, Any]] = defaultdict(dict)
+        self.tables: dict[str, dict[str, Any]] = {}
         self.upserted: list[DimRow] = []
+        self.writes = 0
         self._failures: dict[str, list[SinkFailure]] = defaultdict(list)
 
     def fail_next(self, kind: SinkFailure, on: Literal["append", "upsert"] = "append") -> None:
         self._failures[on].append(kind)
 
     def rows(self, table: str) -> list[Any]:
-        return list(self.tables[table].values())
+        return list(self.tables.get(table, {}).values())
 
     def facts(self) -> list[FactEvent]:
         return self.rows("FactEvent")
@@ -210,16 +232,19 @@ class FakeSink:
 
     async def append(self, facts: Sequence[FactEvent]) -> None:
         self._maybe_fail("append")
+        self.writes += 1
         for fact in facts:
-            self.tables["FactEvent"].setdefault(fact.EventKey, fact)
+            self.tables.setdefault("FactEvent", {}).setdefault(fact.EventKey, fact)
 
     async def upsert(self, rows: Sequence[DimRow]) -> None:
         self._maybe_fail("upsert")
+        self.writes += 1
         self.upserted.extend(rows)
         for row in rows:
-            self.tables[table_of(row).name][key_of(row)] = row
+            self.tables.setdefault(table_of(row).name, {})[key_of(row)] = row
 
     async def replace(self, table: str, rows: Sequence[DimRow]) -> None:
+        self.writes += 1
         self.tables[table] = {key_of(r): r for r in rows}
 
     async def ping(self) -> None:
@@ -230,16 +255,21 @@ class FakeSink:
 
 
 class FakeRoster:
-    def __init__(
-        self,
-        agents: Sequence[RosterAgent] = (),
-        ring_group_id: str | None = "29109",
-        count_everyone: bool = False,
-    ) -> None:
-        self.current = RosterSnapshot(tuple(agents), ring_group_id, count_everyone)
+    """Roster, RosterSource and RosterCache at once: `snapshot` and `fetch` answer `current`;
+    `refresh` is remembered (and changes nothing)."""
+
+    def __init__(self, current: RosterSnapshot) -> None:
+        self.current = current
+        self.refreshed: list[RosterSnapshot] = []
 
     async def snapshot(self) -> RosterSnapshot:
         return self.current
+
+    async def fetch(self) -> RosterSnapshot:
+        return self.current
+
+    async def refresh(self, snapshot: RosterSnapshot) -> None:
+        self.refreshed.append(snapshot)
 
 
 class FakeCrm:
@@ -260,3 +290,106 @@ class FakeCrm:
         if self.unavailable or (object_type, object_id) in self.flaky:
             raise TransientError("HubSpot answered 503 (fake)")
         return self.objects.get((object_type, object_id))
+
+
+# --- the control plane's stores ---------------------------------------------------------------
+
+
+class FakeAudit:
+    def __init__(self) -> None:
+        self.records: list[AuditRecord] = []
+
+    async def append(self, record: AuditRecord) -> None:
+        self.records.append(record)
+
+    async def recent(self, limit: int = 50) -> list[AuditRecord]:
+        return list(reversed(self.records))[:limit]
+
+
+class FakeVersions:
+    def __init__(self) -> None:
+        self.documents: dict[str, AppliedVersion] = {}
+
+    async def get(self, document: str) -> AppliedVersion | None:
+        return self.documents.get(document)
+
+    async def put(self, applied: AppliedVersion) -> bool:
+        stored = self.documents.get(applied.document)
+        if stored is not None and stored.version >= applied.version:
+            return False
+        self.documents[applied.document] = applied
+        return True
+
+    async def get_all(self, prefix: str = "") -> list[AppliedVersion]:
+        return [v for k, v in sorted(self.documents.items()) if k.startswith(prefix)]
+
+
+class FakeLeases:
+    def __init__(self) -> None:
+        self.held: dict[str, str] = {}
+        self.taken: list[str] = []
+
+    async def acquire(self, name: str, owner: str, ttl: timedelta) -> bool:
+        if self.held.get(name, owner) != owner:
+            return False
+        self.held[name] = owner
+        self.taken.append(name)
+        return True
+
+    async def renew(self, name: str, owner: str, ttl: timedelta) -> bool:
+        return self.held.get(name) == owner
+
+    async def release(self, name: str, owner: str) -> None:
+        if self.held.get(name) == owner:
+            del self.held[name]
+
+
+class World:
+    """Every fake wired into the control plane's ControlPorts, so a test reads its effects
+    off one object."""
+
+    def __init__(self, roster: RosterSnapshot | None = None) -> None:
+        self.clock = FakeClock(datetime(2026, 11, 5, 15, 0, tzinfo=UTC))
+        self.sink = FakeSink()
+        self.ledger = FakeLedger(self.clock)
+        self.audit = FakeAudit()
+        self.versions = FakeVersions()
+        self.leases = FakeLeases()
+        self.roster = FakeRoster(roster or RosterSnapshot(agents=()))
+        self.ports = ControlPorts(
+            sink=self.sink,
+            ledger=self.ledger,
+            audit=self.audit,
+            versions=self.versions,
+            leases=self.leases,
+            clock=self.clock,
+            roster_source=self.roster,
+            roster_cache=self.roster,
+        )
+
+    def wrote_nothing(self) -> bool:
+        return (
+            self.sink.writes == 0
+            and not self.ledger.done
+            and not self.ledger.pending
+            and not self.versions.documents
+            and not self.roster.refreshed
+        )
+
+
+CALLER = Caller(who="test", owner="run-1")
+
+
+def config(**overrides: object) -> ControlConfig:
+    from zoneinfo import ZoneInfo
+
+    from core.dimensions import DateWindow
+    from core.model import Goal, MetricID
+
+    values: dict[str, object] = {
+        "zone": ZoneInfo("America/New_York"),
+        "goals": {m: Goal(m, 10.0, 0.8) for m in MetricID},
+        "window": DateWindow(back_days=31, ahead_days=30),
+    }
+    values.update(overrides)
+    return ControlConfig(**values)  # type: ignore[arg-type]

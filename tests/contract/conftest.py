@@ -17,7 +17,8 @@ on exit. Store factories take `(tmp_path, clock)`; the clock is a `FakeClock` th
 (pass it to the adapter, or give the harness a `pass_time` that waits for real when the store
 keeps its own time, e.g. SQS visibility). Directory factories take `(tmp_path, seed)` and serve
 exactly the seeded agents / CRM objects in their own way (a file, a local fake API server).
-Suites assert port behaviour only; checks of one technology's internals live in tests/unit.
+Suites assert port behaviour only; checks of one technology's internals live in tests/unit and
+tests/integration.
 """
 
 from __future__ import annotations
@@ -45,12 +46,12 @@ from ports.directory import CrmDirectory, Roster
 from ports.inbox import DeadLetters, Inbox
 from ports.ledger import Ledger
 from ports.sink import Sink
-from tests.aws.factories import dynamodb_ledger, sqs_inbox
 from tests.emulators.aloware import AlowareEmulator
 from tests.emulators.hubspot import HubSpotEmulator
-from tests.fabric.harness import eventhouse_sink_under_test, eventstream_sink_under_test
 from tests.fakes import FakeClock
-from tests.powerbi.harness import powerbi_sink_under_test
+from tests.support.aws.factories import dynamodb_ledger, sqs_inbox
+from tests.support.fabric.harness import eventhouse_sink_under_test, eventstream_sink_under_test
+from tests.support.powerbi.harness import powerbi_sink_under_test
 
 PassTime = Callable[[float], Awaitable[None]]
 

@@ -21,6 +21,7 @@ from core.model import (
     IngestEnvelope,
     MetricID,
     RosterAgent,
+    RosterSnapshot,
     ShiftRule,
 )
 from tests.fakes import (
@@ -195,7 +196,7 @@ def world() -> World:
         dead_letters=FakeDeadLetters(clock),
         ledger=FakeLedger(clock),
         sink=FakeSink(),
-        roster=FakeRoster([ADA, JOHN]),
+        roster=FakeRoster(RosterSnapshot((ADA, JOHN), ring_group_id="29109")),
         crm=crm,
         config=IngestConfig(zone=NEW_YORK, goals={m: Goal(m, 10.0, 0.8) for m in MetricID}),
     )
@@ -308,7 +309,7 @@ async def test_an_agent_off_the_roster_is_gated_with_the_reason(world: World) ->
 
 
 async def test_an_empty_roster_in_count_everyone_mode_counts_any_agent(world: World) -> None:
-    world.roster = FakeRoster(count_everyone=True)
+    world.roster = FakeRoster(RosterSnapshot((), ring_group_id="29109", count_everyone=True))
 
     await world.run(aloware(user_id=99))
 

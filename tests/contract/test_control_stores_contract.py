@@ -1,0 +1,250 @@
+"""Control-plane store contract: the same behaviour from the SQLite and the DynamoDB stores."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters_out.dynamodb import control as dynamo
+from adapters_out.sqlite import control as sqlite
+from ports.control import (
+    AppliedVersion,
+    AuditLog,
+    AuditRecord,
+    JobLease,
+    NonceStore,
+    OwnerOverrides,
+    RowCounts,
+    VersionStore,
+)
+from tests.fakes import FakeClock
+from tests.support.moto_server import dynamodb, new_table
+
+
+@dataclass
+class Stores:
+    audit: AuditLog
+    versions: VersionStore
+    nonces: NonceStore
+    owners: OwnerOverrides
+    row_counts: RowCounts
+    leases: JobLease
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+async def stores(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[Stores]:
+    if request.param == "sqlite":
+        db = sqlite.open_control_db(tmp_path / "control.sqlite")
+        yield Stores(
+            sqlite.SqliteAuditLog(db, clock),
+            sqlite.SqliteVersionStore(db, clock),
+            sqlite.SqliteNonceStore(db, clock),
+            sqlite.SqliteOwnerOverrides(db, clock),
+            sqlite.SqliteRowCounts(db, clock),
+            sqlite.SqliteJobLease(db, clock),
+        )
+        await db.close()
+        return
+    async with dynamodb() as client:
+        table = await new_table(client)
+        args: tuple[Any, str, FakeClock] = (client, table, clock)
+        yield Stores(
+            dynamo.DynamoAuditLog(*args),
+            dynamo.DynamoVersionStore(*args),
+            dynamo.DynamoNonceStore(*args),
+            dynamo.DynamoOwnerOverrides(*args),
+            dynamo.DynamoRowCounts(*args),
+            dynamo.DynamoJobLease(*args),
+        )
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+async def test_audit_records_come_back_newest_first_with_every_field(
+    stores: Stores, clock: FakeClock
+) -> None:
+    first = AuditRecord(
+        who="ops@example.com",
+        when=clock.now(),
+        action="dim_metric.apply",
+        payload_hash="ab" * 32,
+        outcome="applied",
+        version=3,
+        counts={"DimMetric": 4},
+        duration_sec=0.25,
+    )
+    second = AuditRecord(
+        who="scheduler",
+        when=clock.now() + timedelta(minutes=1),
+        action="dim_agent.sync",
+        payload_hash="cd" * 32,
+        outcome="dry_run",
+    )
+    await stores.audit.append(first)
+    await stores.audit.append(second)
+
+    assert await stores.audit.recent() == [second, first]
+    assert await stores.audit.recent(limit=1) == [second]
+
+
+async def test_an_empty_audit_log_lists_nothing(stores: Stores) -> None:
+    assert await stores.audit.recent() == []
+
+
+# --- versions ------------------------------------------------------------------------------
+
+
+async def test_a_newer_version_is_stored_and_a_stale_or_equal_one_refused(
+    stores: Stores, clock: FakeClock
+) -> None:
+    v2 = AppliedVersion("dim_metric:2026-11", 2, '{"CALLS": 60}', clock.now())
+    assert await stores.versions.put(v2) is True
+    assert (
+        await stores.versions.put(AppliedVersion("dim_metric:2026-11", 1, "{}", clock.now()))
+        is False
+    )
+    assert (
+        await stores.versions.put(AppliedVersion("dim_metric:2026-11", 2, "{}", clock.now()))
+        is False
+    )
+    assert await stores.versions.get("dim_metric:2026-11") == v2
+
+    v3 = AppliedVersion("dim_metric:2026-11", 3, '{"CALLS": 70}', clock.now())
+    assert await stores.versions.put(v3) is True
+    assert await stores.versions.get("dim_metric:2026-11") == v3
+    assert await stores.versions.get("dim_shift") is None
+
+
+async def test_every_stored_document_is_listed_by_prefix(stores: Stores, clock: FakeClock) -> None:
+    for document in ("dim_metric:2026-12", "dim_shift", "dim_metric:2026-11"):
+        await stores.versions.put(AppliedVersion(document, 1, "{}", clock.now()))
+
+    metrics = await stores.versions.get_all("dim_metric:")
+    everything = await stores.versions.get_all()
+
+    assert [v.document for v in metrics] == ["dim_metric:2026-11", "dim_metric:2026-12"]
+    assert [v.document for v in everything] == [
+        "dim_metric:2026-11",
+        "dim_metric:2026-12",
+        "dim_shift",
+    ]
+
+
+async def test_racing_writers_of_one_version_store_it_once(
+    stores: Stores, clock: FakeClock
+) -> None:
+    applied = AppliedVersion("dim_shift", 7, "{}", clock.now())
+    results = await asyncio.gather(*(stores.versions.put(applied) for _ in range(5)))
+    assert sorted(results) == [False, False, False, False, True]
+
+
+# --- nonces --------------------------------------------------------------------------------
+
+
+async def test_a_nonce_is_accepted_once_within_its_ttl_and_again_after(
+    stores: Stores, clock: FakeClock
+) -> None:
+    ttl = timedelta(seconds=300)
+    assert await stores.nonces.remember("n-1", ttl) is True
+    assert await stores.nonces.remember("n-1", ttl) is False
+    assert await stores.nonces.remember("n-2", ttl) is True
+    clock.advance(299)
+    assert await stores.nonces.remember("n-1", ttl) is False
+    clock.advance(3)
+    assert await stores.nonces.remember("n-1", ttl) is True
+
+
+# --- owner overrides -----------------------------------------------------------------------
+
+
+async def test_owner_overrides_are_set_read_listed_and_removed(stores: Stores) -> None:
+    assert await stores.owners.get("owner:12") is None
+    await stores.owners.set("owner:12", "agent-7")
+    await stores.owners.set("lead@example.com", "agent-9")
+    await stores.owners.set("owner:12", "agent-8")
+
+    assert await stores.owners.get("owner:12") == "agent-8"
+    assert await stores.owners.get_all() == {"owner:12": "agent-8", "lead@example.com": "agent-9"}
+
+    await stores.owners.set("owner:12", None)
+    assert await stores.owners.get("owner:12") is None
+    assert await stores.owners.get_all() == {"lead@example.com": "agent-9"}
+
+
+# --- row counts ----------------------------------------------------------------------------
+
+
+async def test_row_counts_add_up_across_concurrent_writers_and_reset(stores: Stores) -> None:
+    assert await stores.row_counts.get_all() == {}
+    await asyncio.gather(*(stores.row_counts.add("FactEvent", 10) for _ in range(20)))
+    await stores.row_counts.add("DimAgent", 5)
+    assert await stores.row_counts.get_all() == {"FactEvent": 200, "DimAgent": 5}
+
+    await stores.row_counts.set("DimAgent", 3)
+    assert await stores.row_counts.get_all() == {"FactEvent": 200, "DimAgent": 3}
+
+
+# --- job leases ----------------------------------------------------------------------------
+
+
+async def test_one_owner_holds_a_job_lease_until_it_expires(
+    stores: Stores, clock: FakeClock
+) -> None:
+    ttl = timedelta(seconds=60)
+    assert await stores.leases.acquire("dim_agent.sync", "replica-a", ttl) is True
+    assert await stores.leases.acquire("dim_agent.sync", "replica-b", ttl) is False
+    assert await stores.leases.acquire("dim_date.extend", "replica-b", ttl) is True
+    assert await stores.leases.acquire("dim_agent.sync", "replica-a", ttl) is True  # re-entrant
+
+    clock.advance(61)
+    assert await stores.leases.acquire("dim_agent.sync", "replica-b", ttl) is True
+    assert await stores.leases.renew("dim_agent.sync", "replica-a", ttl) is False
+
+
+async def test_renewal_keeps_a_lease_and_release_frees_it_for_others(
+    stores: Stores, clock: FakeClock
+) -> None:
+    ttl = timedelta(seconds=60)
+    assert await stores.leases.acquire("job", "replica-a", ttl)
+    clock.advance(50)
+    assert await stores.leases.renew("job", "replica-a", ttl) is True
+    clock.advance(50)
+    assert await stores.leases.acquire("job", "replica-b", ttl) is False
+
+    await stores.leases.release("job", "replica-b")  # not b's: nothing happens
+    assert await stores.leases.acquire("job", "replica-b", ttl) is False
+    await stores.leases.release("job", "replica-a")
+    assert await stores.leases.acquire("job", "replica-b", ttl) is True
+
+
+async def test_renewing_a_lease_never_held_fails(stores: Stores) -> None:
+    assert await stores.leases.renew("job", "replica-a", timedelta(seconds=60)) is False
+
+
+async def test_of_racing_replicas_exactly_one_gets_the_lease(stores: Stores) -> None:
+    ttl = timedelta(seconds=60)
+    won = await asyncio.gather(*(stores.leases.acquire("job", f"r{i}", ttl) for i in range(8)))
+    assert won.count(True) == 1
+
+
+async def test_a_missing_control_table_is_named_with_the_command_that_creates_it(
+    clock: FakeClock,
+) -> None:
+    async with dynamodb() as client:
+        present = dynamo.DynamoAuditLog(client, await new_table(client), clock)
+        missing = dynamo.DynamoAuditLog(client, "pulse-control-never-created", clock)
+
+        await present.ping()
+        with pytest.raises(
+            Exception, match=r"'pulse-control-never-created' not found \(run `pulse infra create`\)"
+        ):
+            await missing.ping()

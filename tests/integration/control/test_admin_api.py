@@ -1,0 +1,245 @@
+"""The signed admin API: every way a request can be wrong is refused, audited and writes nothing."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from adapters_in.http.admin import auth as admin_auth
+from adapters_in.http.admin.api import AdminApi
+from adapters_in.http.middleware import edge_middleware
+from core.model import RosterAgent, RosterSnapshot
+from tests.fakes import World, config
+
+ClientMaker = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+SHIFTS = {
+    "version": 1,
+    "shifts": [
+        {"name": "Day", "start": "08:00", "end": "20:00"},
+        {"name": "Night", "start": "20:00", "end": "08:00"},
+    ],
+}
+METRICS = {
+    "version": 1,
+    "metrics": [{"metricId": "CALLS", "defaultGoal": 60, "yellowFloorPct": 0.8}],
+}
+
+
+class FakeNonces:
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    async def remember(self, nonce: str, ttl: timedelta) -> bool:
+        if nonce in self.seen:
+            return False
+        self.seen.add(nonce)
+        return True
+
+
+class Admin:
+    """An admin app over fakes, and a client that signs like `pulse admin call`."""
+
+    def __init__(self, client: TestClient[Any, Any], world: World, secret: str) -> None:
+        self.client, self.world, self.secret = client, world, secret
+
+    def headers(self, method: str, path: str, body: bytes, **changes: Any) -> dict[str, str]:
+        now = changes.pop("now", self.world.clock.now().timestamp())
+        headers = admin_auth.signed_headers(
+            changes.pop("secret", self.secret), method, path, body, now
+        )
+        headers.update(changes.pop("extra", {}))
+        return headers
+
+    async def call(
+        self, method: str, path: str, payload: Any = None, **changes: Any
+    ) -> tuple[int, dict[str, Any]]:
+        body = b"" if payload is None else json.dumps(payload).encode()
+        headers = changes.pop("headers", None) or self.headers(method, path, body, **changes)
+        response = await self.client.request(method, path, data=body, headers=headers)
+        return response.status, await response.json()
+
+
+@pytest.fixture
+def make_admin(aiohttp_client: ClientMaker) -> Callable[..., Awaitable[Admin]]:
+    async def make(**options: Any) -> Admin:
+        world = World(RosterSnapshot((RosterAgent("2", "John", "john@example.test"),), "8465"))
+        secret = secrets.token_urlsafe(32)
+        api = AdminApi(world.ports, config(), FakeNonces(), secret, **options)
+        app = web.Application(middlewares=[edge_middleware], client_max_size=1 << 20)
+        api.register(app)
+        return Admin(await aiohttp_client(app), world, secret)
+
+    return make
+
+
+async def test_a_signed_request_is_accepted_and_applied(make_admin: Any) -> None:
+    admin = await make_admin()
+
+    status, answer = await admin.call("PUT", "/admin/dim-shift", SHIFTS)
+
+    assert status == 200 and answer["outcome"] == "applied" and answer["version"] == 1
+    assert sorted(admin.world.sink.tables["DimShift"]) == ["DAY", "NIGHT", "UNASSIGNED"]
+    assert admin.world.audit.records[-1].who == "admin@127.0.0.1"
+
+
+async def test_dry_run_shows_the_diff_and_writes_nothing(make_admin: Any) -> None:
+    admin = await make_admin()
+
+    status, answer = await admin.call("PUT", "/admin/dim-metric/2026-11?dryRun=true", METRICS)
+
+    assert status == 200 and answer["dryRun"] is True and answer["changes"]
+    assert admin.world.wrote_nothing()
+
+
+async def test_every_write_route_answers(make_admin: Any) -> None:
+    admin = await make_admin()
+    assert (await admin.call("POST", "/admin/dim-agent/sync"))[1]["counts"]["active"] == 1
+    assert (await admin.call("POST", "/admin/dim-date/extend"))[1]["counts"]["pushed"] == 62
+    status, answer = await admin.call("GET", "/admin/audit?limit=5")
+    assert status == 200 and [r["action"] for r in answer["records"]] == [
+        "extend_dates",
+        "sync_agents",
+    ]
+    status, answer = await admin.call("GET", "/admin/status")
+    assert status == 200 and answer["documents"][0]["document"] == "dim_agent"
+
+
+def _tamper_body(admin: Admin, body: bytes) -> dict[str, Any]:
+    return {"headers": admin.headers("PUT", "/admin/dim-shift", body + b" ")}
+
+
+REJECTIONS: dict[str, tuple[Callable[[Admin, bytes], dict[str, Any]], int, str]] = {
+    "wrong secret": (lambda a, b: {"secret": secrets.token_urlsafe(32)}, 401, "bad_signature"),
+    "stale timestamp": (
+        lambda a, b: {"now": a.world.clock.now().timestamp() - 301},
+        401,
+        "stale_timestamp",
+    ),
+    "future timestamp": (
+        lambda a, b: {"now": a.world.clock.now().timestamp() + 301},
+        401,
+        "stale_timestamp",
+    ),
+    "tampered body": (_tamper_body, 401, "bad_signature"),
+    "tampered path": (
+        lambda a, b: {"headers": a.headers("PUT", "/admin/dim-shift?dryRun=true", b)},
+        401,
+        "bad_signature",
+    ),
+    "missing headers": (
+        lambda a, b: {"headers": {"X-Pulse-Nonce": "n" * 16}},
+        401,
+        "missing_signature",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REJECTIONS))
+async def test_a_bad_request_is_rejected_audited_and_writes_nothing(
+    make_admin: Any, case: str
+) -> None:
+    admin = await make_admin()
+    body = json.dumps(SHIFTS).encode()
+    changes, expected_status, code = REJECTIONS[case]
+
+    status, answer = await admin.call("PUT", "/admin/dim-shift", SHIFTS, **changes(admin, body))
+
+    assert (status, answer["error"]["code"]) == (expected_status, code)
+    assert admin.world.wrote_nothing()
+    assert [r.outcome for r in admin.world.audit.records] == [f"rejected: {code}"]
+
+
+async def test_a_replayed_nonce_is_rejected(make_admin: Any) -> None:
+    admin = await make_admin()
+    body = json.dumps(SHIFTS).encode()
+    headers = admin.headers("PUT", "/admin/dim-shift", body)
+    assert (await admin.call("PUT", "/admin/dim-shift", SHIFTS, headers=headers))[0] == 200
+    writes = admin.world.sink.writes
+
+    status, answer = await admin.call("PUT", "/admin/dim-shift", SHIFTS, headers=headers)
+
+    assert (status, answer["error"]["code"]) == (401, "replayed_nonce")
+    assert admin.world.sink.writes == writes
+    assert admin.world.audit.records[-1].outcome == "rejected: replayed_nonce"
+
+
+async def test_a_caller_outside_the_allow_list_is_forbidden(make_admin: Any) -> None:
+    admin = await make_admin(allowlist=admin_auth.parse_networks(["10.0.0.0/8"]))
+
+    status, answer = await admin.call("PUT", "/admin/dim-shift", SHIFTS)
+
+    assert (status, answer["error"]["code"]) == (403, "ip_not_allowed")
+    assert admin.world.wrote_nothing()
+    assert admin.world.audit.records[-1].outcome == "rejected: ip_not_allowed"
+
+
+async def test_forwarded_for_counts_only_from_a_trusted_proxy(make_admin: Any) -> None:
+    allow = admin_auth.parse_networks(["10.0.0.0/8"])
+    forged = {"extra": {"X-Forwarded-For": "10.1.2.3"}}
+    untrusting = await make_admin(allowlist=allow)
+    assert (await untrusting.call("PUT", "/admin/dim-shift", SHIFTS, **forged))[0] == 403
+
+    behind_proxy = await make_admin(
+        allowlist=allow, trusted_proxies=admin_auth.parse_networks(["127.0.0.1/32"])
+    )
+    status, _ = await behind_proxy.call("PUT", "/admin/dim-shift", SHIFTS, **forged)
+    assert status == 200
+    assert behind_proxy.world.audit.records[-1].who == "admin@10.1.2.3"
+
+
+async def test_validation_errors_name_the_field(make_admin: Any) -> None:
+    admin = await make_admin()
+    bad = {
+        "version": 1,
+        "metrics": [{"metricId": "CALLS", "defaultGoal": -1, "yellowFloorPct": 0.5}],
+    }
+
+    status, answer = await admin.call("PUT", "/admin/dim-metric/2026-11", bad)
+
+    assert status == 400
+    assert (
+        answer["error"]["message"]
+        == "metrics[0].defaultGoal: Input should be greater than or equal to 0"
+    )
+    status, answer = await admin.call(
+        "PUT", "/admin/dim-shift", {**SHIFTS, "shifts": SHIFTS["shifts"][:1]}
+    )
+    assert status == 400 and "Mon 20:00–Tue 08:00 is not covered" in answer["error"]["message"]
+    assert admin.world.sink.writes == 0
+
+
+async def test_a_stale_version_is_a_conflict(make_admin: Any) -> None:
+    admin = await make_admin()
+    await admin.call("PUT", "/admin/dim-metric/2026-11", METRICS)
+
+    status, answer = await admin.call("PUT", "/admin/dim-metric/2026-11", METRICS)
+
+    assert status == 409 and answer["error"]["code"] == "stale_version"
+    assert "version: 1 is not newer than the applied version 1" in answer["error"]["message"]
+
+
+def test_client_ip_takes_the_nearest_untrusted_hop() -> None:
+    proxies = admin_auth.parse_networks(["10.0.0.0/8"])
+    assert admin_auth.client_ip("10.0.0.1", "6.6.6.6, 1.2.3.4, 10.0.0.7", proxies) == "1.2.3.4"
+    assert admin_auth.client_ip("8.8.8.8", "1.2.3.4", proxies) == "8.8.8.8"
+
+
+async def test_a_timestamp_of_thousands_of_digits_is_a_401_and_audited(make_admin: Any) -> None:
+    admin = await make_admin()
+    headers = admin.headers("POST", "/admin/dim-agent/sync", b"")
+    headers["X-Pulse-Timestamp"] = "9" * 5_000
+
+    status, answer = await admin.call("POST", "/admin/dim-agent/sync", headers=headers)
+
+    assert status == 401 and answer["error"]["code"] == "bad_timestamp"
+    assert answer["error"]["request_id"]
+    assert [r.outcome for r in admin.world.audit.records] == ["rejected: bad_timestamp"]
+    assert admin.world.wrote_nothing()

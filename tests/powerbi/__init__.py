@@ -1,1 +1,0 @@
-"""Power BI sink tests: emulator validations, limiter, batcher, sink, dataset upkeep, faults, burst."""

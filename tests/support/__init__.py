@@ -1,0 +1,1 @@
+"""What several test levels share: harnesses, fixtures and the processes tests start."""
