@@ -7,7 +7,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import chain
 
 from adapters_out.powerbi.errors import PowerBIThrottled, PowerBIUnavailable
@@ -47,7 +47,6 @@ class BatcherStats:
     unavailable: int = 0
     failed_requests: int = 0
     expired_tickets: int = 0
-    request_sizes: list[int] = field(default_factory=list, repr=False)
 
 
 class Batcher:
@@ -313,7 +312,6 @@ class Batcher:
         stats.requests += 1
         stats.rows_sent += len(rows)
         stats.largest_request = max(stats.largest_request, len(rows))
-        stats.request_sizes.append(len(rows))
         try:
             await self._send(table, rows)
         except PowerBIThrottled as exc:
