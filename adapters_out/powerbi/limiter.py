@@ -54,7 +54,6 @@ class Permit:
 
     table: str
     rows: int
-    granted_at: float
 
 
 class Limiter:
@@ -161,11 +160,10 @@ class Limiter:
         return max(0.0, wait)
 
     def acquire(self, table: str, rows: int) -> Permit:
-        now = self._time.monotonic()
-        permit = Permit(table, rows, now)
+        permit = Permit(table, rows)
         self._inflight.add(permit)
         self._inflight_rows[table] = self._inflight_rows.get(table, 0) + rows
-        self._last_grant = now
+        self._last_grant = self._time.monotonic()
         self.counters["granted"] += 1
         return permit
 
