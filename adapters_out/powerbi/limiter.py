@@ -7,7 +7,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,9 +32,6 @@ class RealTime:
 
 
 REAL_TIME = RealTime()
-
-RowCounts = Mapping[str, int] | Callable[[], Awaitable[Mapping[str, int]]]
-"""Rows each table held at start: a mapping, or an async callable reading a persistent count."""
 
 
 @dataclass(frozen=True, slots=True)
