@@ -28,7 +28,7 @@ from tests.emulators.aad import AuthorityRedirect  # noqa: E402
 from tests.emulators.clock import ScaledTime  # noqa: E402
 from tests.emulators.powerbi import PowerBIEmulator  # noqa: E402
 from tests.support.powerbi.daemon import aloware_call, daemon_settings, powerbi_daemon  # noqa: E402
-from tests.support.powerbi.harness import powerbi_sink, settings_for  # noqa: E402
+from tests.support.powerbi.harness import FakeRowCounts, powerbi_sink, settings_for  # noqa: E402
 
 HOUR = 3_600.0
 LARGE = 250_000  # FactEvent rows at the start of the sustained runs (DESIGN §4 switch)
@@ -247,7 +247,9 @@ async def sustained(kind: str, hours: float, warmup_hours: float, factor: float)
     result = Result(kind, "250k+ sustained")
     start_real = time.perf_counter()
     async with PowerBIEmulator(timebase=clock, keep_rows=False) as emulator:
-        async with powerbi_sink(emulator, row_counts={"FactEvent": LARGE}) as batching:
+        async with powerbi_sink(
+            emulator, row_counts=FakeRowCounts({"FactEvent": LARGE})
+        ) as batching:
             emulator.seed_rows("FactEvent", LARGE)
             await batching.ping()
             sink: PowerBISink | PerEventSink = batching

@@ -55,7 +55,8 @@ from adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
 from adapters_out.sqlite.ledger import SqliteLedger
 from adapters_out.sqlite.warehouse import SqliteWarehouse
 from adapters_out.sqs.client import SqsClient, sqs_client
-from adapters_out.sqs.inbox import SqsDeadLetters, SqsInbox
+from adapters_out.sqs.dead_letters import SqsDeadLetters
+from adapters_out.sqs.inbox import SqsInbox
 from adapters_out.static.crm import StaticCrmDirectory
 from adapters_out.static.roster import StaticRoster
 from bootstrap.daemon import Daemon

@@ -67,7 +67,6 @@ class ServicePrincipalAuth:
         self._http_client = http_client
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = asyncio.Lock()
-        self.fetched = 0  # tokens obtained from the identity provider (not the cache)
 
     def _build(self) -> msal.ConfidentialClientApplication:
         # Construction performs OIDC tenant discovery over the network, hence off the loop.
@@ -106,8 +105,6 @@ class ServicePrincipalAuth:
                 str(result.get("error_description", "")),
                 client_id=self._client_id,
             )
-        if result.get("token_source") == "identity_provider":
-            self.fetched += 1
         return str(result["access_token"])
 
     async def invalidate(self, token: str) -> None:

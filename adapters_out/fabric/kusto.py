@@ -62,7 +62,6 @@ class KustoClient:
             headers={"Accept": "application/json", "x-ms-app": "Pulse"},
             transport=transport,
         )
-        self.last_request_id = ""
 
     async def ingest(self, table: str, mapping: str, body: bytes, rows: int) -> None:
         """Streaming ingestion of MultiJSON (one JSON object per line); gzip when it pays."""
@@ -114,7 +113,6 @@ class KustoClient:
         for attempt in (1, 2):
             token = await self._tokens.token()
             request_id = f"Pulse.{kind};{uuid.uuid4()}"
-            self.last_request_id = request_id
             sent = {
                 **headers,
                 "Authorization": f"Bearer {token}",

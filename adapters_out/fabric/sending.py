@@ -7,7 +7,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -45,7 +45,6 @@ class SendStats:
     splits: int = 0  # a 413 made us halve a request
     bytes_sent: int = 0
     largest_request: int = 0
-    request_sizes: list[int] = field(default_factory=list, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +144,6 @@ class Sender:
                 self.stats.requests += 1
                 self.stats.bytes_sent += len(body)
                 self.stats.largest_request = max(self.stats.largest_request, len(body))
-                self.stats.request_sizes.append(len(body))
                 await post(body, len(items))
 
         try:

@@ -7,7 +7,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import chain
 
 from adapters_out.powerbi.errors import PowerBIThrottled, PowerBIUnavailable
@@ -47,7 +47,6 @@ class BatcherStats:
     unavailable: int = 0
     failed_requests: int = 0
     expired_tickets: int = 0
-    request_sizes: list[int] = field(default_factory=list, repr=False)
 
 
 class Batcher:
@@ -81,8 +80,9 @@ class Batcher:
         self._inflight_tables: dict[str, int] = {}
         self._tickets: set[_Ticket] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
-        self._waiters: list[asyncio.Future[None]] = []
+        # The one wake-up: replaced (never cleared) on every change, so whoever looked at the
+        # queues before waiting on it (the pump, drain, quiesce) sees the change after its look.
+        self._changed = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
         self._closing = False
         self.stats = BatcherStats()
@@ -110,7 +110,7 @@ class Batcher:
             self._enqueue(table, _Part(ticket, rows))
         self._tickets.add(ticket)
         self._ensure_pump()
-        self._wake.set()
+        self._notify()
         try:
             await ticket.future
         except asyncio.CancelledError:
@@ -122,18 +122,18 @@ class Batcher:
     async def quiesce(self, table: str) -> None:
         """Return once `table` has nothing queued or in flight (before a DeleteRows)."""
         while self._queued_rows.get(table, 0) or self._inflight_tables.get(table, 0):
-            await self._changed()
+            await self._changed.wait()
 
     async def drain(self, timeout_sec: float) -> int:
         """Flush now, wait up to `timeout_sec` (real seconds), then fail what is left.
         Returns how many callers were still waiting when the budget ran out."""
         self._closing = True
-        self._wake.set()
+        self._notify()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_sec
         while self._tickets and loop.time() < deadline:
             try:
-                await asyncio.wait_for(self._changed(), deadline - loop.time())
+                await asyncio.wait_for(self._changed.wait(), deadline - loop.time())
             except TimeoutError:
                 break
         abandoned = len(self._tickets)
@@ -209,17 +209,9 @@ class Batcher:
         else:
             ticket.future.set_exception(ticket.error)
 
-    def _changed(self) -> asyncio.Future[None]:
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        return waiter
-
     def _notify(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._wake.set()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     # --- the pump -------------------------------------------------------------------------
 
@@ -230,21 +222,21 @@ class Batcher:
     async def _pump(self) -> None:
         try:
             while True:
-                self._wake.clear()
+                changed = self._changed  # before looking: what changes from here on wakes us
                 now = self._time.monotonic()
                 self._expire(now)
                 table = self._oldest_table()
                 if table is None:
                     if self._closing and not self._tickets:
                         return
-                    await self._wait(math.inf)
+                    await changed.wait()
                     continue
                 rows = min(self._queued_rows[table], self._max_rows)
                 delay = self._limiter.delay(rows)
                 if delay <= 0:
                     self._dispatch(table, rows)
                     continue
-                await self._wait(min(delay, self._next_deadline() - now))
+                await self._wait(min(delay, self._next_deadline() - now), changed)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug here must not leave callers waiting forever
@@ -252,12 +244,13 @@ class Batcher:
             for ticket in list(self._tickets):
                 self._settle_early(ticket, SinkTransientError(f"batcher failed: {exc!r}"))
 
-    async def _wait(self, seconds: float) -> None:
+    async def _wait(self, seconds: float, changed: asyncio.Event) -> None:
+        """Until `seconds` pass (on the timebase) or `changed` is set, whichever is first."""
         if math.isinf(seconds):
-            await self._wake.wait()
+            await changed.wait()
             return
         sleeper = asyncio.ensure_future(self._time.sleep(max(0.0, seconds)))
-        waker = asyncio.ensure_future(self._wake.wait())
+        waker = asyncio.ensure_future(changed.wait())
         try:
             await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -319,7 +312,6 @@ class Batcher:
         stats.requests += 1
         stats.rows_sent += len(rows)
         stats.largest_request = max(stats.largest_request, len(rows))
-        stats.request_sizes.append(len(rows))
         try:
             await self._send(table, rows)
         except PowerBIThrottled as exc:

@@ -78,52 +78,78 @@ def plan_table(wanted: dict[str, Any], remote: dict[str, Any] | None) -> TablePl
         return TablePlan(
             name, (), (f"{name}: Power BI listed no columns; not compared, left untouched",)
         )
-    remote_columns = {str(c["name"]): c for c in remote.get("columns", [])}
-    wanted_names = {str(c["name"]) for c in wanted["columns"]}
-    changes: list[str] = []
-    drift: list[str] = []
-    columns: list[dict[str, Any]] = []
-    for column in wanted["columns"]:
-        have = remote_columns.get(column["name"])
+    columns = _merge_columns(name, wanted["columns"], remote.get("columns", []))
+    measures = _merge_measures(name, wanted.get("measures", []), remote.get("measures", []) or [])
+    changes = (*columns.changes, *measures.changes)
+    drift = (*columns.drift, *measures.drift)
+    if not changes:
+        return TablePlan(name, (), drift)
+    body: dict[str, Any] = {"name": name, "columns": columns.merged}
+    if measures.merged:
+        body["measures"] = measures.merged
+    return TablePlan(name, changes, drift, body)
+
+
+@dataclass(slots=True)
+class _Merge:
+    """Columns or measures for PutTable (the code's, with what only Power BI has kept), what
+    that changes, and the differences left as they are."""
+
+    merged: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+
+
+def _merge_columns(
+    table: str, wanted: list[dict[str, Any]], remote: list[dict[str, Any]]
+) -> _Merge:
+    merge = _Merge()
+    remote_by_name = {str(c["name"]): c for c in remote}
+    for column in wanted:
+        have = remote_by_name.get(column["name"])
         if have is None:
-            changes.append(f"{name}: add column {column['name']} ({column['dataType']})")
-            columns.append(column)
+            merge.changes.append(f"{table}: add column {column['name']} ({column['dataType']})")
+            merge.merged.append(column)
         elif _type(str(have.get("dataType", ""))) != _type(column["dataType"]):
-            drift.append(
-                f"{name}[{column['name']}] is {have.get('dataType')} in Power BI, the code says "
+            merge.drift.append(
+                f"{table}[{column['name']}] is {have.get('dataType')} in Power BI, the code says "
                 f"{column['dataType']}: left as is (changing a column type needs the table rebuilt)"
             )
-            columns.append({**column, "dataType": have.get("dataType")})
+            merge.merged.append({**column, "dataType": have.get("dataType")})
         else:
-            columns.append(column)
-    for extra, column in remote_columns.items():
+            merge.merged.append(column)
+    wanted_names = {str(c["name"]) for c in wanted}
+    for extra, column in remote_by_name.items():
         if extra not in wanted_names:
-            drift.append(f"{name}[{extra}] is not in the code: kept, with its data")
-            columns.append({"name": extra, "dataType": column.get("dataType")})
+            merge.drift.append(f"{table}[{extra}] is not in the code: kept, with its data")
+            merge.merged.append({"name": extra, "dataType": column.get("dataType")})
+    return merge
 
-    measures: list[dict[str, Any]] = []
-    remote_measures = {str(m["name"]): m for m in remote.get("measures", []) or []}
-    for measure in wanted.get("measures", []):
-        have = remote_measures.get(measure["name"])
+
+def _merge_measures(
+    table: str, wanted: list[dict[str, Any]], remote: list[dict[str, Any]]
+) -> _Merge:
+    merge = _Merge()
+    remote_by_name = {str(m["name"]): m for m in remote}
+    for measure in wanted:
+        have = remote_by_name.get(measure["name"])
         if have is None:
-            changes.append(f"{name}: add measure [{measure['name']}]")
-        elif _norm(have.get("expression")) != _norm(measure["expression"]) or have.get(
-            "formatString"
-        ) != measure.get("formatString"):
-            changes.append(f"{name}: update measure [{measure['name']}]")
-        measures.append(measure)
-    wanted_measures = {m["name"] for m in wanted.get("measures", [])}
-    for extra, measure in remote_measures.items():
-        if extra not in wanted_measures:
-            drift.append(f"{name}: measure [{extra}] is not in the code: kept")
-            measures.append(measure)
+            merge.changes.append(f"{table}: add measure [{measure['name']}]")
+        elif _measure_differs(have, measure):
+            merge.changes.append(f"{table}: update measure [{measure['name']}]")
+        merge.merged.append(measure)
+    wanted_names = {m["name"] for m in wanted}
+    for extra, measure in remote_by_name.items():
+        if extra not in wanted_names:
+            merge.drift.append(f"{table}: measure [{extra}] is not in the code: kept")
+            merge.merged.append(measure)
+    return merge
 
-    if not changes:
-        return TablePlan(name, (), tuple(drift))
-    body: dict[str, Any] = {"name": name, "columns": columns}
-    if measures:
-        body["measures"] = measures
-    return TablePlan(name, tuple(changes), tuple(drift), body)
+
+def _measure_differs(have: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    return _norm(have.get("expression")) != _norm(wanted["expression"]) or have.get(
+        "formatString"
+    ) != wanted.get("formatString")
 
 
 def _norm(expression: Any) -> str:

@@ -6,8 +6,8 @@ import asyncio
 import math
 import random
 import time
-from bisect import bisect_left, bisect_right
-from collections.abc import Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,9 +33,6 @@ class RealTime:
 
 REAL_TIME = RealTime()
 
-RowCounts = Mapping[str, int] | Callable[[], Awaitable[Mapping[str, int]]]
-"""Rows each table held at start: a mapping, or an async callable reading a persistent count."""
-
 
 @dataclass(frozen=True, slots=True)
 class Budgets:
@@ -54,43 +51,6 @@ class Permit:
 
     table: str
     rows: int
-    granted_at: float
-
-
-class _Completed:
-    """Completed requests in completion order: when each finished and the rows it counts for."""
-
-    def __init__(self) -> None:
-        self._at: list[float] = []
-        self._cum: list[int] = [0]  # _cum[i] = rows of entries before i
-        self._head = 0
-
-    def add(self, at: float, rows: int) -> None:
-        self._at.append(at)
-        self._cum.append(self._cum[-1] + rows)
-
-    def prune(self, before: float) -> None:
-        self._head = bisect_right(self._at, before, lo=self._head)
-        if self._head > 4_096 and self._head * 2 > len(self._at):
-            del self._at[: self._head]
-            del self._cum[: self._head]
-            self._head = 0
-
-    def first_after(self, t: float) -> int:
-        return bisect_right(self._at, t, lo=self._head)
-
-    def count_from(self, i: int) -> int:
-        return len(self._at) - i
-
-    def rows_from(self, i: int) -> int:
-        return self._cum[-1] - self._cum[i]
-
-    def at(self, i: int) -> float:
-        return self._at[i]
-
-    def covering(self, i: int, rows: int) -> int:
-        """The first j ≥ i such that entries i..j hold at least `rows` rows."""
-        return bisect_left(self._cum, self._cum[i] + rows, lo=i + 1) - 1
 
 
 class Limiter:
@@ -126,7 +86,9 @@ class Limiter:
         self._sizes: dict[str, int] = {}
         self._inflight: set[Permit] = set()
         self._inflight_rows: dict[str, int] = {}
-        self._done = _Completed()
+        # (when it finished, rows it counts for) of each request answered in the last hour,
+        # in completion order; older ones are dropped whenever the windows are read.
+        self._completed: deque[tuple[float, int]] = deque()
         self._last_grant = -math.inf
         self._not_before = -math.inf
         self._failures = 0
@@ -183,7 +145,6 @@ class Limiter:
     def delay(self, rows: int) -> float:
         """Seconds until a request of `rows` rows may start: 0 now, inf until one completes."""
         now = self._time.monotonic()
-        self._done.prune(now - HOUR)
         cap = 1 if self.breaker_open else self.budgets.max_pending
         if len(self._inflight) >= cap:
             return math.inf
@@ -196,34 +157,58 @@ class Limiter:
         return max(0.0, wait)
 
     def acquire(self, table: str, rows: int) -> Permit:
-        now = self._time.monotonic()
-        permit = Permit(table, rows, now)
+        permit = Permit(table, rows)
         self._inflight.add(permit)
         self._inflight_rows[table] = self._inflight_rows.get(table, 0) + rows
-        self._last_grant = now
+        self._last_grant = self._time.monotonic()
         self.counters["granted"] += 1
         return permit
 
     def _requests_wait(self, now: float, window: float, limit: int) -> float:
-        i = self._done.first_after(now - window)
-        done_in_window = self._done.count_from(i)
-        count = len(self._inflight) + done_in_window
+        answered = self._answered_within(now, window)
+        count = len(self._inflight) + len(answered)
         if count < limit:
             return 0.0
         must_age_out = count - limit + 1
-        if must_age_out > done_in_window:
+        if must_age_out > len(answered):
             return math.inf
-        return self._done.at(i + must_age_out - 1) + window - now
+        return answered[must_age_out - 1] + window - now
 
     def _rows_wait(self, now: float, rows: int) -> float:
-        i = self._done.first_after(now - HOUR)
-        done_rows = self._done.rows_from(i)
+        done_rows = self._rows_within_hour(now)
         excess = sum(self._inflight_rows.values()) + done_rows + rows - self.budgets.rows_per_hour
         if excess <= 0:
             return 0.0
         if done_rows < excess:
             return math.inf
-        return self._done.at(self._done.covering(i, excess)) + HOUR - now
+        for at, counted in self._completed:  # the oldest first: when enough rows have aged out
+            excess -= counted
+            if excess <= 0:
+                return at + HOUR - now
+        return math.inf  # not reached: done_rows >= excess
+
+    # --- the sliding windows over answered requests -----------------------------------------
+
+    def _answered_within_hour(self, now: float) -> deque[tuple[float, int]]:
+        completed = self._completed
+        while completed and completed[0][0] <= now - HOUR:
+            completed.popleft()
+        return completed
+
+    def _answered_within(self, now: float, window: float) -> list[float]:
+        """When each request answered in the last `window` (≤ an hour) seconds finished, oldest
+        first."""
+        since = now - window
+        recent: list[float] = []
+        for at, _ in reversed(self._answered_within_hour(now)):  # a suffix: completion order
+            if at <= since:
+                break
+            recent.append(at)
+        recent.reverse()
+        return recent
+
+    def _rows_within_hour(self, now: float) -> int:
+        return sum(counted for _, counted in self._answered_within_hour(now))
 
     # --- outcomes -------------------------------------------------------------------------
 
@@ -235,7 +220,7 @@ class Limiter:
             self._inflight_rows[permit.table] = left
         else:
             self._inflight_rows.pop(permit.table, None)
-        self._done.add(now, counted_rows)
+        self._completed.append((now, counted_rows))
         return now
 
     def accepted(self, permit: Permit) -> None:
@@ -272,13 +257,13 @@ class Limiter:
 
     def snapshot(self) -> dict[str, Any]:
         now = self._time.monotonic()
-        i_min, i_hour = self._done.first_after(now - MINUTE), self._done.first_after(now - HOUR)
+        in_flight = len(self._inflight)
         return {
             "large": self.large,
-            "in_flight": len(self._inflight),
-            "requests_last_minute": len(self._inflight) + self._done.count_from(i_min),
-            "requests_last_hour": len(self._inflight) + self._done.count_from(i_hour),
-            "rows_last_hour": sum(self._inflight_rows.values()) + self._done.rows_from(i_hour),
+            "in_flight": in_flight,
+            "requests_last_minute": in_flight + len(self._answered_within(now, MINUTE)),
+            "requests_last_hour": in_flight + len(self._answered_within_hour(now)),
+            "rows_last_hour": sum(self._inflight_rows.values()) + self._rows_within_hour(now),
             "breaker_open": self.breaker_open,
             "paused_for": max(0.0, self._not_before - now),
             "table_rows": self.table_rows(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -13,14 +13,14 @@ import httpx
 from adapters_out.powerbi.batcher import Batcher
 from adapters_out.powerbi.client import PowerBIClient, build_client
 from adapters_out.powerbi.dataset import resolve_dataset_id
-from adapters_out.powerbi.limiter import REAL_TIME, Budgets, Limiter, RowCounts, Timebase
+from adapters_out.powerbi.limiter import REAL_TIME, Budgets, Limiter, Timebase
 from adapters_out.powerbi.options import PowerBIOptions
 from adapters_out.powerbi.schema import encode_row
 from adapters_out.push.admission import Admission
 from core.errors import SinkPermanentError
 from core.model import DimRow, FactEvent
 from core.schema import BY_NAME, FACT_EVENT, key_of, table_of
-from ports.control import RowCounts as CountStore
+from ports.control import RowCounts
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class PowerBISink:
         budgets: Budgets | None = None,
         max_rows_per_request: int = 10_000,
         append_timeout_sec: float = 80.0,
-        row_counts: RowCounts | CountStore | None = None,
+        row_counts: RowCounts | None = None,
         timebase: Timebase = REAL_TIME,
         drain_timeout_sec: float = 10.0,
         closers: Sequence[Closer] = (),
@@ -53,12 +53,9 @@ class PowerBISink:
         self._client = client
         self._configured_id = dataset_id
         self._dataset_name = dataset_name
+        # Table sizes kept beside the ledger: they seed the limiter (the 250k switch), every
+        # accepted request adds its rows, a DeleteRows resets the table.
         self._row_counts = row_counts
-        # A persistent count (ports.control.RowCounts, kept beside the ledger) is also
-        # written: every accepted request adds its rows, a DeleteRows resets the table.
-        self._count_store: CountStore | None = (
-            row_counts if _is_count_store(row_counts) else None  # type: ignore[assignment]
-        )
         self._drain_timeout = drain_timeout_sec
         self._closers = tuple(closers)
         self.limiter = Limiter(budgets, timebase=timebase)
@@ -81,7 +78,7 @@ class PowerBISink:
         cls,
         options: PowerBIOptions,
         *,
-        row_counts: RowCounts | CountStore | None = None,
+        row_counts: RowCounts | None = None,
         drain_timeout_sec: float = 10.0,
         timebase: Timebase = REAL_TIME,
         authority_http_client: Any = None,
@@ -210,13 +207,8 @@ class PowerBISink:
 
     async def _resolve(self) -> str:
         resolved = await resolve_dataset_id(self._client, self._configured_id, self._dataset_name)
-        counts = self._row_counts
-        if self._count_store is not None:
-            self.limiter.seed(await self._count_store.get_all())
-        elif isinstance(counts, Mapping):
-            self.limiter.seed(counts)
-        elif counts is not None:
-            self.limiter.seed(await counts())  # type: ignore[operator]
+        if self._row_counts is not None:
+            self.limiter.seed(await self._row_counts.get_all())
         self._dataset_id = resolved
         return resolved
 
@@ -231,13 +223,13 @@ class PowerBISink:
     async def _count(self, table: str, rows: int, *, reset: bool = False) -> None:
         """Keep the persistent table size; a failed write only makes the next start's seed low
         (Power BI already has the rows, so it must not fail them)."""
-        if self._count_store is None:
+        if self._row_counts is None:
             return
         try:
             if reset:
-                await self._count_store.set(table, rows)
+                await self._row_counts.set(table, rows)
             else:
-                await self._count_store.add(table, rows)
+                await self._row_counts.add(table, rows)
         except Exception:
             log.warning("could not record Power BI row count for %s", table, exc_info=True)
 
@@ -256,7 +248,3 @@ class PowerBISink:
             "expired_batches": s.expired_tickets,
             "queued_rows": self.batcher.queued_rows(),
         }
-
-
-def _is_count_store(counts: object) -> bool:
-    return all(callable(getattr(counts, name, None)) for name in ("add", "set", "get_all"))

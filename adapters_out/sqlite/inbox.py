@@ -130,7 +130,7 @@ class SqliteInbox:
             await pending.done
         finally:
             self._unsettled.discard(pending.done)
-        self._announce_arrival()
+        self.announce_arrival()
 
     def _flush(self, conn: sqlite3.Connection) -> None:
         """On the db thread: commit everything pending now in one transaction (one fsync).
@@ -157,7 +157,8 @@ class SqliteInbox:
             if self._flush_queued:
                 self.db.submit(self._flush)
 
-    def _announce_arrival(self) -> None:
+    def announce_arrival(self) -> None:
+        """Wake every waiting take: new rows are visible."""
         arrived, self._arrived = self._arrived, asyncio.Event()
         arrived.set()
 
@@ -269,7 +270,9 @@ class SqliteInbox:
 
     # --- for the dead letters sharing this file ---------------------------------------------
 
-    def _requeue(self, conn: sqlite3.Connection, envelopes: Sequence[IngestEnvelope]) -> None:
+    def requeue(self, conn: sqlite3.Connection, envelopes: Sequence[IngestEnvelope]) -> None:
+        """Enqueue `envelopes` as new, visible rows inside the caller's transaction on `conn`
+        (then `announce_arrival` once it committed)."""
         now = self.clock.now().timestamp()
         conn.executemany(_INSERT, [(*_envelope_columns(e), now, now) for e in envelopes])
 
@@ -354,7 +357,7 @@ class SqliteDeadLetters:
                         for rid in wanted
                         for row in conn.execute(query + " WHERE request_id = ?", (rid,))
                     ]
-                self.inbox._requeue(conn, [_envelope(*row[:5]) for row in rows])
+                self.inbox.requeue(conn, [_envelope(*row[:5]) for row in rows])
                 conn.executemany(
                     "DELETE FROM dead_letters WHERE letter_key = ?", [(row[5],) for row in rows]
                 )
@@ -362,7 +365,7 @@ class SqliteDeadLetters:
 
         moved = await db.run(move)
         if moved:
-            self.inbox._announce_arrival()
+            self.inbox.announce_arrival()
         return moved
 
 

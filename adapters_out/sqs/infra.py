@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from adapters_out.sqs.client import Backoff, SqsClient, SqsPermanentError, call, error_code
-from adapters_out.sqs.inbox import SQS_MESSAGE_LIMIT
+from adapters_out.sqs.queue import SQS_MESSAGE_LIMIT
 
 RETENTION_SEC = 1_209_600  # 14 days, SQS's maximum: an outage of the sink must not lose events
 _BACKOFF = Backoff()
@@ -22,59 +22,66 @@ async def ensure_queues(
     dry_run: bool,
 ) -> list[str]:
     """Create the DLQ, then the queue redriving into it; fix a drifted redrive policy."""
-    lines: list[str] = []
-    dlq_url = await _url(client, dead_letter_queue)
-    if dlq_url is None:
-        if dry_run:
-            lines.append(f"sqs queue {dead_letter_queue}: would create (dead letters, 14 days)")
-        else:
-            dlq_url = await _create(client, dead_letter_queue, {})
-            lines.append(f"sqs queue {dead_letter_queue}: created (dead letters, 14 days)")
-    else:
-        lines.append(f"sqs queue {dead_letter_queue}: exists")
-
-    dlq_arn = "<arn of the new dead-letter queue>"
-    if dlq_url is not None:
-        attrs = await call(
-            client.get_queue_attributes, _BACKOFF, QueueUrl=dlq_url, AttributeNames=["QueueArn"]
-        )
-        dlq_arn = attrs["Attributes"]["QueueArn"]
+    dlq_arn, dlq_line = await _ensure_dead_letter_queue(client, dead_letter_queue, dry_run)
     redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
     described = f"redrive to {dead_letter_queue} after {max_receive_count} receives"
-
     url = await _url(client, queue)
     if url is None:
         if dry_run:
-            lines.append(f"sqs queue {queue}: would create ({described})")
-            return lines
+            return [dlq_line, f"sqs queue {queue}: would create ({described})"]
         await _create(
             client,
             queue,
             {"RedrivePolicy": json.dumps(redrive), "VisibilityTimeout": str(visibility_sec)},
         )
-        lines.append(f"sqs queue {queue}: created ({described})")
-        return lines
+        return [dlq_line, f"sqs queue {queue}: created ({described})"]
+    return [dlq_line, await _ensure_redrive(client, queue, url, redrive, described, dry_run)]
 
+
+async def _ensure_dead_letter_queue(client: SqsClient, name: str, dry_run: bool) -> tuple[str, str]:
+    """The DLQ's ARN (a placeholder when a dry run would create it) and what was done."""
+    url = await _url(client, name)
+    if url is not None:
+        line = f"sqs queue {name}: exists"
+    elif dry_run:
+        line = f"sqs queue {name}: would create (dead letters, 14 days)"
+        return "<arn of the new dead-letter queue>", line
+    else:
+        url = await _create(client, name, {})
+        line = f"sqs queue {name}: created (dead letters, 14 days)"
+    attrs = await call(
+        client.get_queue_attributes, _BACKOFF, QueueUrl=url, AttributeNames=["QueueArn"]
+    )
+    return str(attrs["Attributes"]["QueueArn"]), line
+
+
+async def _ensure_redrive(
+    client: SqsClient,
+    queue: str,
+    url: str,
+    redrive: dict[str, Any],
+    described: str,
+    dry_run: bool,
+) -> str:
+    """An existing queue keeps its redrive policy when it matches, else gets `redrive`."""
     attrs = await call(
         client.get_queue_attributes, _BACKOFF, QueueUrl=url, AttributeNames=["RedrivePolicy"]
     )
     current = json.loads(attrs.get("Attributes", {}).get("RedrivePolicy", "{}"))
     if (
-        current.get("deadLetterTargetArn") == dlq_arn
-        and int(current.get("maxReceiveCount", 0)) == max_receive_count
+        current.get("deadLetterTargetArn") == redrive["deadLetterTargetArn"]
+        and int(current.get("maxReceiveCount", 0)) == redrive["maxReceiveCount"]
     ):
-        lines.append(f"sqs queue {queue}: exists ({described})")
-    elif dry_run:
-        lines.append(f"sqs queue {queue}: exists; would set {described}")
-    else:
-        await call(
-            client.set_queue_attributes,
-            _BACKOFF,
-            QueueUrl=url,
-            Attributes={"RedrivePolicy": json.dumps(redrive)},
-        )
-        lines.append(f"sqs queue {queue}: exists; set {described}")
-    return lines
+        return f"sqs queue {queue}: exists ({described})"
+    if dry_run:
+        return f"sqs queue {queue}: exists; would set {described}"
+    await call(
+        client.set_queue_attributes,
+        _BACKOFF,
+        QueueUrl=url,
+        Attributes={"RedrivePolicy": json.dumps(redrive)},
+    )
+    return f"sqs queue {queue}: exists; set {described}"
 
 
 async def _url(client: SqsClient, name: str) -> str | None:

@@ -10,13 +10,9 @@ from typing import Any
 import pytest
 
 from adapters_out.sqs.client import SqsPermanentError
-from adapters_out.sqs.inbox import (
-    SQS_MESSAGE_LIMIT,
-    EnvelopeTooLarge,
-    SqsDeadLetters,
-    SqsInbox,
-    max_body_bytes,
-)
+from adapters_out.sqs.dead_letters import SqsDeadLetters
+from adapters_out.sqs.inbox import SqsInbox
+from adapters_out.sqs.queue import SQS_MESSAGE_LIMIT, EnvelopeTooLarge, max_body_bytes
 from core.errors import PermanentError
 from core.model import IngestEnvelope
 from tests.fakes import FakeClock

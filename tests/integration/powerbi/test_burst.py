@@ -12,7 +12,7 @@ import pytest
 from tests.emulators.clock import ScaledTime
 from tests.emulators.powerbi import PowerBIEmulator
 from tests.support.powerbi.fixtures import facts
-from tests.support.powerbi.harness import powerbi_sink
+from tests.support.powerbi.harness import FakeRowCounts, powerbi_sink
 
 EVENTS, PER_CALLER = 50_000, 100
 
@@ -57,7 +57,7 @@ async def test_a_burst_of_50000_lands_once_in_few_full_requests(
 async def test_a_burst_past_250k_rows_paces_one_full_request_every_30_seconds() -> None:
     async with PowerBIEmulator(timebase=ScaledTime(100)) as emulator:
         async with powerbi_sink(
-            emulator, row_counts={"FactEvent": 250_000}, append_timeout_sec=900
+            emulator, row_counts=FakeRowCounts({"FactEvent": 250_000}), append_timeout_sec=900
         ) as sink:
             emulator.seed_rows("FactEvent", 250_000)
             await asyncio.wait_for(

@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
 from adapters_out.powerbi.errors import PowerBIAccessDenied, PowerBIAuthError
+from adapters_out.sqlite.control import SqliteRowCounts, open_control_db
 from core.calendar import dim_date
 from core.errors import SinkPermanentError, SinkTransientError
 from core.model import DimAgent, DimRow, DimShift
+from ports.control import RowCounts
 from tests.emulators.clock import ScaledTime
 from tests.emulators.powerbi import PowerBIEmulator
+from tests.fakes import FakeClock
 from tests.support.powerbi.fixtures import fact, facts
-from tests.support.powerbi.harness import powerbi_sink
+from tests.support.powerbi.harness import FakeRowCounts, powerbi_sink
 
 SYNCED = datetime(2025, 11, 5, 6, 0, tzinfo=UTC)
 
@@ -135,21 +139,22 @@ async def test_a_configured_dataset_id_is_used_as_is(fast_emulator: PowerBIEmula
     assert len(fast_emulator.rows("FactEvent")) == 1
 
 
-@pytest.mark.parametrize("as_callable", [False, True])
-async def test_table_sizes_are_seeded_from_the_count_source(
-    fast_emulator: PowerBIEmulator, as_callable: bool
+@pytest.mark.parametrize("kept_in", ["memory", "sqlite"])
+async def test_table_sizes_are_seeded_from_the_row_count_store_and_kept_there(
+    fast_emulator: PowerBIEmulator, kept_in: str, tmp_path: Path
 ) -> None:
-    counts = {"FactEvent": 300_000}
+    db = open_control_db(tmp_path / "control.sqlite")
+    counts: RowCounts = FakeRowCounts() if kept_in == "memory" else SqliteRowCounts(db, FakeClock())
+    await counts.set("FactEvent", 300_000)
 
-    async def read_counts() -> dict[str, int]:
-        return counts
-
-    async with powerbi_sink(
-        fast_emulator, row_counts=read_counts if as_callable else counts
-    ) as sink:
-        await sink.append(facts(0, 1))
-        assert sink.limiter.large
-        assert sink.stats()["table_rows"]["FactEvent"] == 300_001
+    try:
+        async with powerbi_sink(fast_emulator, row_counts=counts) as sink:
+            await sink.append(facts(0, 1))
+            assert sink.limiter.large
+            assert sink.stats()["table_rows"]["FactEvent"] == 300_001
+        assert await counts.get_all() == {"FactEvent": 300_001}
+    finally:
+        await db.close()
 
 
 async def test_close_waits_for_rows_already_handed_over(fast_emulator: PowerBIEmulator) -> None:
@@ -169,7 +174,7 @@ async def test_a_dimension_upsert_retried_after_a_partial_landing_posts_each_row
     # 20x: the 10 emulated seconds either side of each deadline are half a real second
     async with PowerBIEmulator(timebase=ScaledTime(20)) as emulator:
         async with powerbi_sink(
-            emulator, row_counts={"FactEvent": 250_000}, append_timeout_sec=20
+            emulator, row_counts=FakeRowCounts({"FactEvent": 250_000}), append_timeout_sec=20
         ) as sink:
             emulator.seed_rows("FactEvent", 250_000)
             rows: list[DimRow] = [agent("2"), dim_date(date(2025, 11, 5))]

@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
+from adapters_out.clock import SystemClock
 from adapters_out.dynamodb.ledger import DynamoLedger
-from adapters_out.sqs.inbox import SqsDeadLetters, SqsInbox
+from adapters_out.sqs.dead_letters import SqsDeadLetters
+from adapters_out.sqs.inbox import SqsInbox
 from tests.fakes import FakeClock
 from tests.support.moto_server import dynamodb, new_queues, new_table, sqs
 
@@ -39,18 +41,20 @@ async def dynamodb_ledger(tmp_path: Path, clock: FakeClock) -> AsyncIterator[obj
 async def sqs_inbox(tmp_path: Path, clock: FakeClock) -> AsyncIterator[object]:
     from tests.contract.conftest import InboxUnderTest
 
-    # SQS keeps its own time: visibility passes for real, so keep it at SQS's 1 s minimum.
+    # SQS keeps its own time: visibility passes for real, so keep it at SQS's 1 s minimum;
+    # and SQS stamps each message by the wall clock, so the inbox reads that clock too.
     visibility = timedelta(seconds=1)
 
     async def pass_time(seconds: float) -> None:
-        clock.advance(seconds)
         await asyncio.sleep(seconds + 0.2)
 
     async with sqs() as client:
         queue, dlq = await new_queues(client)
         # max_hold=0: nothing is extended, so an unacked delivery returns as the port promises
         # for a crashed worker.
-        inbox = SqsInbox(client, queue, dlq, clock, visibility=visibility, max_hold=timedelta(0))
+        inbox = SqsInbox(
+            client, queue, dlq, SystemClock(), visibility=visibility, max_hold=timedelta(0)
+        )
         try:
             yield InboxUnderTest(inbox, SqsDeadLetters(inbox), visibility, pass_time)
         finally:

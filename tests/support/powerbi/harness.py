@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -10,9 +10,9 @@ from typing import Any
 from pydantic import SecretStr
 
 from adapters_out.powerbi.dataset import ensure_dataset
-from adapters_out.powerbi.limiter import RowCounts
 from adapters_out.powerbi.sink import PowerBISink
 from bootstrap.settings import PowerBISettings
+from ports.control import RowCounts
 from tests.emulators.aad import AuthorityRedirect
 from tests.emulators.clock import ScaledTime
 from tests.emulators.powerbi import PowerBIEmulator
@@ -32,6 +32,23 @@ def settings_for(emulator: PowerBIEmulator, **overrides: Any) -> PowerBISettings
     }
     values.update(overrides)
     return PowerBISettings(**values)
+
+
+class FakeRowCounts:
+    """Table sizes in memory (the RowCounts a daemon keeps beside its ledger): `rows` says what
+    the tables held at start, and then what the sink counted."""
+
+    def __init__(self, rows: Mapping[str, int] | None = None) -> None:
+        self.rows = dict(rows or {})
+
+    async def add(self, table: str, rows: int) -> None:
+        self.rows[table] = self.rows.get(table, 0) + rows
+
+    async def set(self, table: str, rows: int) -> None:
+        self.rows[table] = rows
+
+    async def get_all(self) -> dict[str, int]:
+        return dict(self.rows)
 
 
 @asynccontextmanager

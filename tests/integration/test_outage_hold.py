@@ -1,0 +1,166 @@
+"""Outages hold, they never park: through the real SQLite inbox, ledger and warehouse, a sink
+that fails transiently opens the sink's breaker; the workers stop taking, keep what they hold
+hidden without taking it again, probe, and count everything once when the sink is back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from adapters_in.breakers import Breakers, State
+from adapters_in.metrics import Metrics
+from adapters_in.sources.aloware import AlowareSource
+from adapters_in.worker import InboxWorkers
+from adapters_out.clock import SystemClock
+from adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
+from adapters_out.sqlite.ledger import SqliteLedger
+from adapters_out.sqlite.warehouse import SqliteWarehouse
+from adapters_out.static.crm import StaticCrmDirectory
+from adapters_out.static.roster import StaticRoster
+from core.errors import SinkTransientError
+from core.ingest import IngestConfig, IngestPorts
+from core.model import DimRow, FactEvent, IngestEnvelope
+from tests.integration.conftest import eventually
+
+RECEIVED = datetime(2025, 11, 5, 17, 22, 30, tzinfo=UTC)
+
+
+class OutageSink:
+    """The real warehouse behind a switch: while `down`, every write fails as a 503 would."""
+
+    def __init__(self, inner: SqliteWarehouse) -> None:
+        self.inner = inner
+        self.down = False
+        self.refused = 0
+
+    def _check(self) -> None:
+        if self.down:
+            self.refused += 1
+            raise SinkTransientError("503 Service Unavailable")
+
+    async def append(self, facts: Sequence[FactEvent]) -> None:
+        self._check()
+        await self.inner.append(facts)
+
+    async def upsert(self, rows: Sequence[DimRow]) -> None:
+        self._check()
+        await self.inner.upsert(rows)
+
+    async def replace(self, table: str, rows: Sequence[DimRow]) -> None:
+        self._check()
+        await self.inner.replace(table, rows)
+
+
+def call(n: int) -> IngestEnvelope:
+    body = {
+        "event": "OutboundPhoneCall-DispositionCompleted",
+        "body": {
+            "id": str(n),
+            "user_id": "42",
+            "direction": "2",
+            "type": "1",
+            "disposition_status": "completed",
+            "created_at": "2025-11-05 17:22:28",
+        },
+    }
+    return IngestEnvelope(f"r{n}", "aloware", RECEIVED, json.dumps(body).encode(), {})
+
+
+def attempts(path: Path) -> list[int]:
+    with sqlite3.connect(path) as conn:
+        return [a for (a,) in conn.execute("SELECT attempts FROM inbox")]
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[tuple[IngestPorts, OutageSink, Path]]:
+    clock = SystemClock()
+    inbox = SqliteInbox(tmp_path / "inbox.sqlite", clock, timedelta(seconds=2))
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite", clock)
+    warehouse = SqliteWarehouse(tmp_path / "warehouse.sqlite")
+    sink = OutageSink(warehouse)
+    (tmp_path / "crm.json").write_text("{}")
+    ports = IngestPorts(
+        parsers={"aloware": AlowareSource(auth="none", secret=None)},
+        inbox=inbox,
+        dead_letters=SqliteDeadLetters(inbox),
+        ledger=ledger,
+        sink=sink,  # type: ignore[arg-type]
+        roster=StaticRoster(agent_ids=["42"]),
+        crm=StaticCrmDirectory(tmp_path / "crm.json"),
+    )
+    yield ports, sink, tmp_path / "inbox.sqlite"
+    await inbox.close()
+    await ledger.close()
+    await warehouse.close()
+
+
+async def test_a_sink_outage_holds_deliveries_and_counts_each_once_after(world) -> None:  # type: ignore[no-untyped-def]
+    ports, sink, inbox_file = world
+    clock = SystemClock()
+    breakers = Breakers(
+        clock, first_cooldown=timedelta(milliseconds=200), longest_cooldown=timedelta(seconds=1)
+    )
+    config = IngestConfig(zone=ZoneInfo("UTC"), retry_base=timedelta(milliseconds=50))
+    workers = InboxWorkers(
+        ports,
+        config,
+        clock,
+        Metrics(),
+        count=2,
+        batch_size=10,
+        take_wait=0.05,
+        breakers=breakers,
+        hold_extension=timedelta(seconds=2),  # as long as the inbox's visibility: it must renew
+    )
+    sink.down = True
+    for n in range(1, 31):
+        await ports.inbox.put(call(n))
+    workers.start()
+    try:
+        assert await eventually(lambda: _is_open(breakers), within=5.0)
+        await asyncio.sleep(4.0)  # twice the visibility timeout: held ones must not reappear
+        for n in range(31, 41):  # the edge keeps storing during the outage
+            await ports.inbox.put(call(n))
+        assert breakers["sink"].state is not State.CLOSED
+        assert max(attempts(inbox_file)) == 1  # nothing was taken twice
+        assert sink.refused <= 12  # probes back off; no storm of retries
+        assert (await ports.inbox.stats()).depth == 40
+
+        sink.down = False
+
+        async def settled() -> bool:
+            return (await ports.inbox.stats()).depth == 0
+
+        assert await eventually(settled, within=10.0)
+    finally:
+        await workers.drain(budget_sec=2.0)
+    rows = await sink.inner.rows("FactEvent")
+    assert sorted(r["EventKey"] for r in rows) == sorted(f"aloware:{n}" for n in range(1, 41))
+    assert await SqliteDeadLetters(ports.inbox).list() == []
+    assert breakers["sink"].state is State.CLOSED and breakers["sink"].opened == 1
+
+
+async def _is_open(breakers: Breakers) -> bool:
+    return not breakers.intake_open
+
+
+async def test_stopping_hands_held_deliveries_back(world) -> None:  # type: ignore[no-untyped-def]
+    ports, sink, inbox_file = world
+    clock = SystemClock()
+    breakers = Breakers(clock, first_cooldown=timedelta(seconds=30))
+    config = IngestConfig(zone=ZoneInfo("UTC"))
+    workers = InboxWorkers(ports, config, clock, Metrics(), count=1, take_wait=0.05, breakers=breakers)
+    sink.down = True
+    await ports.inbox.put(call(1))
+    workers.start()
+    assert await eventually(lambda: _is_open(breakers), within=5.0)
+    await workers.drain(budget_sec=1.0)
+    taken = await ports.inbox.take(10, 0.1)  # handed back: visible at once, not after 30 s
+    assert [d.envelope.request_id for d in taken] == ["r1"]
