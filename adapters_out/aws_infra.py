@@ -18,7 +18,7 @@ async def create_infra(
     control_table: str | None = None,
     queue: str | None = None,
     dead_letter_queue: str | None = None,
-    max_receive_count: int = 5,
+    max_receive_count: int = 100,
     visibility_sec: int = 60,
     dry_run: bool = False,
     access_key_id: str | None = None,

@@ -11,12 +11,13 @@ from typing import Any
 import httpx
 from dependency_injector import containers, providers
 
+from adapters_in.breakers import Breakers
 from adapters_in.cli.dataset import NoDatasetNeeded
 from adapters_in.housekeeping import Housekeeping
 from adapters_in.http.admin import auth as admin_auth
 from adapters_in.http.admin.api import AdminApi
 from adapters_in.http.app import build_app
-from adapters_in.http.health import Health, readiness_checks
+from adapters_in.http.health import Health, OperatorStatus, readiness_checks
 from adapters_in.http.webhooks import StoreHealth, WebhookEdge
 from adapters_in.metrics import Metrics
 from adapters_in.scheduler import ControlScheduler, Job, JobBoard
@@ -269,7 +270,7 @@ def admin_api(
     ports: ControlPorts,
     config: ControlConfig,
     nonces: Any,
-    jobs: JobBoard,
+    status: OperatorStatus,
 ) -> AdminApi | None:
     """The signed admin API, or None: it is off unless ADMIN_HMAC_SECRET is set."""
     if settings.admin_hmac_secret is None:
@@ -281,7 +282,7 @@ def admin_api(
         settings.admin_hmac_secret.get_secret_value(),
         admin_auth.parse_networks(settings.admin_ip_allowlist),
         admin_auth.parse_networks(settings.trusted_proxies),
-        jobs.as_dict,
+        status.snapshot,
     )
 
 
@@ -502,6 +503,7 @@ class Container(containers.DeclarativeContainer):
     )
 
     # --- the daemon's parts (DESIGN §1): declared here, started and stopped by `Daemon` ----
+    breakers = providers.Singleton(Breakers, clock, metrics)
     workers = providers.Singleton(
         InboxWorkers,
         ingest_ports,
@@ -511,6 +513,8 @@ class Container(containers.DeclarativeContainer):
         count=settings.provided.workers,
         batch_size=settings.provided.batch_size,
         max_attempts=settings.provided.max_attempts,
+        breakers=breakers,
+        hold_extension=providers.Factory(timedelta, seconds=settings.provided.inbox_visibility_sec),
     )
     store_health = providers.Singleton(StoreHealth, clock)
     edge = providers.Singleton(
@@ -531,7 +535,12 @@ class Container(containers.DeclarativeContainer):
         checks=providers.Callable(readiness_checks, inbox, store_health, workers, job_board),
     )
     admin_api = providers.Callable(
-        admin_api, settings, control_ports, control_config, nonces, job_board
+        admin_api,
+        settings,
+        control_ports,
+        control_config,
+        nonces,
+        providers.Singleton(OperatorStatus, job_board, breakers, inbox),
     )
     app = providers.Singleton(
         build_app,

@@ -227,7 +227,11 @@ class Settings(BaseSettings):
     dynamo_ttl_days: int = Field(14, ge=1)
     sqs_queue: str = "pulse-inbox"
     sqs_dlq: str = "pulse-inbox-dlq"
-    sqs_max_receive_count: int = Field(5, ge=1)
+    sqs_max_receive_count: int = Field(
+        100,
+        ge=1,
+        description="SQS redrive to the DLQ after this many receives: a crash backstop only",
+    )
 
     # --- control plane (DESIGN §5) ---
     admin_hmac_secret: SecretStr | None = Field(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
+from adapters_in.breakers import Breakers
 from adapters_in.http.webhooks import StoreHealth
 from adapters_in.metrics import Metrics
 from adapters_in.scheduler import JobBoard
@@ -74,3 +76,29 @@ def readiness_checks(
         "workers": workers_alive,
         "jobs": jobs.check,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorStatus:
+    """The live state an operator asks `GET /admin/status` for."""
+
+    jobs: JobBoard
+    breakers: Breakers
+    inbox: Inbox
+
+    async def snapshot(self) -> dict[str, Any]:
+        try:
+            stats = await self.inbox.stats()
+            inbox: dict[str, Any] = {
+                "depth": stats.depth,
+                "oldestAgeSec": round(stats.oldest_age_sec, 1),
+                "deadLetters": stats.dead_letters,
+            }
+        except Exception as exc:
+            inbox = {"error": f"{type(exc).__name__}: {exc}"}
+        return {
+            "jobs": self.jobs.as_dict(),
+            "breakers": self.breakers.as_dict(),
+            "backpressure": not self.breakers.intake_open,
+            "inbox": inbox,
+        }

@@ -115,7 +115,7 @@ class SqsInbox:
             )
             messages += [m for page in pages for m in page]
         deliveries: list[Delivery] = []
-        for message in messages:
+        for message in _one_copy_each(messages):
             try:
                 envelope = decode(message.body)
             except ValueError as exc:
@@ -145,6 +145,21 @@ class SqsInbox:
             for receipt in receipts:
                 self._release(receipt)
             await self.queue.change_visibility(receipts, seconds)
+
+    async def extend(self, receipts: Sequence[str], hidden_for: timedelta) -> None:
+        """Hidden `hidden_for` more; held anew, so the extender keeps them for `max_hold` more."""
+        seconds = max(0, min(MAX_VISIBILITY_SEC, math.ceil(hidden_for.total_seconds())))
+        receipts = [r for r in receipts if r in self._held]
+        if not receipts:
+            return
+        now = self.clock.now()
+        for receipt in receipts:
+            self._held[receipt].taken_at = now
+        await self._find_queues()
+        async with self._visibility_lock:
+            failed = await self.queue.change_visibility(receipts, seconds)
+        for receipt in failed:
+            self._release(receipt)
 
     async def stats(self) -> InboxStats:
         await self._find_queues()
@@ -235,3 +250,11 @@ class SqsInbox:
             failed = await self.queue.change_visibility(receipts, self._visibility)
         for receipt in failed:  # deleted or redelivered meanwhile: no longer ours
             self._release(receipt)
+
+
+def _one_copy_each(messages: list[Message]) -> list[Message]:
+    """SQS is at-least-once: one receive can carry a message twice. One delivery per message
+    id (the last copy: its receipt is the one SQS honours), so a copy can never settle the
+    other early (a "repeat within batch" ack would delete what the first copy still owes)."""
+    latest = {message.message_id: message for message in messages}
+    return list(latest.values())

@@ -24,7 +24,8 @@ async def ensure_queues(
     """Create the DLQ, then the queue redriving into it; fix a drifted redrive policy."""
     dlq_arn, dlq_line = await _ensure_dead_letter_queue(client, dead_letter_queue, dry_run)
     redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
-    described = f"redrive to {dead_letter_queue} after {max_receive_count} receives"
+    # A backstop for a message that keeps crashing processes: outages hold deliveries.
+    described = f"redrive to {dead_letter_queue} after {max_receive_count} receives, crash backstop"
     url = await _url(client, queue)
     if url is None:
         if dry_run:

@@ -174,3 +174,21 @@ async def test_stats_count_what_is_not_yet_acked_and_its_age(
 
 async def test_ping_answers(inbox_under_test: InboxUnderTest) -> None:
     await inbox_under_test.inbox.ping()
+
+
+async def test_an_extended_delivery_stays_hidden_and_its_receipt_still_acks(
+    inbox_under_test: InboxUnderTest,
+) -> None:
+    inbox = inbox_under_test.inbox
+    await inbox.put(envelope("r-1"))
+    (held,) = await inbox.take(10, wait=0)
+    visibility = inbox_under_test.visibility.total_seconds()
+
+    await inbox.extend([held.receipt], timedelta(seconds=visibility + 3))
+    await inbox_under_test.pass_time(visibility + 1)
+    assert await inbox.take(10, wait=0) == []  # past its visibility, still held
+
+    await inbox.ack([held.receipt])
+    await inbox_under_test.pass_time(visibility + 3)
+    assert await inbox.take(10, wait=0) == []
+    assert (await inbox.stats()).depth == 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -24,38 +24,12 @@ from adapters_out.sqlite.ledger import SqliteLedger
 from adapters_out.sqlite.warehouse import SqliteWarehouse
 from adapters_out.static.crm import StaticCrmDirectory
 from adapters_out.static.roster import StaticRoster
-from core.errors import SinkTransientError
 from core.ingest import IngestConfig, IngestPorts
-from core.model import DimRow, FactEvent, IngestEnvelope
+from core.model import IngestEnvelope
 from tests.integration.conftest import eventually
+from tests.support.outage_sink import OutageSink
 
 RECEIVED = datetime(2025, 11, 5, 17, 22, 30, tzinfo=UTC)
-
-
-class OutageSink:
-    """The real warehouse behind a switch: while `down`, every write fails as a 503 would."""
-
-    def __init__(self, inner: SqliteWarehouse) -> None:
-        self.inner = inner
-        self.down = False
-        self.refused = 0
-
-    def _check(self) -> None:
-        if self.down:
-            self.refused += 1
-            raise SinkTransientError("503 Service Unavailable")
-
-    async def append(self, facts: Sequence[FactEvent]) -> None:
-        self._check()
-        await self.inner.append(facts)
-
-    async def upsert(self, rows: Sequence[DimRow]) -> None:
-        self._check()
-        await self.inner.upsert(rows)
-
-    async def replace(self, table: str, rows: Sequence[DimRow]) -> None:
-        self._check()
-        await self.inner.replace(table, rows)
 
 
 def call(n: int) -> IngestEnvelope:
@@ -152,11 +126,13 @@ async def _is_open(breakers: Breakers) -> bool:
 
 
 async def test_stopping_hands_held_deliveries_back(world) -> None:  # type: ignore[no-untyped-def]
-    ports, sink, inbox_file = world
+    ports, sink, _ = world
     clock = SystemClock()
     breakers = Breakers(clock, first_cooldown=timedelta(seconds=30))
     config = IngestConfig(zone=ZoneInfo("UTC"))
-    workers = InboxWorkers(ports, config, clock, Metrics(), count=1, take_wait=0.05, breakers=breakers)
+    workers = InboxWorkers(
+        ports, config, clock, Metrics(), count=1, take_wait=0.05, breakers=breakers
+    )
     sink.down = True
     await ports.inbox.put(call(1))
     workers.start()

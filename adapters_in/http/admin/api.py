@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -32,8 +32,9 @@ class AdminApi:
     secret: str
     allowlist: Sequence[admin_auth.Network] = ()
     trusted_proxies: Sequence[admin_auth.Network] = ()
-    status: Callable[[], Mapping[str, Any]] = field(default=dict)
-    """The scheduler's job board (last runs), shown by `GET /admin/status`."""
+    status: Callable[[], Awaitable[Mapping[str, Any]]] | None = None
+    """What `GET /admin/status` shows beside the applied documents: the jobs' last runs, the
+    breakers, the inbox (`OperatorStatus.snapshot`)."""
 
     def register(self, app: web.Application) -> None:
         app.router.add_post("/admin/dim-agent/sync", self.sync_agents)
@@ -90,9 +91,10 @@ class AdminApi:
     async def status_view(self, request: web.Request) -> web.Response:
         await self.authenticate(request)
         documents = await self.ports.versions.get_all()
+        live = dict(await self.status()) if self.status is not None else {}
         return web.json_response(
             {
-                "jobs": dict(self.status()),
+                **live,
                 "documents": [
                     {
                         "document": d.document,

@@ -33,7 +33,7 @@ async def test_a_dry_run_says_what_it_would_create_and_creates_nothing(
         f"dynamodb table {names['table']}: would enable TTL on expires_at",
         f"sqs queue {names['dead_letter_queue']}: would create (dead letters, 14 days)",
         f"sqs queue {names['queue']}: would create "
-        f"(redrive to {names['dead_letter_queue']} after 4 receives)",
+        f"(redrive to {names['dead_letter_queue']} after 4 receives, crash backstop)",
     ]
     tables = (await dynamo.list_tables())["TableNames"]
     queues = (await sqs_client.list_queues(QueueNamePrefix=names["queue"])).get("QueueUrls", [])
@@ -79,9 +79,11 @@ async def test_a_drifted_redrive_policy_is_put_right(moto_url: str, sqs_client: 
     applied = await create_infra(region=REGION, endpoint_url=moto_url, **names, **CREDENTIALS)
 
     assert planned[-1].endswith(
-        f"would set redrive to {names['dead_letter_queue']} after 9 receives"
+        f"would set redrive to {names['dead_letter_queue']} after 9 receives, crash backstop"
     )
-    assert applied[-1].endswith(f"set redrive to {names['dead_letter_queue']} after 9 receives")
+    assert applied[-1].endswith(
+        f"set redrive to {names['dead_letter_queue']} after 9 receives, crash backstop"
+    )
     url = (await sqs_client.get_queue_url(QueueName=names["queue"]))["QueueUrl"]
     attrs = await sqs_client.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
     assert json.loads(attrs["Attributes"]["RedrivePolicy"])["maxReceiveCount"] == 9

@@ -209,3 +209,77 @@ async def test_a_missing_queue_is_a_permanent_error_naming_it(
     box = SqsInbox(sqs_client, "no-such-queue", "no-such-dlq", clock)
     with pytest.raises(SqsPermanentError, match="no-such-queue"):
         await box.ping()
+
+
+async def test_one_message_twice_in_a_batch_is_counted_once_after_a_transient_failure(
+    proxy: Any, tmp_path: Any
+) -> None:
+    import json as _json
+    from zoneinfo import ZoneInfo
+
+    from adapters_in.sources.aloware import AlowareSource
+    from adapters_out.clock import SystemClock
+    from adapters_out.sqlite.ledger import SqliteLedger
+    from adapters_out.sqlite.warehouse import SqliteWarehouse
+    from adapters_out.static.crm import StaticCrmDirectory
+    from adapters_out.static.roster import StaticRoster
+    from core.ingest import IngestConfig, IngestPorts, Status, process_batch
+    from tests.support.moto_server import new_queues, sqs
+    from tests.support.outage_sink import OutageSink
+
+    clock = SystemClock()
+    call = {
+        "event": "OutboundPhoneCall-DispositionCompleted",
+        "body": {
+            "id": "77",
+            "user_id": "42",
+            "direction": "2",
+            "type": "1",
+            "disposition_status": "completed",
+            "created_at": "2025-11-05 17:22:28",
+        },
+    }
+    (tmp_path / "crm.json").write_text("{}")
+    async with sqs(proxy.url) as client:
+        queue, dlq = await new_queues(client, max_receive_count=5)
+        box = SqsInbox(client, queue, dlq, clock, visibility=timedelta(seconds=1))
+        ledger = SqliteLedger(tmp_path / "ledger.sqlite", clock)
+        warehouse = SqliteWarehouse(tmp_path / "warehouse.sqlite")
+        sink = OutageSink(warehouse)
+        ports = IngestPorts(
+            parsers={"aloware": AlowareSource(auth="none", secret=None)},
+            inbox=box,
+            dead_letters=SqsDeadLetters(box),
+            ledger=ledger,
+            sink=sink,  # type: ignore[arg-type]
+            roster=StaticRoster(agent_ids=["42"]),
+            crm=StaticCrmDirectory(tmp_path / "crm.json"),
+        )
+        config = IngestConfig(zone=ZoneInfo("UTC"), retry_base=timedelta(milliseconds=100))
+        try:
+            await box.put(
+                IngestEnvelope("r77", "aloware", clock.now(), _json.dumps(call).encode(), {})
+            )
+            proxy.duplicate_receives = 1
+            sink.down = True
+            first = await box.take(10, wait=2)
+            outcome = await process_batch(first, ports, config, clock.now())
+            assert proxy.duplicate_receives == 0  # the receive did carry the message twice
+            assert [e.status for e in outcome.envelopes] == [Status.RETRY]
+
+            sink.down = False
+            again: list[Any] = []
+            for _ in range(10):
+                again = await box.take(10, wait=1)
+                if again:
+                    break
+            outcome = await process_batch(again, ports, config, clock.now())
+            assert [e.status for e in outcome.envelopes] == [Status.ACCEPTED]
+            rows = await warehouse.rows("FactEvent")
+            assert [r["EventKey"] for r in rows] == ["aloware:77"]
+            await asyncio.sleep(1.2)
+            assert await box.take(10, wait=1) == []  # deleted once settled, not before
+        finally:
+            await box.close()
+            await ledger.close()
+            await warehouse.close()

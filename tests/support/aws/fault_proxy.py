@@ -1,4 +1,5 @@
-"""A small HTTP proxy in front of moto that answers DynamoDB throttling errors on demand."""
+"""A small HTTP proxy in front of moto that answers DynamoDB throttling errors on demand, and
+delivers an SQS message twice in one receive, as SQS's at-least-once delivery may."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class FaultProxy:
         self.in_flight = 0
         self.max_in_flight = 0
         self.lose_answers = 0
+        self.duplicate_receives = 0  # the next N ReceiveMessage answers carry a message twice
         self._throttle_until = 0.0
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
@@ -71,12 +73,23 @@ class FaultProxy:
                 payload = await answer.read()
                 kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
             self.forwarded += 1
+            if self.duplicate_receives > 0 and "ReceiveMessage" in headers.get("X-Amz-Target", ""):
+                payload = self._duplicated(payload)
             if self.lose_answers > 0:
                 self.lose_answers -= 1
                 return self._throttle()
             return web.Response(status=answer.status, body=payload, headers=kept)
         finally:
             self.in_flight -= 1
+
+    def _duplicated(self, payload: bytes) -> bytes:
+        answer = json.loads(payload)
+        messages = answer.get("Messages") or []
+        if not messages:
+            return payload
+        self.duplicate_receives -= 1
+        answer["Messages"] = [messages[0], *messages]  # the same message id and receipt again
+        return json.dumps(answer).encode()
 
     def _throttle(self) -> web.Response:
         self.throttled += 1
