@@ -22,6 +22,7 @@ from adapters_out.fabric.options import FabricOptions
 from adapters_out.fabric.sas import EventHubTarget, SasTokens, parse_connection_string
 from adapters_out.fabric.sending import Framing, Sender, post
 from adapters_out.push.admission import Admission
+from adapters_out.push.http import http_client
 from adapters_out.push.rows import ENCODE, RowEncoder
 from core.model import DimRow, FactEvent, Row
 from core.schema import BY_NAME, FACT_EVENT, Table, table_of
@@ -68,11 +69,10 @@ class EventstreamSink:
         self.tokens = tokens
         self._drain_timeout = drain_timeout_sec
         self._encoder = RowEncoder(max_string_chars=MAX_STRING_CHARS, sink="Eventstream")
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_sec, connect=min(10.0, timeout_sec)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+        self._http = http_client(
+            timeout_sec=timeout_sec,
+            max_connections=max_connections,
+            keepalive_expiry=5.0,  # httpx's default, which this client always had
             transport=transport,
         )
         self._gate = Admission("Eventstream")

@@ -21,6 +21,7 @@ from adapters_out.fabric.errors import (
     FabricTooLarge,
     FabricUnavailable,
 )
+from adapters_out.push.http import http_client
 
 _BODY_EXCERPT = 2_000
 # Kusto error codes that mean "not set up yet" rather than "this data is bad": the events wait
@@ -51,14 +52,10 @@ class KustoClient:
         self.database = database
         self._tokens = tokens
         self._gzip_min = gzip_min_bytes
-        self._http = httpx.AsyncClient(
+        self._http = http_client(
             base_url=self.query_uri + "/",
-            timeout=httpx.Timeout(timeout_sec, connect=min(10.0, timeout_sec)),
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=60.0,
-            ),
+            timeout_sec=timeout_sec,
+            max_connections=max_connections,
             headers={"Accept": "application/json", "x-ms-app": "Pulse"},
             transport=transport,
         )

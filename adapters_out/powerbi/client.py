@@ -20,6 +20,7 @@ from adapters_out.powerbi.errors import (
     PowerBIUnavailable,
 )
 from adapters_out.powerbi.options import PowerBIOptions, required
+from adapters_out.push.http import http_client
 
 DEFAULT_RETRY_AFTER_SEC = 60.0  # Power BI always sends Retry-After on 429; this is a safety net
 _BODY_EXCERPT = 2_000
@@ -46,14 +47,10 @@ class PowerBIClient:
         self.workspace_id = workspace_id
         self._tokens = tokens
         self._group = f"groups/{quote(workspace_id, safe='')}"
-        self._http = httpx.AsyncClient(
+        self._http = http_client(
             base_url=api_base_url.rstrip("/") + "/",
-            timeout=httpx.Timeout(timeout_sec, connect=min(10.0, timeout_sec)),
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=60.0,
-            ),
+            timeout_sec=timeout_sec,
+            max_connections=max_connections,
             headers={"Accept": "application/json"},
             transport=transport,
         )
