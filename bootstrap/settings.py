@@ -12,7 +12,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters_out.entra.config import EntraConfig
+from adapters_out.fabric.config import EventhouseConfig, EventstreamConfig, SendPolicy
 from adapters_out.fabric.sas import parse_connection_string
+from adapters_out.powerbi.config import PowerBIConfig
+from adapters_out.powerbi.limiter import Budgets
 from core.model import Goal, MetricID, ShiftRule
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "<secret>"}
@@ -25,10 +29,16 @@ def _placeholder(value: SecretStr | None, name: str) -> list[str]:
 
 
 def _text(value: str | SecretStr | None) -> str:
-    """A setting's text, '' when unset."""
+    """A setting's text, '' when unset (a sink's rules refuse it before a config is built)."""
     if isinstance(value, SecretStr):
         return value.get_secret_value()
     return value or ""
+
+
+def _refuse(problems: list[str]) -> None:
+    """No config from settings that break their rules: one line per problem."""
+    if problems:
+        raise SettingsError("\n".join(problems))
 
 
 class GoalSettings(BaseModel):
@@ -68,6 +78,17 @@ class EntraSettings(BaseModel):
     def unset(self, *names: str) -> list[str]:
         """The variables among `names` (field names) left unset or empty."""
         return [f"{self.ENV_PREFIX}__{n.upper()}" for n in names if not _text(getattr(self, n))]
+
+    def entra_config(self) -> EntraConfig:
+        """The app as the adapters take it; call once the sink's rules hold."""
+        return EntraConfig(
+            tenant_id=_text(self.tenant_id),
+            client_id=_text(self.client_id),
+            client_secret=_text(self.client_secret),
+            scope=self.scope,
+            authority_host=self.authority_host,
+            timeout_sec=self.timeout_sec,
+        )
 
 
 class PushSinkSettings(EntraSettings):
@@ -118,6 +139,27 @@ class PowerBISettings(PushSinkSettings):
         """SINK=powerbi's rules."""
         missing = self.unset("tenant_id", "client_id", "client_secret", "workspace_id")
         return [f"SINK=powerbi needs {', '.join(missing)}"] if missing else []
+
+    def config(self) -> PowerBIConfig:
+        """What the Power BI adapters take; SettingsError when SINK=powerbi's rules fail."""
+        _refuse(self.problems())
+        return PowerBIConfig(
+            entra=self.entra_config(),
+            workspace_id=_text(self.workspace_id),
+            dataset_id=self.dataset_id,
+            dataset_name=self.dataset_name,
+            api_base_url=self.api_base_url,
+            timeout_sec=self.timeout_sec,
+            budgets=Budgets(
+                requests_per_minute=self.requests_per_minute,
+                requests_per_hour_large=self.requests_per_hour_large,
+                large_table_rows=self.large_table_rows,
+                rows_per_hour=self.rows_per_hour,
+                max_pending=self.max_pending,
+            ),
+            max_rows_per_request=self.max_rows_per_request,
+            append_timeout_sec=self.append_timeout_sec,
+        )
 
 
 class FabricSettings(PushSinkSettings):
@@ -178,6 +220,41 @@ class FabricSettings(PushSinkSettings):
         if self.sas_renew_before_sec >= self.sas_ttl_sec:
             found.append("FABRIC__SAS_RENEW_BEFORE_SEC must be shorter than FABRIC__SAS_TTL_SEC")
         return found
+
+    def eventhouse_config(self) -> EventhouseConfig:
+        """What the Eventhouse adapters take; SettingsError when its rules fail."""
+        _refuse(self.eventhouse_problems())
+        return EventhouseConfig(
+            entra=self.entra_config(),
+            query_uri=_text(self.query_uri),
+            database=_text(self.database),
+            mapping_name=self.mapping_name,
+            max_request_bytes=self.max_request_bytes,
+            gzip_min_bytes=self.gzip_min_bytes,
+            inline_replace_max_bytes=self.inline_replace_max_bytes,
+            timeout_sec=self.timeout_sec,
+            sending=self._send_policy(),
+        )
+
+    def eventstream_config(self) -> EventstreamConfig:
+        """What the Eventstream adapters take; SettingsError when its rules fail."""
+        _refuse(self.eventstream_problems())
+        return EventstreamConfig(
+            target=parse_connection_string(_text(self.eventstream_connection_string)),
+            max_request_bytes=self.eventstream_max_request_bytes,
+            sas_ttl_sec=self.sas_ttl_sec,
+            sas_renew_before_sec=self.sas_renew_before_sec,
+            timeout_sec=self.timeout_sec,
+            sending=self._send_policy(),
+        )
+
+    def _send_policy(self) -> SendPolicy:
+        return SendPolicy(
+            max_concurrency=self.max_concurrency,
+            append_timeout_sec=self.append_timeout_sec,
+            retry_base_sec=self.retry_base_sec,
+            retry_cap_sec=self.retry_cap_sec,
+        )
 
 
 def _https_or_loopback(url: str) -> bool:

@@ -14,6 +14,7 @@ import httpx
 
 from adapters_out.entra.tokens import TokenProvider
 from adapters_out.fabric import sending
+from adapters_out.fabric.config import EventhouseConfig
 from adapters_out.fabric.errors import (
     FabricAccessDenied,
     FabricRejected,
@@ -60,6 +61,25 @@ class KustoClient:
             transport=transport,
         )
         self.last_request_id = ""
+
+    @classmethod
+    def from_config(
+        cls,
+        config: EventhouseConfig,
+        tokens: TokenProvider,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> KustoClient:
+        """The client for the configured database (`aclose()` it; `tokens` is the caller's)."""
+        return cls(
+            query_uri=config.query_uri,
+            database=config.database,
+            tokens=tokens,
+            gzip_min_bytes=config.gzip_min_bytes,
+            timeout_sec=config.timeout_sec,
+            max_connections=config.sending.max_concurrency + 2,
+            transport=transport,
+        )
 
     async def ingest(self, table: str, mapping: str, body: bytes, rows: int) -> None:
         """Streaming ingestion of MultiJSON (one JSON object per line); gzip when it pays."""
