@@ -17,7 +17,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the emulator lives under tests/
 
-from adapters_out.powerbi.client import build_client  # noqa: E402
+from adapters_out.powerbi.auth import ServicePrincipalAuth  # noqa: E402
+from adapters_out.powerbi.client import PowerBIClient  # noqa: E402
 from adapters_out.powerbi.errors import PowerBIThrottled, PowerBIUnavailable  # noqa: E402
 from adapters_out.powerbi.schema import encode_row  # noqa: E402
 from adapters_out.powerbi.sink import PowerBISink  # noqa: E402
@@ -59,9 +60,11 @@ class PerEventSink:
     honour Retry-After on a 429 (it would never deliver anything otherwise)."""
 
     def __init__(self, emulator: PowerBIEmulator, dataset_id: str, concurrency: int = 5) -> None:
-        self._client, self._auth = build_client(
-            settings_for(emulator), authority_http_client=AuthorityRedirect(emulator.url)
+        config = settings_for(emulator).config()
+        self._auth = ServicePrincipalAuth.from_config(
+            config.entra, http_client=AuthorityRedirect(emulator.url)
         )
+        self._client = PowerBIClient.from_config(config, self._auth)
         self._dataset = dataset_id
         self._time = emulator.time
         self._slots = asyncio.Semaphore(concurrency)

@@ -6,7 +6,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from dependency_injector import containers, providers
@@ -37,11 +37,16 @@ from adapters_out.dynamodb.control import (
     DynamoVersionStore,
 )
 from adapters_out.dynamodb.ledger import DynamoLedger
+from adapters_out.entra.config import EntraConfig
+from adapters_out.entra.tokens import ServicePrincipalAuth
+from adapters_out.fabric.config import EventhouseConfig, EventstreamConfig
 from adapters_out.fabric.eventhouse import EventhouseDataset, EventhouseSink
 from adapters_out.fabric.eventstream import EventstreamDataset, EventstreamSink
 from adapters_out.hubspot.crm import HubSpotCrm
+from adapters_out.powerbi.auth import ServicePrincipalAuth as PowerBIAuth
+from adapters_out.powerbi.config import PowerBIConfig
 from adapters_out.powerbi.dataset import PowerBIDatasetTool
-from adapters_out.powerbi.limiter import REAL_TIME, Timebase
+from adapters_out.powerbi.limiter import RealTime, Timebase
 from adapters_out.powerbi.sink import PowerBISink
 from adapters_out.sqlite.control import (
     SqliteAuditLog,
@@ -67,6 +72,8 @@ from core.control import ControlConfig, ControlPorts
 from core.dimensions import DateWindow
 from core.ingest import IngestConfig, IngestPorts
 from core.rules import Policy
+
+T = TypeVar("T")
 
 
 def _secret(value: Any) -> str | None:
@@ -114,22 +121,40 @@ async def local_warehouse(settings: Settings) -> AsyncIterator[SqliteWarehouse]:
     await warehouse.close()
 
 
+async def store_in(make: Callable[..., T], home: Any, *args: Any) -> AsyncIterator[T]:
+    """`make(home, *args)`, a store kept in `home` (a database, a client), as a Resource.
+    dependency-injector closes a Resource only after the open Resources that name it directly
+    (it does not look through a Singleton or a Selector), so a sink that names such a store
+    closes (its batcher drains, writing the last counts) while the store's home is open."""
+    yield make(home, *args)
+
+
+async def entra_auth(
+    kind: type[ServicePrincipalAuth], config: EntraConfig
+) -> AsyncIterator[ServicePrincipalAuth]:
+    """One Entra ID client per sink and process (DESIGN §4 "Auth"), shared by the sink and its
+    dataset tool; it closes after the sink, which names it."""
+    auth = kind.from_config(config)
+    try:
+        yield auth
+    finally:
+        await auth.close()
+
+
 async def powerbi_sink(
-    settings: Settings,
-    row_counts: Any,
-    counts_home: Any,
+    config: PowerBIConfig,
+    auth: ServicePrincipalAuth,
     timebase: Timebase,
-    authority_http_client: Any,
+    row_counts: Any,
+    drain_timeout_sec: float,
 ) -> AsyncIterator[PowerBISink]:
-    """The Power BI push sink (DESIGN §4). `counts_home` is the resource `row_counts` lives in:
-    naming it makes shutdown close the sink first, so its batcher drains (pending appends
-    resolve, their row counts are written) while the stores are still open."""
-    sink = PowerBISink.from_options(
-        settings.powerbi,
+    """The Power BI push sink (DESIGN §4), its table sizes kept in `row_counts`."""
+    sink = PowerBISink.from_config(
+        config,
+        auth,
         row_counts=row_counts,
-        drain_timeout_sec=settings.drain_timeout_sec,
+        drain_timeout_sec=drain_timeout_sec,
         timebase=timebase,
-        authority_http_client=authority_http_client,
     )
     try:
         yield sink
@@ -138,26 +163,21 @@ async def powerbi_sink(
 
 
 async def eventhouse_sink(
-    settings: Settings, authority_http_client: Any, transport: Any
+    config: EventhouseConfig, auth: ServicePrincipalAuth, drain_timeout_sec: float
 ) -> AsyncIterator[EventhouseSink]:
     """Fabric Eventhouse streaming ingestion (DESIGN §8)."""
-    sink = EventhouseSink.from_options(
-        settings.fabric,
-        authority_http_client=authority_http_client,
-        transport=transport,
-        drain_timeout_sec=settings.drain_timeout_sec,
-    )
+    sink = EventhouseSink.from_config(config, auth, drain_timeout_sec=drain_timeout_sec)
     try:
         yield sink
     finally:
         await sink.close()
 
 
-async def eventstream_sink(settings: Settings, transport: Any) -> AsyncIterator[EventstreamSink]:
+async def eventstream_sink(
+    config: EventstreamConfig, drain_timeout_sec: float
+) -> AsyncIterator[EventstreamSink]:
     """Fabric Eventstream custom endpoint, Event Hubs HTTPS (DESIGN §8)."""
-    sink = EventstreamSink.from_options(
-        settings.fabric, transport=transport, drain_timeout_sec=settings.drain_timeout_sec
-    )
+    sink = EventstreamSink.from_config(config, drain_timeout_sec=drain_timeout_sec)
     try:
         yield sink
     finally:
@@ -300,6 +320,8 @@ class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
 
     clock = providers.Singleton(SystemClock)
+    # monotonic seconds and sleep, for the Power BI limiter and batcher (DESIGN §4 budgets)
+    timebase = providers.Singleton(RealTime)
     metrics = providers.Singleton(Metrics)
     sources = providers.Singleton(webhook_sources, settings)
 
@@ -364,38 +386,53 @@ class Container(containers.DeclarativeContainer):
         sqlite=providers.Singleton(SqliteJobLease, control_db, clock),
         dynamodb=providers.Singleton(DynamoJobLease, dynamodb, dynamo_control_table, clock),
     )
-    row_counts = providers.Selector(
-        settings.provided.ledger,
-        sqlite=providers.Singleton(SqliteRowCounts, control_db, clock),
-        dynamodb=providers.Singleton(DynamoRowCounts, dynamodb, dynamo_control_table, clock),
+    # the Power BI sink's table sizes, beside the ledger (each a Resource: see `store_in`)
+    sqlite_row_counts = providers.Resource(store_in, SqliteRowCounts, control_db, clock)
+    dynamo_row_counts = providers.Resource(
+        store_in, DynamoRowCounts, dynamodb, dynamo_control_table, clock
     )
 
     # --- sinks (DESIGN §3, §4, §8) ----------------------------------------------------------
-    # Production leaves these two as they are; tests point MSAL at the local Entra ID emulator
-    # and give the limiter the compressed clock the Power BI emulator runs on.
-    powerbi_authority_http: providers.Object[Any] = providers.Object(None)
-    powerbi_timebase = providers.Object(REAL_TIME)
+    powerbi_config = settings.provided.powerbi.config.call()
+    powerbi_auth = providers.Resource(entra_auth, PowerBIAuth, powerbi_config.provided.entra)
     powerbi = providers.Selector(
         settings.provided.ledger,
         sqlite=providers.Resource(
-            powerbi_sink, settings, row_counts, control_db, powerbi_timebase, powerbi_authority_http
+            powerbi_sink,
+            powerbi_config,
+            powerbi_auth,
+            timebase,
+            sqlite_row_counts,
+            settings.provided.drain_timeout_sec,
         ),
         dynamodb=providers.Resource(
-            powerbi_sink, settings, row_counts, dynamodb, powerbi_timebase, powerbi_authority_http
+            powerbi_sink,
+            powerbi_config,
+            powerbi_auth,
+            timebase,
+            dynamo_row_counts,
+            settings.provided.drain_timeout_sec,
         ),
     )
-    # Tests point the Fabric sinks' HTTP at local emulators; production leaves both as None.
-    fabric_authority_http: providers.Object[Any] = providers.Object(None)
-    fabric_transport: providers.Object[Any] = providers.Object(None)
+    eventhouse_config = settings.provided.fabric.eventhouse_config.call()
+    eventhouse_auth = providers.Resource(
+        entra_auth, ServicePrincipalAuth, eventhouse_config.provided.entra
+    )
+    eventstream_config = settings.provided.fabric.eventstream_config.call()
     sink = providers.Selector(
         settings.provided.sink,
         local=warehouse,
         powerbi=powerbi,
-        **{
+        **{  # type: ignore[arg-type]  # mypy infers dict[str, object] for mixed providers
             "fabric-eventhouse": providers.Resource(
-                eventhouse_sink, settings, fabric_authority_http, fabric_transport
+                eventhouse_sink,
+                eventhouse_config,
+                eventhouse_auth,
+                settings.provided.drain_timeout_sec,
             ),
-            "fabric-eventstream": providers.Resource(eventstream_sink, settings, fabric_transport),
+            "fabric-eventstream": providers.Resource(
+                eventstream_sink, eventstream_config, settings.provided.drain_timeout_sec
+            ),
         },
     )
     # `pulse dataset ensure|show` for the configured sink
@@ -406,19 +443,12 @@ class Container(containers.DeclarativeContainer):
             "local",
             "the local warehouse (DATA_DIR/warehouse.sqlite) creates its tables itself",
         ),
-        powerbi=providers.Singleton(
-            PowerBIDatasetTool,
-            settings.provided.powerbi,
-            authority_http_client=powerbi_authority_http,
-        ),
+        powerbi=providers.Singleton(PowerBIDatasetTool, powerbi_config, powerbi_auth),
         **{  # type: ignore[arg-type]  # mypy infers dict[str, object] for mixed providers
             "fabric-eventhouse": providers.Singleton(
-                EventhouseDataset,
-                settings.provided.fabric,
-                authority_http_client=fabric_authority_http,
-                transport=fabric_transport,
+                EventhouseDataset, eventhouse_config, eventhouse_auth
             ),
-            "fabric-eventstream": providers.Singleton(EventstreamDataset, settings.provided.fabric),
+            "fabric-eventstream": providers.Singleton(EventstreamDataset, eventstream_config),
         },
     )
 

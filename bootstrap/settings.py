@@ -5,23 +5,40 @@ from __future__ import annotations
 from datetime import time
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters_out.entra.config import EntraConfig
+from adapters_out.fabric.config import EventhouseConfig, EventstreamConfig, SendPolicy
 from adapters_out.fabric.sas import parse_connection_string
+from adapters_out.powerbi.config import PowerBIConfig
+from adapters_out.powerbi.limiter import Budgets
 from core.model import Goal, MetricID, ShiftRule
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "<secret>"}
 
 
-def _placeholder(value: SecretStr | None, name: str) -> str:
+def _placeholder(value: SecretStr | None, name: str) -> list[str]:
     if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
-        return f"{name} is a placeholder: set the real secret"
-    return ""
+        return [f"{name} is a placeholder: set the real secret"]
+    return []
+
+
+def _text(value: str | SecretStr | None) -> str:
+    """A setting's text, '' when unset (a sink's rules refuse it before a config is built)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value or ""
+
+
+def _refuse(problems: list[str]) -> None:
+    """No config from settings that break their rules: one line per problem."""
+    if problems:
+        raise SettingsError("\n".join(problems))
 
 
 class GoalSettings(BaseModel):
@@ -44,19 +61,68 @@ class ShiftSettings(BaseModel):
     days: list[int] = Field(default_factory=lambda: list(range(7)))
 
 
-class PowerBISettings(BaseModel):
-    """POWERBI__TENANT_ID, POWERBI__CLIENT_ID, … (DESIGN §4 limits are the defaults)."""
+class EntraSettings(BaseModel):
+    """The Entra ID app a push sink signs in as, under the sink's prefix: POWERBI__TENANT_ID,
+    FABRIC__CLIENT_SECRET, … (Power BI and the Eventhouse may use the same app).
+    `timeout_sec` bounds the sign-in and the sink's own API calls alike."""
+
+    ENV_PREFIX: ClassVar[str] = ""
 
     tenant_id: str | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
+    authority_host: str = "https://login.microsoftonline.com"
+    scope: str
+    timeout_sec: float = Field(30, gt=0)
+
+    def unset(self, *names: str) -> list[str]:
+        """The variables among `names` (field names) left unset or empty."""
+        return [f"{self.ENV_PREFIX}__{n.upper()}" for n in names if not _text(getattr(self, n))]
+
+    def entra_config(self) -> EntraConfig:
+        """The app as the adapters take it; call once the sink's rules hold."""
+        return EntraConfig(
+            tenant_id=_text(self.tenant_id),
+            client_id=_text(self.client_id),
+            client_secret=_text(self.client_secret),
+            scope=self.scope,
+            authority_host=self.authority_host,
+            timeout_sec=self.timeout_sec,
+        )
+
+
+class PushSinkSettings(EntraSettings):
+    """What the Power BI and Fabric settings share: the Entra ID app, and an append's wait,
+    which the ledger lease must outlast."""
+
+    append_timeout_sec: float
+
+    def lease_problems(self, ledger_lease_sec: float) -> list[str]:
+        # Under one fact claim a batch may wait twice: for the dimension rows its facts
+        # refer to, then for the facts (DESIGN §2 step 6).
+        longest = 2 * (self.append_timeout_sec + self.timeout_sec)
+        if longest < ledger_lease_sec:
+            return []
+        prefix = self.ENV_PREFIX
+        return [
+            f"2 × ({prefix}__APPEND_TIMEOUT_SEC + {prefix}__TIMEOUT_SEC) = {longest:g} s, "
+            "the longest a batch can wait for the sink (dimension rows, then facts), "
+            f"must be below LEDGER_LEASE_SEC ({ledger_lease_sec:g} s): otherwise "
+            "the lease lapses while the rows are pending and another worker can claim "
+            "the same events"
+        ]
+
+
+class PowerBISettings(PushSinkSettings):
+    """POWERBI__TENANT_ID, POWERBI__CLIENT_ID, … (DESIGN §4 limits are the defaults)."""
+
+    ENV_PREFIX: ClassVar[str] = "POWERBI"
+
     workspace_id: str | None = None
     dataset_id: str | None = None
     dataset_name: str = "Pulse"
-    authority_host: str = "https://login.microsoftonline.com"
     api_base_url: str = "https://api.powerbi.com/v1.0/myorg"
     scope: str = "https://analysis.windows.net/powerbi/api/.default"
-    timeout_sec: float = Field(30, gt=0)
     max_rows_per_request: int = Field(10_000, ge=1, le=10_000)
     requests_per_minute: int = Field(120, ge=1)
     requests_per_hour_large: int = Field(120, ge=1)
@@ -69,15 +135,39 @@ class PowerBISettings(BaseModel):
         description="Longest a batch waits for a PostRows slot; twice this plus TIMEOUT_SEC stays below LEDGER_LEASE_SEC",
     )
 
+    def problems(self) -> list[str]:
+        """SINK=powerbi's rules."""
+        missing = self.unset("tenant_id", "client_id", "client_secret", "workspace_id")
+        return [f"SINK=powerbi needs {', '.join(missing)}"] if missing else []
 
-class FabricSettings(BaseModel):
+    def config(self) -> PowerBIConfig:
+        """What the Power BI adapters take; SettingsError when SINK=powerbi's rules fail."""
+        _refuse(self.problems())
+        return PowerBIConfig(
+            entra=self.entra_config(),
+            workspace_id=_text(self.workspace_id),
+            dataset_id=self.dataset_id,
+            dataset_name=self.dataset_name,
+            api_base_url=self.api_base_url,
+            timeout_sec=self.timeout_sec,
+            budgets=Budgets(
+                requests_per_minute=self.requests_per_minute,
+                requests_per_hour_large=self.requests_per_hour_large,
+                large_table_rows=self.large_table_rows,
+                rows_per_hour=self.rows_per_hour,
+                max_pending=self.max_pending,
+            ),
+            max_rows_per_request=self.max_rows_per_request,
+            append_timeout_sec=self.append_timeout_sec,
+        )
+
+
+class FabricSettings(PushSinkSettings):
     """FABRIC__QUERY_URI, FABRIC__DATABASE, … (DESIGN §8): Eventhouse and Eventstream sinks."""
 
+    ENV_PREFIX: ClassVar[str] = "FABRIC"
+
     # Eventhouse (KQL database): the same Entra app as Power BI may be used, with Kusto's scope
-    tenant_id: str | None = None
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    authority_host: str = "https://login.microsoftonline.com"
     scope: str = "https://kusto.kusto.windows.net/.default"
     query_uri: str | None = Field(
         None, description="The Eventhouse's Query URI, https://<id>.z<n>.kusto.fabric.microsoft.com"
@@ -94,8 +184,7 @@ class FabricSettings(BaseModel):
     eventstream_max_request_bytes: int = Field(1_000_000, ge=1_024, le=1024 * 1024)
     sas_ttl_sec: float = Field(3_600, ge=60)
     sas_renew_before_sec: float = Field(300, ge=0)
-    # both
-    timeout_sec: float = Field(30, gt=0)
+    # both (and TIMEOUT_SEC)
     max_concurrency: int = Field(4, ge=1, le=64)
     append_timeout_sec: float = Field(
         80,
@@ -105,38 +194,67 @@ class FabricSettings(BaseModel):
     retry_base_sec: float = Field(0.5, gt=0)
     retry_cap_sec: float = Field(30, gt=0)
 
-    def problems(self, sink: str) -> list[str]:
-        """Cross-field rules for SINK=fabric-eventhouse / fabric-eventstream."""
-        found: list[str] = []
-        if sink == "fabric-eventhouse":
-            missing = [
-                f"FABRIC__{n.upper()}"
-                for n in ("tenant_id", "client_id", "client_secret", "query_uri", "database")
-                if not getattr(self, n)
-            ]
-            if missing:
-                found.append(f"SINK=fabric-eventhouse needs {', '.join(missing)}")
-            if self.query_uri and not _https_or_loopback(self.query_uri):
-                found.append(
-                    "FABRIC__QUERY_URI must be an https:// URL (the Eventhouse's Query URI)"
-                )
-            found.append(_placeholder(self.client_secret, "FABRIC__CLIENT_SECRET"))
-        if sink == "fabric-eventstream":
-            if self.eventstream_connection_string is None:
-                found.append(
-                    "SINK=fabric-eventstream needs FABRIC__EVENTSTREAM_CONNECTION_STRING "
-                    "(the custom endpoint's Event Hub connection string)"
-                )
-            else:
-                try:
-                    parse_connection_string(self.eventstream_connection_string.get_secret_value())
-                except ValueError as exc:
-                    found.append(f"FABRIC__EVENTSTREAM_CONNECTION_STRING: {exc}")
-            if self.sas_renew_before_sec >= self.sas_ttl_sec:
-                found.append(
-                    "FABRIC__SAS_RENEW_BEFORE_SEC must be shorter than FABRIC__SAS_TTL_SEC"
-                )
+    def eventhouse_problems(self) -> list[str]:
+        """SINK=fabric-eventhouse's rules."""
+        found = []
+        missing = self.unset("tenant_id", "client_id", "client_secret", "query_uri", "database")
+        if missing:
+            found.append(f"SINK=fabric-eventhouse needs {', '.join(missing)}")
+        if self.query_uri and not _https_or_loopback(self.query_uri):
+            found.append("FABRIC__QUERY_URI must be an https:// URL (the Eventhouse's Query URI)")
+        return found + _placeholder(self.client_secret, "FABRIC__CLIENT_SECRET")
+
+    def eventstream_problems(self) -> list[str]:
+        """SINK=fabric-eventstream's rules."""
+        found = []
+        if self.eventstream_connection_string is None:
+            found.append(
+                "SINK=fabric-eventstream needs FABRIC__EVENTSTREAM_CONNECTION_STRING "
+                "(the custom endpoint's Event Hub connection string)"
+            )
+        else:
+            try:
+                parse_connection_string(self.eventstream_connection_string.get_secret_value())
+            except ValueError as exc:
+                found.append(f"FABRIC__EVENTSTREAM_CONNECTION_STRING: {exc}")
+        if self.sas_renew_before_sec >= self.sas_ttl_sec:
+            found.append("FABRIC__SAS_RENEW_BEFORE_SEC must be shorter than FABRIC__SAS_TTL_SEC")
         return found
+
+    def eventhouse_config(self) -> EventhouseConfig:
+        """What the Eventhouse adapters take; SettingsError when its rules fail."""
+        _refuse(self.eventhouse_problems())
+        return EventhouseConfig(
+            entra=self.entra_config(),
+            query_uri=_text(self.query_uri),
+            database=_text(self.database),
+            mapping_name=self.mapping_name,
+            max_request_bytes=self.max_request_bytes,
+            gzip_min_bytes=self.gzip_min_bytes,
+            inline_replace_max_bytes=self.inline_replace_max_bytes,
+            timeout_sec=self.timeout_sec,
+            sending=self._send_policy(),
+        )
+
+    def eventstream_config(self) -> EventstreamConfig:
+        """What the Eventstream adapters take; SettingsError when its rules fail."""
+        _refuse(self.eventstream_problems())
+        return EventstreamConfig(
+            target=parse_connection_string(_text(self.eventstream_connection_string)),
+            max_request_bytes=self.eventstream_max_request_bytes,
+            sas_ttl_sec=self.sas_ttl_sec,
+            sas_renew_before_sec=self.sas_renew_before_sec,
+            timeout_sec=self.timeout_sec,
+            sending=self._send_policy(),
+        )
+
+    def _send_policy(self) -> SendPolicy:
+        return SendPolicy(
+            max_concurrency=self.max_concurrency,
+            append_timeout_sec=self.append_timeout_sec,
+            retry_base_sec=self.retry_base_sec,
+            retry_cap_sec=self.retry_cap_sec,
+        )
 
 
 def _https_or_loopback(url: str) -> bool:
@@ -146,7 +264,163 @@ def _https_or_loopback(url: str) -> bool:
     )
 
 
-class Settings(BaseSettings):
+class SinkSettings(BaseModel):
+    """SINK and the push sinks' own settings (POWERBI__*, FABRIC__*)."""
+
+    sink: Literal["local", "powerbi", "fabric-eventhouse", "fabric-eventstream"] = "local"
+    powerbi: PowerBISettings = PowerBISettings()
+    fabric: FabricSettings = FabricSettings()
+
+    def sink_problems(self, ledger_lease_sec: float) -> list[str]:
+        """The chosen sink's rules, and its wait against the ledger lease."""
+        chosen: PushSinkSettings
+        if self.sink == "powerbi":
+            chosen, found = self.powerbi, self.powerbi.problems()
+        elif self.sink == "fabric-eventhouse":
+            chosen, found = self.fabric, self.fabric.eventhouse_problems()
+        elif self.sink == "fabric-eventstream":
+            chosen, found = self.fabric, self.fabric.eventstream_problems()
+        else:
+            return []
+        return found + chosen.lease_problems(ledger_lease_sec)
+
+
+class AlowareWebhookSettings(BaseModel):
+    """How Aloware's webhooks authenticate, and which calls count."""
+
+    aloware_auth: Literal["bearer", "basic", "none"] = "bearer"
+    aloware_secret: SecretStr | None = Field(
+        None, description="Bearer token, or user:password for basic"
+    )
+    aloware_count_failed_calls: bool = False
+
+    def aloware_problems(self) -> list[str]:
+        found = _placeholder(self.aloware_secret, "ALOWARE_SECRET")
+        if self.aloware_auth != "none" and self.aloware_secret is None:
+            found.append(
+                "ALOWARE_SECRET is not set: set it, or ALOWARE_AUTH=none to accept unauthenticated webhooks"
+            )
+        if (
+            self.aloware_auth == "basic"
+            and self.aloware_secret is not None
+            and ":" not in self.aloware_secret.get_secret_value()
+        ):
+            found.append("ALOWARE_SECRET must be user:password when ALOWARE_AUTH=basic")
+        return found
+
+
+class HubSpotWebhookSettings(BaseModel):
+    """How HubSpot's webhooks are signed (v3 over the public URL, a 5-minute window)."""
+
+    hubspot_auth: Literal["v3", "none"] = "v3"
+    hubspot_client_secret: SecretStr | None = None
+    hubspot_allow_v1: bool = False
+    hubspot_max_age_sec: int = Field(300, ge=1)
+
+    def hubspot_problems(self) -> list[str]:
+        found = _placeholder(self.hubspot_client_secret, "HUBSPOT_CLIENT_SECRET")
+        if self.hubspot_auth != "none" and self.hubspot_client_secret is None:
+            found.append(
+                "HUBSPOT_CLIENT_SECRET is not set: set your app's client secret, or HUBSPOT_AUTH=none"
+            )
+        return found
+
+
+class DirectorySettings(BaseModel):
+    """ROSTER and CRM: who counts, and whose email a HubSpot owner has (DESIGN §6)."""
+
+    roster: Literal["static", "aloware"] = "static"
+    crm: Literal["static", "hubspot"] = "static"
+    # static roster and CRM (embedded defaults)
+    roster_agents: list[str] = Field(
+        default_factory=list, description="Agent ids; empty and no file = count everyone (warned)"
+    )
+    roster_file: Path | None = None
+    ring_group_id: str | None = None
+    crm_file: Path | None = None
+    # vendor APIs
+    aloware_base_url: str = "https://app.aloware.com"
+    aloware_api_token: SecretStr | None = None
+    hubspot_base_url: str = "https://api.hubapi.com"
+    hubspot_access_token: SecretStr | None = Field(None, description="Private-app token")
+    vendor_timeout_sec: float = Field(10, gt=0)
+    roster_ttl_sec: float = Field(900, gt=0)
+    crm_ttl_sec: float = Field(600, gt=0)
+
+    def directory_problems(self) -> list[str]:
+        found = []
+        if self.roster == "aloware":
+            if self.aloware_api_token is None:
+                found.append("ROSTER=aloware needs ALOWARE_API_TOKEN")
+            if not self.ring_group_id:
+                found.append("ROSTER=aloware needs RING_GROUP_ID")
+        if self.crm == "hubspot" and self.hubspot_access_token is None:
+            found.append("CRM=hubspot needs HUBSPOT_ACCESS_TOKEN (a private-app token)")
+        return found
+
+
+class AdminSettings(BaseModel):
+    """The signed admin API (DESIGN §5) and whose X-Forwarded-For the edge believes."""
+
+    admin_hmac_secret: SecretStr | None = Field(
+        None, description="Signs admin requests; unset: the /admin routes are off"
+    )
+    admin_ip_allowlist: list[str] = Field(default_factory=list, description="CIDRs; empty: any")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="CIDRs whose X-Forwarded-For is believed"
+    )
+
+    def admin_problems(self) -> list[str]:
+        found = _placeholder(self.admin_hmac_secret, "ADMIN_HMAC_SECRET")
+        if (
+            self.admin_hmac_secret is not None
+            and len(self.admin_hmac_secret.get_secret_value()) < 32
+        ):
+            found.append("ADMIN_HMAC_SECRET must be at least 32 characters")
+        for name, cidrs in (
+            ("ADMIN_IP_ALLOWLIST", self.admin_ip_allowlist),
+            ("TRUSTED_PROXIES", self.trusted_proxies),
+        ):
+            for cidr in cidrs:
+                try:
+                    ip_network(cidr, strict=False)
+                except ValueError:
+                    found.append(f"{name}: {cidr!r} is not an address or CIDR")
+        return found
+
+
+class ScheduleSettings(BaseModel):
+    """The nightly jobs (DESIGN §5) and the DimDate window they keep."""
+
+    sync_agents_cron: str = Field("15 2 * * *", description="crontab, BUSINESS_TIMEZONE")
+    extend_dates_cron: str = Field("30 2 * * *", description="crontab, BUSINESS_TIMEZONE")
+    job_misfire_grace_sec: int = Field(3600, ge=1)
+    dim_date_back_days: int = Field(730, ge=0)
+    dim_date_ahead_days: int = Field(365, ge=0)
+
+    def schedule_problems(self) -> list[str]:
+        return [
+            f"{name}: a crontab needs 5 fields (minute hour day month weekday)"
+            for name, cron in (
+                ("SYNC_AGENTS_CRON", self.sync_agents_cron),
+                ("EXTEND_DATES_CRON", self.extend_dates_cron),
+            )
+            if len(cron.split()) not in (5, 6)
+        ]
+
+
+class Settings(
+    AlowareWebhookSettings,
+    HubSpotWebhookSettings,
+    DirectorySettings,
+    SinkSettings,
+    AdminSettings,
+    ScheduleSettings,
+    BaseSettings,
+):
+    """Every setting, each concern's in its own part (flat names: ALOWARE_SECRET, SINK, …;
+    nested with `__`: POWERBI__TENANT_ID, GOALS__CALLS)."""
+
     model_config = SettingsConfigDict(
         env_file=".env",
         env_nested_delimiter="__",
@@ -174,12 +448,9 @@ class Settings(BaseSettings):
         None, description="URL senders use to reach Pulse (HubSpot signs it); default: request URL"
     )
 
-    # --- adapters (DESIGN §6) ---
+    # --- adapters (DESIGN §6; SINK, ROSTER and CRM beside their own settings) ---
     inbox: Literal["sqlite", "sqs"] = "sqlite"
     ledger: Literal["sqlite", "dynamodb"] = "sqlite"
-    sink: Literal["local", "powerbi", "fabric-eventhouse", "fabric-eventstream"] = "local"
-    roster: Literal["static", "aloware"] = "static"
-    crm: Literal["static", "hubspot"] = "static"
 
     # --- edge ---
     body_limit_bytes: int = Field(1024 * 1024, ge=1024)
@@ -187,35 +458,10 @@ class Settings(BaseSettings):
     ledger_lease_sec: float = Field(240, gt=0)
     ledger_ttl_days: int = Field(14, ge=1)
 
-    # --- Aloware ---
-    aloware_auth: Literal["bearer", "basic", "none"] = "bearer"
-    aloware_secret: SecretStr | None = Field(
-        None, description="Bearer token, or user:password for basic"
-    )
-    aloware_count_failed_calls: bool = False
-
-    # --- HubSpot ---
-    hubspot_auth: Literal["v3", "none"] = "v3"
-    hubspot_client_secret: SecretStr | None = None
-    hubspot_allow_v1: bool = False
-    hubspot_max_age_sec: int = Field(300, ge=1)
-
     # --- business rules ---
     business_timezone: str = "UTC"
     goals: GoalSettings = GoalSettings()
     shifts: list[ShiftSettings] = Field(default_factory=list)
-
-    # --- static roster and CRM (embedded defaults) ---
-    roster_agents: list[str] = Field(
-        default_factory=list, description="Agent ids; empty and no file = count everyone (warned)"
-    )
-    roster_file: Path | None = None
-    ring_group_id: str | None = None
-    crm_file: Path | None = None
-
-    # --- Power BI ---
-    powerbi: PowerBISettings = PowerBISettings()
-    fabric: FabricSettings = FabricSettings()
 
     # --- AWS (issue: production stores) ---
     aws_endpoint_url: str | None = None
@@ -233,27 +479,6 @@ class Settings(BaseSettings):
         description="SQS redrive to the DLQ after this many receives: a crash backstop only",
     )
 
-    # --- control plane (DESIGN §5) ---
-    admin_hmac_secret: SecretStr | None = Field(
-        None, description="Signs admin requests; unset: the /admin routes are off"
-    )
-    admin_ip_allowlist: list[str] = Field(default_factory=list, description="CIDRs; empty: any")
-    trusted_proxies: list[str] = Field(
-        default_factory=list, description="CIDRs whose X-Forwarded-For is believed"
-    )
-    aloware_base_url: str = "https://app.aloware.com"
-    aloware_api_token: SecretStr | None = None
-    hubspot_base_url: str = "https://api.hubapi.com"
-    hubspot_access_token: SecretStr | None = Field(None, description="Private-app token")
-    vendor_timeout_sec: float = Field(10, gt=0)
-    roster_ttl_sec: float = Field(900, gt=0)
-    crm_ttl_sec: float = Field(600, gt=0)
-    sync_agents_cron: str = Field("15 2 * * *", description="crontab, BUSINESS_TIMEZONE")
-    extend_dates_cron: str = Field("30 2 * * *", description="crontab, BUSINESS_TIMEZONE")
-    job_misfire_grace_sec: int = Field(3600, ge=1)
-    dim_date_back_days: int = Field(730, ge=0)
-    dim_date_ahead_days: int = Field(365, ge=0)
-
     @field_validator("business_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -267,91 +492,21 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
-        problems = [p for p in self.problems() if p]
+        problems = self.problems()
         if problems:
             raise ValueError("\n".join(problems))
         return self
 
     def problems(self) -> list[str]:
-        """Cross-field rules; every broken one is reported, not just the first."""
-        found = [
-            _placeholder(self.aloware_secret, "ALOWARE_SECRET"),
-            _placeholder(self.hubspot_client_secret, "HUBSPOT_CLIENT_SECRET"),
+        """Cross-field rules, each concern's own; every broken one is reported, not just the first."""
+        return [
+            *self.aloware_problems(),
+            *self.hubspot_problems(),
+            *self.admin_problems(),
+            *self.schedule_problems(),
+            *self.directory_problems(),
+            *self.sink_problems(self.ledger_lease_sec),
         ]
-        if self.aloware_auth != "none" and self.aloware_secret is None:
-            found.append(
-                "ALOWARE_SECRET is not set: set it, or ALOWARE_AUTH=none to accept unauthenticated webhooks"
-            )
-        if (
-            self.aloware_auth == "basic"
-            and self.aloware_secret is not None
-            and ":" not in self.aloware_secret.get_secret_value()
-        ):
-            found.append("ALOWARE_SECRET must be user:password when ALOWARE_AUTH=basic")
-        if self.hubspot_auth != "none" and self.hubspot_client_secret is None:
-            found.append(
-                "HUBSPOT_CLIENT_SECRET is not set: set your app's client secret, or HUBSPOT_AUTH=none"
-            )
-        found.append(_placeholder(self.admin_hmac_secret, "ADMIN_HMAC_SECRET"))
-        if (
-            self.admin_hmac_secret is not None
-            and len(self.admin_hmac_secret.get_secret_value()) < 32
-        ):
-            found.append("ADMIN_HMAC_SECRET must be at least 32 characters")
-        for name in ("admin_ip_allowlist", "trusted_proxies"):
-            for cidr in getattr(self, name):
-                try:
-                    ip_network(cidr, strict=False)
-                except ValueError:
-                    found.append(f"{name.upper()}: {cidr!r} is not an address or CIDR")
-        for name in ("sync_agents_cron", "extend_dates_cron"):
-            if len(getattr(self, name).split()) not in (5, 6):
-                found.append(
-                    f"{name.upper()}: a crontab needs 5 fields (minute hour day month weekday)"
-                )
-        if self.roster == "aloware":
-            if self.aloware_api_token is None:
-                found.append("ROSTER=aloware needs ALOWARE_API_TOKEN")
-            if not self.ring_group_id:
-                found.append("ROSTER=aloware needs RING_GROUP_ID")
-        if self.crm == "hubspot" and self.hubspot_access_token is None:
-            found.append("CRM=hubspot needs HUBSPOT_ACCESS_TOKEN (a private-app token)")
-        found.extend(self.fabric.problems(self.sink))
-        if self.sink == "powerbi":
-            missing = [
-                f"POWERBI__{n.upper()}"
-                for n in ("tenant_id", "client_id", "client_secret", "workspace_id")
-                if getattr(self.powerbi, n) is None
-            ]
-            if missing:
-                found.append(f"SINK=powerbi needs {', '.join(missing)}")
-        waits = {
-            "powerbi": ("POWERBI", self.powerbi.append_timeout_sec, self.powerbi.timeout_sec),
-            "fabric-eventhouse": (
-                "FABRIC",
-                self.fabric.append_timeout_sec,
-                self.fabric.timeout_sec,
-            ),
-            "fabric-eventstream": (
-                "FABRIC",
-                self.fabric.append_timeout_sec,
-                self.fabric.timeout_sec,
-            ),
-        }
-        if self.sink in waits:
-            prefix, append_timeout, timeout = waits[self.sink]
-            # Under one fact claim a batch may wait twice: for the dimension rows its facts
-            # refer to, then for the facts (DESIGN §2 step 6).
-            longest = 2 * (append_timeout + timeout)
-            if longest >= self.ledger_lease_sec:
-                found.append(
-                    f"2 × ({prefix}__APPEND_TIMEOUT_SEC + {prefix}__TIMEOUT_SEC) = {longest:g} s, "
-                    "the longest a batch can wait for the sink (dimension rows, then facts), "
-                    f"must be below LEDGER_LEASE_SEC ({self.ledger_lease_sec:g} s): otherwise "
-                    "the lease lapses while the rows are pending and another worker can claim "
-                    "the same events"
-                )
-        return found
 
     # --- derived ---
     @property

@@ -4,11 +4,12 @@ called off the event loop. Power BI and Fabric (Kusto) use it with their own sco
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import msal
 import requests
 
+from adapters_out.entra.config import EntraConfig
 from core.errors import SinkTransientError
 
 
@@ -67,6 +68,19 @@ class ServicePrincipalAuth:
         self._http_client = http_client
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_config(cls, config: EntraConfig, *, http_client: Any = None) -> Self:
+        """The one client for `config` (build it once per process and scope; close it last)."""
+        return cls(
+            tenant_id=config.tenant_id,
+            client_id=config.client_id,
+            client_secret=config.client_secret,
+            scope=config.scope,
+            authority_host=config.authority_host,
+            timeout_sec=config.timeout_sec,
+            http_client=http_client,
+        )
 
     def _build(self) -> msal.ConfidentialClientApplication:
         # Construction performs OIDC tenant discovery over the network, hence off the loop.

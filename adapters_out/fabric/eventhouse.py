@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 
-from adapters_out.entra.tokens import ServicePrincipalAuth
+from adapters_out.entra.tokens import TokenProvider
 from adapters_out.fabric import kql
+from adapters_out.fabric.config import EventhouseConfig
 from adapters_out.fabric.kusto import KustoClient
-from adapters_out.fabric.options import FabricOptions, eventhouse_required
 from adapters_out.fabric.sending import Framing, Sender
 from adapters_out.push.admission import Admission
 from adapters_out.push.rows import RowEncoder
@@ -25,35 +25,6 @@ MAX_STRING_CHARS = 1_000_000
 MULTIJSON = Framing(sep=b"\n")
 
 Closer = Callable[[], Awaitable[None]]
-
-
-def build_client(
-    options: FabricOptions,
-    *,
-    authority_http_client: Any = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> tuple[KustoClient, ServicePrincipalAuth]:
-    """The Kusto client and its token source from FABRIC__* settings (close both when done)."""
-    tenant, client_id, secret, query_uri, database = eventhouse_required(options)
-    auth = ServicePrincipalAuth(
-        tenant_id=tenant,
-        client_id=client_id,
-        client_secret=secret,
-        scope=options.scope,
-        authority_host=options.authority_host,
-        timeout_sec=options.timeout_sec,
-        http_client=authority_http_client,
-    )
-    client = KustoClient(
-        query_uri=query_uri,
-        database=database,
-        tokens=auth,
-        gzip_min_bytes=options.gzip_min_bytes,
-        timeout_sec=options.timeout_sec,
-        max_connections=options.max_concurrency + 2,
-        transport=transport,
-    )
-    return client, auth
 
 
 class EventhouseSink:
@@ -84,25 +55,24 @@ class EventhouseSink:
         self._gate = Admission("Eventhouse")
 
     @classmethod
-    def from_options(
+    def from_config(
         cls,
-        options: FabricOptions,
+        config: EventhouseConfig,
+        tokens: TokenProvider,
         *,
-        authority_http_client: Any = None,
         transport: httpx.AsyncBaseTransport | None = None,
         drain_timeout_sec: float = 10.0,
     ) -> EventhouseSink:
-        client, auth = build_client(
-            options, authority_http_client=authority_http_client, transport=transport
-        )
-        sender = Sender.from_options(options, options.max_request_bytes, MULTIJSON)
+        """The sink for the configured database; `close()` closes its HTTP client, not `tokens`
+        (the caller's, closed after the sink)."""
+        client = KustoClient.from_config(config, tokens, transport=transport)
         return cls(
             client,
-            sender,
-            mapping=options.mapping_name,
-            inline_replace_max_bytes=options.inline_replace_max_bytes,
+            Sender.from_policy(config.sending, config.max_request_bytes, MULTIJSON),
+            mapping=config.mapping_name,
+            inline_replace_max_bytes=config.inline_replace_max_bytes,
             drain_timeout_sec=drain_timeout_sec,
-            closers=(client.aclose, auth.close),
+            closers=(client.aclose,),
         )
 
     # --- FactSink ---------------------------------------------------------------------------
@@ -217,13 +187,14 @@ class EventhouseDataset:
 
     def __init__(
         self,
-        options: FabricOptions,
+        config: EventhouseConfig,
+        tokens: TokenProvider,
         *,
-        authority_http_client: Any = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._options = options
-        self._kwargs = {"authority_http_client": authority_http_client, "transport": transport}
+        self._config = config
+        self._tokens = tokens
+        self._transport = transport
 
     async def ensure(self) -> str:
         async with self._client() as client:
@@ -235,12 +206,12 @@ class EventhouseDataset:
                 if plan.get(table.name):
                     await client.mgmt(kql.create_merge_table(table))
                     applied.extend(plan[table.name])
-                await client.mgmt(kql.create_mapping(table, self._options.mapping_name))
+                await client.mgmt(kql.create_mapping(table, self._config.mapping_name))
                 await client.mgmt(kql.streaming_policy(table))
             for function in kql.FUNCTIONS:
                 await client.mgmt(function.command())
             applied.append(
-                f"json mapping {self._options.mapping_name!r} and streaming ingestion on "
+                f"json mapping {self._config.mapping_name!r} and streaming ingestion on "
                 f"{len(TABLES)} tables; {len(kql.FUNCTIONS)} functions in folder {kql.FOLDER}"
             )
             return self._report(client, "ensured", applied, drift)
@@ -257,12 +228,11 @@ class EventhouseDataset:
 
     @asynccontextmanager
     async def _client(self) -> AsyncIterator[KustoClient]:
-        client, auth = build_client(self._options, **self._kwargs)
+        client = KustoClient.from_config(self._config, self._tokens, transport=self._transport)
         try:
             yield client
         finally:
             await client.aclose()
-            await auth.close()
 
     async def _compare(self, client: KustoClient) -> tuple[dict[str, list[str]], list[str]]:
         remote = {

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from adapters_out.fabric.config import EventstreamConfig
 from adapters_out.fabric.errors import (
     FabricAccessDenied,
     FabricRejected,
@@ -18,10 +19,10 @@ from adapters_out.fabric.errors import (
     FabricUnavailable,
 )
 from adapters_out.fabric.kusto import retry_after_seconds
-from adapters_out.fabric.options import FabricOptions
-from adapters_out.fabric.sas import EventHubTarget, SasTokens, parse_connection_string
+from adapters_out.fabric.sas import EventHubTarget, SasTokens
 from adapters_out.fabric.sending import Framing, Sender, post
 from adapters_out.push.admission import Admission
+from adapters_out.push.http import http_client
 from adapters_out.push.rows import ENCODE, RowEncoder
 from core.model import DimRow, FactEvent, Row
 from core.schema import BY_NAME, FACT_EVENT, Table, table_of
@@ -36,13 +37,6 @@ TABLE_FIELD = "PulseTable"  # FactEvent, DimAgent, … : the Eventstream routes 
 OP_FIELD = "PulseOp"  # append (facts), upsert, replace (a marker), replace-row
 REPLACE_FIELD = "PulseReplaceId"  # ties a replace's rows to its marker
 REPLACE_ROWS_FIELD = "PulseReplaceRows"
-
-
-def target_from(options: FabricOptions) -> EventHubTarget:
-    secret = options.eventstream_connection_string
-    if secret is None:
-        raise ValueError("the Eventstream sink needs FABRIC__EVENTSTREAM_CONNECTION_STRING")
-    return parse_connection_string(secret.get_secret_value())
 
 
 class EventstreamSink:
@@ -68,34 +62,31 @@ class EventstreamSink:
         self.tokens = tokens
         self._drain_timeout = drain_timeout_sec
         self._encoder = RowEncoder(max_string_chars=MAX_STRING_CHARS, sink="Eventstream")
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_sec, connect=min(10.0, timeout_sec)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+        self._http = http_client(
+            timeout_sec=timeout_sec,
+            max_connections=max_connections,
+            keepalive_expiry=5.0,  # httpx's default, which this client always had
             transport=transport,
         )
         self._gate = Admission("Eventstream")
 
     @classmethod
-    def from_options(
+    def from_config(
         cls,
-        options: FabricOptions,
+        config: EventstreamConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         drain_timeout_sec: float = 10.0,
     ) -> EventstreamSink:
-        target = target_from(options)
-        sender = Sender.from_options(options, options.eventstream_max_request_bytes, BATCH)
         tokens = SasTokens(
-            target, ttl_sec=options.sas_ttl_sec, renew_before_sec=options.sas_renew_before_sec
+            config.target, ttl_sec=config.sas_ttl_sec, renew_before_sec=config.sas_renew_before_sec
         )
         return cls(
-            target,
-            sender,
+            config.target,
+            Sender.from_policy(config.sending, config.max_request_bytes, BATCH),
             tokens,
-            timeout_sec=options.timeout_sec,
-            max_connections=options.max_concurrency + 2,
+            timeout_sec=config.timeout_sec,
+            max_connections=config.sending.max_concurrency + 2,
             drain_timeout_sec=drain_timeout_sec,
             transport=transport,
         )
@@ -215,22 +206,21 @@ class EventstreamDataset:
     """`pulse dataset ensure|show` for SINK=fabric-eventstream: an Eventstream has no schema to
     create; this checks the connection string signs and says how to route the events."""
 
-    def __init__(self, options: FabricOptions) -> None:
-        self._options = options
+    def __init__(self, config: EventstreamConfig) -> None:
+        self._config = config
 
     def _describe(self, verb: str) -> str:
-        target = target_from(self._options)
+        config = self._config
+        target = config.target
         tokens = SasTokens(
-            target,
-            ttl_sec=self._options.sas_ttl_sec,
-            renew_before_sec=self._options.sas_renew_before_sec,
+            target, ttl_sec=config.sas_ttl_sec, renew_before_sec=config.sas_renew_before_sec
         )
         tokens.token()
         return "\n".join(
             [
                 f"Eventstream custom endpoint {verb}: {target.send_url} (key {target.key_name!r})",
-                f"  a SAS token signs (valid {self._options.sas_ttl_sec:.0f} s, renewed "
-                f"{self._options.sas_renew_before_sec:.0f} s before expiry)",
+                f"  a SAS token signs (valid {config.sas_ttl_sec:.0f} s, renewed "
+                f"{config.sas_renew_before_sec:.0f} s before expiry)",
                 f"  note: nothing to create on the Eventstream side; route events by "
                 f"{TABLE_FIELD} (FactEvent, DimAgent, DimDate, DimMetric, DimShift) to their "
                 "destination tables",

@@ -14,6 +14,7 @@ import httpx
 
 from adapters_out.entra.tokens import TokenProvider
 from adapters_out.fabric import sending
+from adapters_out.fabric.config import EventhouseConfig
 from adapters_out.fabric.errors import (
     FabricAccessDenied,
     FabricRejected,
@@ -21,6 +22,7 @@ from adapters_out.fabric.errors import (
     FabricTooLarge,
     FabricUnavailable,
 )
+from adapters_out.push.http import http_client
 
 _BODY_EXCERPT = 2_000
 # Kusto error codes that mean "not set up yet" rather than "this data is bad": the events wait
@@ -51,15 +53,30 @@ class KustoClient:
         self.database = database
         self._tokens = tokens
         self._gzip_min = gzip_min_bytes
-        self._http = httpx.AsyncClient(
+        self._http = http_client(
             base_url=self.query_uri + "/",
-            timeout=httpx.Timeout(timeout_sec, connect=min(10.0, timeout_sec)),
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=60.0,
-            ),
+            timeout_sec=timeout_sec,
+            max_connections=max_connections,
             headers={"Accept": "application/json", "x-ms-app": "Pulse"},
+            transport=transport,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: EventhouseConfig,
+        tokens: TokenProvider,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> KustoClient:
+        """The client for the configured database (`aclose()` it; `tokens` is the caller's)."""
+        return cls(
+            query_uri=config.query_uri,
+            database=config.database,
+            tokens=tokens,
+            gzip_min_bytes=config.gzip_min_bytes,
+            timeout_sec=config.timeout_sec,
+            max_connections=config.sending.max_concurrency + 2,
             transport=transport,
         )
 

@@ -12,13 +12,13 @@ from typing import Any, TypeVar
 
 import httpx
 
+from adapters_out.fabric.config import SendPolicy
 from adapters_out.fabric.errors import (
     FabricRejected,
     FabricThrottled,
     FabricTooLarge,
     FabricUnavailable,
 )
-from adapters_out.fabric.options import FabricOptions
 
 T = TypeVar("T")
 
@@ -112,16 +112,16 @@ class Sender:
         self.last_error = ""
 
     @classmethod
-    def from_options(cls, options: FabricOptions, max_bytes: int, framing: Framing) -> Sender:
-        """FABRIC__MAX_CONCURRENCY, __APPEND_TIMEOUT_SEC and the retry settings, with a sink's
-        own size limit and framing."""
+    def from_policy(cls, policy: SendPolicy, max_bytes: int, framing: Framing) -> Sender:
+        """The sinks' shared policy (FABRIC__MAX_CONCURRENCY, __APPEND_TIMEOUT_SEC, the retry
+        settings) with a sink's own size limit and framing."""
         return cls(
             max_bytes=max_bytes,
             framing=framing,
-            max_concurrency=options.max_concurrency,
-            deadline_sec=options.append_timeout_sec,
-            retry_base_sec=options.retry_base_sec,
-            retry_cap_sec=options.retry_cap_sec,
+            max_concurrency=policy.max_concurrency,
+            deadline_sec=policy.append_timeout_sec,
+            retry_base_sec=policy.retry_base_sec,
+            retry_cap_sec=policy.retry_cap_sec,
         )
 
     async def send(

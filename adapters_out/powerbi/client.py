@@ -11,7 +11,8 @@ from urllib.parse import quote
 
 import httpx
 
-from adapters_out.powerbi.auth import ServicePrincipalAuth, TokenProvider
+from adapters_out.entra.tokens import TokenProvider
+from adapters_out.powerbi.config import PowerBIConfig
 from adapters_out.powerbi.errors import (
     PowerBIAccessDenied,
     PowerBIFeatureDeprecated,
@@ -19,7 +20,7 @@ from adapters_out.powerbi.errors import (
     PowerBIThrottled,
     PowerBIUnavailable,
 )
-from adapters_out.powerbi.options import PowerBIOptions, required
+from adapters_out.push.http import http_client
 
 DEFAULT_RETRY_AFTER_SEC = 60.0  # Power BI always sends Retry-After on 429; this is a safety net
 _BODY_EXCERPT = 2_000
@@ -46,15 +47,30 @@ class PowerBIClient:
         self.workspace_id = workspace_id
         self._tokens = tokens
         self._group = f"groups/{quote(workspace_id, safe='')}"
-        self._http = httpx.AsyncClient(
+        self._http = http_client(
             base_url=api_base_url.rstrip("/") + "/",
-            timeout=httpx.Timeout(timeout_sec, connect=min(10.0, timeout_sec)),
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=60.0,
-            ),
+            timeout_sec=timeout_sec,
+            max_connections=max_connections,
             headers={"Accept": "application/json"},
+            transport=transport,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: PowerBIConfig,
+        tokens: TokenProvider,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> PowerBIClient:
+        """The client for the configured workspace (`aclose()` it; `tokens` is the caller's)."""
+        return cls(
+            api_base_url=config.api_base_url,
+            workspace_id=config.workspace_id,
+            tokens=tokens,
+            timeout_sec=config.timeout_sec,
+            # the batcher's PostRows plus the odd DeleteRows / GET beside them
+            max_connections=config.budgets.max_pending + 5,
             transport=transport,
         )
 
@@ -167,35 +183,6 @@ class PowerBIClient:
             _raise_for(response, what, self.workspace_id)
             return response
         raise AssertionError("unreachable")  # pragma: no cover
-
-
-def build_client(
-    options: PowerBIOptions,
-    *,
-    authority_http_client: Any = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> tuple[PowerBIClient, ServicePrincipalAuth]:
-    """The client and its token source from POWERBI__* settings (close both when done)."""
-    tenant, client_id, secret, workspace = required(options)
-    auth = ServicePrincipalAuth(
-        tenant_id=tenant,
-        client_id=client_id,
-        client_secret=secret,
-        authority_host=options.authority_host,
-        scope=options.scope,
-        timeout_sec=options.timeout_sec,
-        http_client=authority_http_client,
-    )
-    client = PowerBIClient(
-        api_base_url=options.api_base_url,
-        workspace_id=workspace,
-        tokens=auth,
-        timeout_sec=options.timeout_sec,
-        # the batcher's PostRows plus the odd DeleteRows / GET beside them
-        max_connections=options.max_pending + 5,
-        transport=transport,
-    )
-    return client, auth
 
 
 def _error_code(response: httpx.Response) -> str:

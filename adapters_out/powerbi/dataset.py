@@ -8,9 +8,10 @@ from typing import Any, TypeVar
 
 import httpx
 
-from adapters_out.powerbi.client import PowerBIClient, build_client
+from adapters_out.entra.tokens import TokenProvider
+from adapters_out.powerbi.client import PowerBIClient
+from adapters_out.powerbi.config import PowerBIConfig
 from adapters_out.powerbi.errors import PowerBIAccessDenied
-from adapters_out.powerbi.options import PowerBIOptions, required
 from adapters_out.powerbi.schema import (
     MEASURE_TABLE,
     MEASURES,
@@ -18,7 +19,6 @@ from adapters_out.powerbi.schema import (
     dataset_body,
     table_body,
 )
-from core.errors import ValidationFailed
 from core.schema import TABLES
 
 _TYPE_ALIASES = {"bool": "boolean", "int": "int64", "string": "string"}
@@ -294,42 +294,45 @@ async def show(
     )
 
 
-# --- for the CLI: build a client from settings, run, close ------------------------------------
+# --- for the CLI: a client on the configured workspace, run, close ----------------------------
 
 T = TypeVar("T")
 
 
 async def _with_client(
-    options: PowerBIOptions,
+    config: PowerBIConfig,
+    tokens: TokenProvider,
     run: Callable[[PowerBIClient], Awaitable[T]],
     *,
-    authority_http_client: Any = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> T:
-    client, auth = build_client(
-        options, authority_http_client=authority_http_client, transport=transport
-    )
+    client = PowerBIClient.from_config(config, tokens, transport=transport)
     try:
         return await run(client)
     finally:
         await client.aclose()
-        await auth.close()
 
 
-async def ensure_dataset(options: PowerBIOptions, **kwargs: Any) -> DatasetReport:
+async def ensure_dataset(
+    config: PowerBIConfig, tokens: TokenProvider, **kwargs: Any
+) -> DatasetReport:
     """`pulse dataset ensure`: print `str(report)`; exit non-zero on a raised PulseError."""
     return await _with_client(
-        options,
-        lambda c: ensure(c, dataset_id=options.dataset_id, dataset_name=options.dataset_name),
+        config,
+        tokens,
+        lambda c: ensure(c, dataset_id=config.dataset_id, dataset_name=config.dataset_name),
         **kwargs,
     )
 
 
-async def show_dataset(options: PowerBIOptions, **kwargs: Any) -> DatasetReport:
+async def show_dataset(
+    config: PowerBIConfig, tokens: TokenProvider, **kwargs: Any
+) -> DatasetReport:
     """`pulse dataset show`: print `str(report)`."""
     return await _with_client(
-        options,
-        lambda c: show(c, dataset_id=options.dataset_id, dataset_name=options.dataset_name),
+        config,
+        tokens,
+        lambda c: show(c, dataset_id=config.dataset_id, dataset_name=config.dataset_name),
         **kwargs,
     )
 
@@ -338,19 +341,12 @@ class PowerBIDatasetTool:
     """`pulse dataset ensure|show` with SINK=powerbi: each returns the report as printable text;
     Power BI's refusals raise typed errors (PulseError) whose message is one sentence."""
 
-    def __init__(self, options: PowerBIOptions, *, authority_http_client: Any = None) -> None:
-        self._options = options
-        self._authority_http_client = authority_http_client
+    def __init__(self, config: PowerBIConfig, tokens: TokenProvider) -> None:
+        self._config = config
+        self._tokens = tokens
 
     async def ensure(self) -> str:
-        return str(await self._run(ensure_dataset))
+        return str(await ensure_dataset(self._config, self._tokens))
 
     async def show(self) -> str:
-        return str(await self._run(show_dataset))
-
-    async def _run(self, command: Callable[..., Awaitable[DatasetReport]]) -> DatasetReport:
-        try:
-            required(self._options)
-        except ValueError as exc:
-            raise ValidationFailed(f"{exc} (see docs/powerbi.md)") from None
-        return await command(self._options, authority_http_client=self._authority_http_client)
+        return str(await show_dataset(self._config, self._tokens))

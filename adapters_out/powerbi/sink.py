@@ -10,11 +10,12 @@ from typing import Any
 
 import httpx
 
+from adapters_out.entra.tokens import TokenProvider
 from adapters_out.powerbi.batcher import Batcher
-from adapters_out.powerbi.client import PowerBIClient, build_client
+from adapters_out.powerbi.client import PowerBIClient
+from adapters_out.powerbi.config import PowerBIConfig
 from adapters_out.powerbi.dataset import resolve_dataset_id
 from adapters_out.powerbi.limiter import REAL_TIME, Budgets, Limiter, Timebase
-from adapters_out.powerbi.options import PowerBIOptions
 from adapters_out.powerbi.schema import encode_row
 from adapters_out.push.admission import Admission
 from core.errors import SinkPermanentError
@@ -74,38 +75,30 @@ class PowerBISink:
         self._gate = Admission("Power BI")
 
     @classmethod
-    def from_options(
+    def from_config(
         cls,
-        options: PowerBIOptions,
+        config: PowerBIConfig,
+        tokens: TokenProvider,
         *,
         row_counts: RowCounts | None = None,
         drain_timeout_sec: float = 10.0,
         timebase: Timebase = REAL_TIME,
-        authority_http_client: Any = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> PowerBISink:
-        """Build from POWERBI__* settings (`settings.powerbi`); `close()` releases everything."""
-        client, auth = build_client(
-            options, authority_http_client=authority_http_client, transport=transport
-        )
-        budgets = Budgets(
-            requests_per_minute=options.requests_per_minute,
-            requests_per_hour_large=options.requests_per_hour_large,
-            large_table_rows=options.large_table_rows,
-            rows_per_hour=options.rows_per_hour,
-            max_pending=options.max_pending,
-        )
+        """The sink for the configured dataset; `close()` closes its HTTP client, not `tokens`
+        (the caller's, closed after the sink)."""
+        client = PowerBIClient.from_config(config, tokens, transport=transport)
         return cls(
             client,
-            dataset_id=options.dataset_id,
-            dataset_name=options.dataset_name,
-            budgets=budgets,
-            max_rows_per_request=options.max_rows_per_request,
-            append_timeout_sec=options.append_timeout_sec,
+            dataset_id=config.dataset_id,
+            dataset_name=config.dataset_name,
+            budgets=config.budgets,
+            max_rows_per_request=config.max_rows_per_request,
+            append_timeout_sec=config.append_timeout_sec,
             row_counts=row_counts,
             timebase=timebase,
             drain_timeout_sec=drain_timeout_sec,
-            closers=(client.aclose, auth.close),
+            closers=(client.aclose,),
         )
 
     # --- FactSink ---------------------------------------------------------------------------

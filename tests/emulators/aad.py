@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import requests
 from aiohttp import web
+from dependency_injector import providers
 
+from adapters_out.entra.config import EntraConfig
+from adapters_out.entra.tokens import ServicePrincipalAuth
 from tests.emulators.clock import RealTime
 
 AUTHORITY_HOST = "https://login.microsoftonline.com"
@@ -36,6 +41,36 @@ class AuthorityRedirect(requests.Session):
         self.calls.append((verb, text))
         kwargs.setdefault("timeout", 10)
         return super().request(verb, text, *args, **kwargs)
+
+
+@asynccontextmanager
+async def signed_in(
+    emulator_url: str, kind: type[ServicePrincipalAuth], config: EntraConfig
+) -> AsyncIterator[ServicePrincipalAuth]:
+    """The Entra ID client a sink built without the container uses, its sign-in answered by
+    the emulator at `emulator_url`; close the sink inside the block."""
+    session = AuthorityRedirect(emulator_url)
+    auth = kind.from_config(config, http_client=session)
+    try:
+        yield auth
+    finally:
+        await auth.close()
+        session.close()
+
+
+def rerouted(auth: providers.Resource[Any], session: AuthorityRedirect) -> providers.Provider[Any]:
+    """What to override the container's `powerbi_auth` or `eventhouse_auth` with: the same
+    client from the same config, signing in through `session` (the one external edge a daemon
+    test replaces). The test closes `session` after the container's shutdown, so the sinks
+    drain while it is open, as they do before the real client closes."""
+    # args: kind, config; Object, because the container deep-copies plain values it is given
+    return providers.Singleton(_through, *auth.args, http_client=providers.Object(session))
+
+
+def _through(
+    kind: type[ServicePrincipalAuth], config: EntraConfig, http_client: AuthorityRedirect
+) -> ServicePrincipalAuth:
+    return kind.from_config(config, http_client=http_client)
 
 
 def _aad_error(status: int, error: str, code: int, text: str) -> web.Response:

@@ -17,11 +17,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from dependency_injector import providers
 
 from bootstrap.container import Container
 from bootstrap.settings import Settings
-from tests.emulators.aad import AuthorityRedirect
+from tests.emulators.aad import AuthorityRedirect, rerouted
 from tests.emulators.clock import ScaledTime
 from tests.emulators.kusto import KustoEmulator
 from tests.emulators.powerbi import PowerBIEmulator
@@ -116,7 +115,7 @@ async def eventhouse_daemon(kusto: KustoEmulator, data_dir: Path) -> AsyncIterat
     )
     session = AuthorityRedirect(kusto.url)
     container = Container(settings=settings)
-    container.fabric_authority_http.override(providers.Object(session))
+    container.eventhouse_auth.override(rerouted(container.eventhouse_auth, session))
     daemon = await container.daemon()
     task = asyncio.create_task(daemon.run("127.0.0.1", 0))
     try:

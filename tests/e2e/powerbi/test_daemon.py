@@ -16,13 +16,11 @@ from pathlib import Path
 import pytest
 
 from adapters_out.clock import SystemClock
-from adapters_out.powerbi.dataset import ensure_dataset
 from adapters_out.sqlite.control import SqliteRowCounts, open_control_db
 from core.schema import DIMENSIONS
-from tests.emulators.aad import AuthorityRedirect
 from tests.emulators.clock import ScaledTime
 from tests.emulators.powerbi import PowerBIEmulator
-from tests.support.powerbi.daemon import RunningDaemon, daemon_settings, powerbi_daemon
+from tests.support.powerbi.daemon import RunningDaemon, daemon_settings, ensure_with, powerbi_daemon
 
 pytestmark = pytest.mark.slow
 
@@ -122,9 +120,7 @@ async def test_a_burst_of_50000_webhooks_past_250k_rows_lands_once_in_full_reque
     clock = ShiftingTime(WARM_FACTOR)
     async with PowerBIEmulator(timebase=clock) as emulator:
         settings = daemon_settings(emulator, tmp_path, workers=WORKERS, batch_size=BATCH_SIZE)
-        await ensure_dataset(
-            settings.powerbi, authority_http_client=AuthorityRedirect(emulator.url)
-        )
+        await ensure_with(emulator, settings)
         emulator.seed_rows("FactEvent", LARGE)  # Power BI's table, and Pulse's count of it
         await seed_row_count(tmp_path, "FactEvent", LARGE)
 

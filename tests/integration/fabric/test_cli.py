@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from dependency_injector import providers
 
 from bootstrap import main
 from bootstrap.container import Container
 from core.schema import TABLES
-from tests.emulators.aad import AuthorityRedirect
+from tests.emulators.aad import AuthorityRedirect, rerouted
 from tests.emulators.eventhubs import EventHubsEmulator
 from tests.emulators.kusto import KustoEmulator
 
@@ -41,7 +40,7 @@ async def run_cli(argv: list[str], authority: str | None = None) -> int:
             return main.main(argv)
         session = AuthorityRedirect(authority)
         try:
-            with Container.fabric_authority_http.override(providers.Object(session)):
+            with Container.eventhouse_auth.override(rerouted(Container.eventhouse_auth, session)):
                 return main.main(argv)
         finally:
             session.close()

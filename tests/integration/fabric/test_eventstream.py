@@ -125,7 +125,7 @@ async def test_a_wrong_key_waits_for_an_operator_with_a_sentence_saying_where_to
     async with EventHubsEmulator() as hub:
         wrong = hub.connection_string.replace(hub.key, "d3Jvbmcta2V5")
         settings = eventstream_settings(hub, eventstream_connection_string=SecretStr(wrong))
-        sink = EventstreamSink.from_options(settings, transport=hub.transport())
+        sink = EventstreamSink.from_config(settings.eventstream_config(), transport=hub.transport())
         try:
             with pytest.raises(FabricAccessDenied, match="Keys tab") as caught:
                 await sink.append([call(1)])

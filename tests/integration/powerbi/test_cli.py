@@ -1,7 +1,7 @@
 """`pulse dataset ensure|show` and `pulse check` with SINK=powerbi chosen by settings alone: the
 real CLI entry point (`bootstrap.main.main`), settings from the environment, the container
-picking the Power BI adapters. Only MSAL's `http_client` is overridden (the container's
-`powerbi_authority_http`, as tests/support/powerbi/serve.py does), so login.microsoftonline.com
+picking the Power BI adapters. Only the Entra ID client is overridden (the container's
+`powerbi_auth`, rerouted as tests/support/powerbi/serve.py does), so login.microsoftonline.com
 reaches the emulator's Entra ID."""
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from dependency_injector import providers
 
 from bootstrap import main
 from bootstrap.container import Container
 from core.schema import TABLES
-from tests.emulators.aad import AuthorityRedirect
+from tests.emulators.aad import AuthorityRedirect, rerouted
 from tests.emulators.powerbi import PowerBIEmulator
 
 
@@ -46,7 +45,7 @@ async def run_cli(argv: list[str], emulator: PowerBIEmulator) -> int:
     def call() -> int:
         session = AuthorityRedirect(emulator.url)
         try:
-            with Container.powerbi_authority_http.override(providers.Object(session)):
+            with Container.powerbi_auth.override(rerouted(Container.powerbi_auth, session)):
                 return main.main(argv)
         finally:
             session.close()

@@ -7,24 +7,25 @@ from typing import Any
 
 import pytest
 
+from adapters_out.powerbi.auth import ServicePrincipalAuth
 from adapters_out.powerbi.dataset import ensure_dataset, show_dataset
 from adapters_out.powerbi.errors import PowerBIAccessDenied, PowerBIFeatureDeprecated
 from adapters_out.powerbi.schema import dataset_body
-from tests.emulators.aad import AuthorityRedirect
+from tests.emulators.aad import signed_in
 from tests.emulators.powerbi import PowerBIEmulator
 from tests.support.powerbi.harness import settings_for
 
 
 async def ensure(emulator: PowerBIEmulator, **overrides: Any) -> Any:
-    return await ensure_dataset(
-        settings_for(emulator, **overrides), authority_http_client=AuthorityRedirect(emulator.url)
-    )
+    config = settings_for(emulator, **overrides).config()
+    async with signed_in(emulator.url, ServicePrincipalAuth, config.entra) as auth:
+        return await ensure_dataset(config, auth)
 
 
 async def show(emulator: PowerBIEmulator, **overrides: Any) -> Any:
-    return await show_dataset(
-        settings_for(emulator, **overrides), authority_http_client=AuthorityRedirect(emulator.url)
-    )
+    config = settings_for(emulator, **overrides).config()
+    async with signed_in(emulator.url, ServicePrincipalAuth, config.entra) as auth:
+        return await show_dataset(config, auth)
 
 
 def older_definition() -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from adapters_out.entra.tokens import ServicePrincipalAuth
 from adapters_out.fabric.eventhouse import EventhouseDataset, EventhouseSink
 from adapters_out.fabric.eventstream import (
     OP_FIELD,
@@ -20,7 +21,7 @@ from adapters_out.fabric.eventstream import (
 )
 from bootstrap.settings import FabricSettings
 from core.schema import BY_NAME
-from tests.emulators.aad import AuthorityRedirect
+from tests.emulators.aad import signed_in
 from tests.emulators.eventhubs import EventHubsEmulator, ReceivedEvent
 from tests.emulators.kusto import KustoEmulator
 from tests.fakes import FakeClock
@@ -30,7 +31,7 @@ FAST_RETRIES = {"retry_base_sec": 0.01, "retry_cap_sec": 0.05, "append_timeout_s
 
 def eventhouse_settings(emulator: KustoEmulator, **overrides: Any) -> FabricSettings:
     """FABRIC__* as an operator sets them; the query URI is the emulator's loopback URL and the
-    authority host stays login.microsoftonline.com (`AuthorityRedirect` reroutes it)."""
+    authority host stays login.microsoftonline.com (`signed_in` reroutes it)."""
     values: dict[str, Any] = {
         "tenant_id": emulator.aad.tenant_id,
         "client_id": emulator.aad.client_id,
@@ -46,14 +47,10 @@ def eventhouse_settings(emulator: KustoEmulator, **overrides: Any) -> FabricSett
 
 async def ensure(emulator: KustoEmulator, *, show: bool = False, **overrides: Any) -> str:
     """`pulse dataset ensure` (or `show`) with SINK=fabric-eventhouse."""
-    session = AuthorityRedirect(emulator.url)
-    try:
-        tool = EventhouseDataset(
-            eventhouse_settings(emulator, **overrides), authority_http_client=session
-        )
+    config = eventhouse_settings(emulator, **overrides).eventhouse_config()
+    async with signed_in(emulator.url, ServicePrincipalAuth, config.entra) as auth:
+        tool = EventhouseDataset(config, auth)
         return await (tool.show() if show else tool.ensure())
-    finally:
-        session.close()
 
 
 @asynccontextmanager
@@ -62,15 +59,13 @@ async def eventhouse_sink(
 ) -> AsyncIterator[EventhouseSink]:
     if ensured:
         await ensure(emulator)
-    session = AuthorityRedirect(emulator.url)
-    sink = EventhouseSink.from_options(
-        eventhouse_settings(emulator, **overrides), authority_http_client=session
-    )
-    try:
-        yield sink
-    finally:
-        await sink.close()
-        session.close()
+    config = eventhouse_settings(emulator, **overrides).eventhouse_config()
+    async with signed_in(emulator.url, ServicePrincipalAuth, config.entra) as auth:
+        sink = EventhouseSink.from_config(config, auth)
+        try:
+            yield sink
+        finally:
+            await sink.close()
 
 
 def eventstream_settings(hub: EventHubsEmulator, **overrides: Any) -> FabricSettings:
@@ -87,8 +82,8 @@ def eventstream_settings(hub: EventHubsEmulator, **overrides: Any) -> FabricSett
 async def eventstream_sink(
     hub: EventHubsEmulator, **overrides: Any
 ) -> AsyncIterator[EventstreamSink]:
-    sink = EventstreamSink.from_options(
-        eventstream_settings(hub, **overrides), transport=hub.transport()
+    sink = EventstreamSink.from_config(
+        eventstream_settings(hub, **overrides).eventstream_config(), transport=hub.transport()
     )
     try:
         yield sink

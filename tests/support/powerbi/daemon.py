@@ -1,9 +1,10 @@
 """The real daemon (container + `Daemon.run`, as `pulse serve` runs it) with SINK=powerbi on the emulator.
 
-Only two providers are overridden, the two the container exposes for this: MSAL's
-`http_client` (reaches the local Entra ID emulator) and the clock the limiter shares with the
-emulator (compressed). Everything else (edge, SQLite inbox and ledger, workers, scheduler,
-batcher, row-count store) is what production builds from the same settings.
+Only two providers are overridden, both true external edges: the Entra ID client
+(`powerbi_auth`, rerouted to the local Entra ID emulator) and the time the limiter shares
+with the emulator (`timebase`, compressed). Everything else (edge, SQLite inbox and ledger,
+workers, scheduler, batcher, row-count store) is what production builds from the same
+settings.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from typing import Any
 import aiohttp
 from dependency_injector import providers
 
+from adapters_out.powerbi.auth import ServicePrincipalAuth
 from adapters_out.powerbi.dataset import ensure_dataset
 from adapters_out.powerbi.sink import PowerBISink
 from bootstrap.container import Container
 from bootstrap.daemon import Daemon
 from bootstrap.settings import Settings
-from tests.emulators.aad import AuthorityRedirect
+from tests.emulators.aad import AuthorityRedirect, rerouted, signed_in
 from tests.emulators.powerbi import PowerBIEmulator
 from tests.support.powerbi.harness import settings_for
 
@@ -118,6 +120,13 @@ class RunningDaemon:
         self.daemon.stop_requested.set()
 
 
+async def ensure_with(emulator: PowerBIEmulator, settings: Settings) -> None:
+    """`pulse dataset ensure` with these settings (its own process: its own sign-in)."""
+    config = settings.powerbi.config()
+    async with signed_in(emulator.url, ServicePrincipalAuth, config.entra) as auth:
+        await ensure_dataset(config, auth)
+
+
 @asynccontextmanager
 async def powerbi_daemon(
     emulator: PowerBIEmulator, settings: Settings, *, ensure: bool = True
@@ -125,13 +134,11 @@ async def powerbi_daemon(
     """`pulse dataset ensure`, then the daemon on a free port; on exit, SIGTERM's path (drain)
     and the container's shutdown, as `pulse serve` does."""
     if ensure:
-        await ensure_dataset(
-            settings.powerbi, authority_http_client=AuthorityRedirect(emulator.url)
-        )
+        await ensure_with(emulator, settings)
     session = AuthorityRedirect(emulator.url)
     container = Container(settings=settings)
-    container.powerbi_authority_http.override(providers.Object(session))
-    container.powerbi_timebase.override(providers.Object(emulator.time))
+    container.powerbi_auth.override(rerouted(container.powerbi_auth, session))
+    container.timebase.override(providers.Object(emulator.time))
     daemon = await container.daemon()
     task = asyncio.create_task(daemon.run("127.0.0.1", 0))
     try:

@@ -9,11 +9,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from adapters_out.powerbi.auth import ServicePrincipalAuth
 from adapters_out.powerbi.dataset import ensure_dataset
 from adapters_out.powerbi.sink import PowerBISink
 from bootstrap.settings import PowerBISettings
 from ports.control import RowCounts
-from tests.emulators.aad import AuthorityRedirect
+from tests.emulators.aad import signed_in
 from tests.emulators.clock import ScaledTime
 from tests.emulators.powerbi import PowerBIEmulator
 from tests.fakes import FakeClock
@@ -21,7 +22,7 @@ from tests.fakes import FakeClock
 
 def settings_for(emulator: PowerBIEmulator, **overrides: Any) -> PowerBISettings:
     """POWERBI__* as an operator would set them, pointing the API base URL at the emulator.
-    The authority host stays login.microsoftonline.com: `AuthorityRedirect` reroutes it."""
+    The authority host stays login.microsoftonline.com: `signed_in` reroutes it."""
     values: dict[str, Any] = {
         "tenant_id": emulator.tenant_id,
         "client_id": emulator.client_id,
@@ -60,23 +61,24 @@ async def powerbi_sink(
     drain_timeout_sec: float = 10.0,
     **overrides: Any,
 ) -> AsyncIterator[PowerBISink]:
-    """A sink on the emulator's clock; `ensure` first runs `pulse dataset ensure`'s code."""
-    options = settings_for(emulator, **overrides)
-    session = AuthorityRedirect(emulator.url)
+    """A sink on the emulator's clock; `ensure` first runs `pulse dataset ensure`'s code
+    (signed in on its own, as that command's process is)."""
+    config = settings_for(emulator, **overrides).config()
     if ensure:
-        await ensure_dataset(options, authority_http_client=AuthorityRedirect(emulator.url))
-    sink = PowerBISink.from_options(
-        options,
-        row_counts=row_counts,
-        drain_timeout_sec=drain_timeout_sec,
-        timebase=emulator.time,
-        authority_http_client=session,
-    )
-    try:
-        yield sink
-    finally:
-        await sink.close()
-        session.close()
+        async with signed_in(emulator.url, ServicePrincipalAuth, config.entra) as auth:
+            await ensure_dataset(config, auth)
+    async with signed_in(emulator.url, ServicePrincipalAuth, config.entra) as auth:
+        sink = PowerBISink.from_config(
+            config,
+            auth,
+            row_counts=row_counts,
+            drain_timeout_sec=drain_timeout_sec,
+            timebase=emulator.time,
+        )
+        try:
+            yield sink
+        finally:
+            await sink.close()
 
 
 @asynccontextmanager

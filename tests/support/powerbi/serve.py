@@ -1,10 +1,11 @@
 """`pulse serve` for the daemon-level Power BI tests: `python -m tests.support.powerbi.serve`.
 
 Settings come from the environment exactly as for `pulse serve` (SINK=powerbi, POWERBI__*
-with the API base URL on the emulator). Two providers are overridden, the two the container
-exposes for this: MSAL's `http_client` (login.microsoftonline.com → the emulator's Entra ID
-on loopback) and the limiter's clock (the emulator's compressed clock, shared through its
-origin: time.monotonic() is system-wide). The rest is `bootstrap.main.main(["serve"])`.
+with the API base URL on the emulator). Two providers are overridden, both true external
+edges: the Entra ID client (`powerbi_auth`, the same client with login.microsoftonline.com →
+the emulator's Entra ID on loopback) and the time the limiter runs on (`timebase`, the
+emulator's compressed clock, shared through its origin: time.monotonic() is system-wide). The
+rest is `bootstrap.main.main(["serve"])`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dependency_injector import providers
 
 from bootstrap import main
 from bootstrap.container import Container
-from tests.emulators.aad import AuthorityRedirect
+from tests.emulators.aad import AuthorityRedirect, rerouted
 from tests.emulators.clock import ScaledTime
 
 EMULATOR_URL = "PULSE_TEST_EMULATOR_URL"
@@ -29,8 +30,8 @@ def run() -> int:
     clock = ScaledTime(float(os.environ[TIME_FACTOR]), origin=float(os.environ[TIME_ORIGIN]))
     try:
         with (
-            Container.powerbi_authority_http.override(providers.Object(session)),
-            Container.powerbi_timebase.override(providers.Object(clock)),
+            Container.powerbi_auth.override(rerouted(Container.powerbi_auth, session)),
+            Container.timebase.override(providers.Object(clock)),
         ):
             return main.main(["serve"])
     finally:
