@@ -137,8 +137,10 @@ def outcomes(monkeypatch: pytest.MonkeyPatch) -> list[BatchOutcome]:
     seen: list[BatchOutcome] = []
     original = InboxWorkers.run_batch
 
-    async def run_batch(self: InboxWorkers, deliveries: list[Delivery]) -> BatchOutcome | None:
-        outcome = await original(self, deliveries)
+    async def run_batch(
+        self: InboxWorkers, deliveries: list[Delivery], *more: Any
+    ) -> BatchOutcome | None:
+        outcome = await original(self, deliveries, *more)
         if outcome is not None:
             seen.append(outcome)
         return outcome
