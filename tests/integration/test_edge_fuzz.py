@@ -11,6 +11,7 @@ import random
 import secrets
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -31,12 +32,10 @@ from adapters_in.sources.hubspot import HubSpotSource, signature_v3
 from adapters_in.worker import InboxWorkers
 from adapters_out.clock import SystemClock
 from adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
-from adapters_out.sqlite.ledger import SqliteLedger
 from adapters_out.sqlite.warehouse import SqliteWarehouse
-from adapters_out.static.crm import StaticCrmDirectory
-from adapters_out.static.roster import StaticRoster
-from core.ingest import IngestConfig, IngestPorts
+from core.ingest import IngestConfig
 from tests.integration.conftest import eventually
+from tests.support.local import LocalStores, disposed_call, local_stores
 
 pytestmark = pytest.mark.slow
 
@@ -93,21 +92,6 @@ ALOWARE_FIELDS = [
     "talk_time",
     "customer_leg_status",
 ]
-
-
-def valid_call(call_id: str) -> dict[str, Any]:
-    return {
-        "event": "OutboundPhoneCall-DispositionCompleted",
-        "body": {
-            "id": call_id,
-            "user_id": "42",
-            "direction": "2",
-            "type": "1",
-            "disposition_status": "completed",
-            "duration": "44",
-            "created_at": "2025-11-05 17:22:28",
-        },
-    }
 
 
 def weird_value(rng: random.Random, depth: int = 0) -> Any:
@@ -168,7 +152,7 @@ class Fuzzer:
         rng = self.rng
         kind = rng.random()
         if kind < 0.45:  # a valid call with one to three fields replaced by weird values
-            call = valid_call(str(rng.randint(1, 10**6)))
+            call = disposed_call(str(rng.randint(1, 10**6)))
             for _ in range(rng.randint(1, 3)):
                 call["body"][rng.choice(ALOWARE_FIELDS)] = weird_value(rng)
             if rng.random() < 0.1:
@@ -219,24 +203,21 @@ class World:
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     clock = SystemClock()
-    inbox = SqliteInbox(tmp_path / "inbox.sqlite", clock, timedelta(seconds=60))
-    ledger = SqliteLedger(tmp_path / "ledger.sqlite", clock)
-    warehouse = SqliteWarehouse(tmp_path / "warehouse.sqlite")
-    (tmp_path / "crm.json").write_text("{}")
     aloware_secret, hubspot_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     sources = {
         "aloware": AlowareSource(auth="bearer", secret=aloware_secret),
         "hubspot": HubSpotSource(client_secret=hubspot_secret),
     }
-    ports = IngestPorts(
-        parsers=sources,
-        inbox=inbox,
-        dead_letters=SqliteDeadLetters(inbox),
-        ledger=ledger,
-        sink=warehouse,
-        roster=StaticRoster(agent_ids=["42"]),
-        crm=StaticCrmDirectory(tmp_path / "crm.json"),
-    )
+    async with local_stores(tmp_path, sources) as stores:
+        async with _serving(stores, sources, clock, aloware_secret, hubspot_secret) as world:
+            yield world
+
+
+@asynccontextmanager
+async def _serving(
+    stores: LocalStores, sources: dict[str, Any], clock: SystemClock, aloware: str, hubspot: str
+) -> AsyncIterator[World]:
+    inbox, ports = stores.inbox, stores.ports
     metrics = Metrics()
     config = IngestConfig(zone=ZoneInfo("America/New_York"), retry_base=timedelta(milliseconds=50))
     workers = InboxWorkers(ports, config, clock, metrics, take_wait=0.05)
@@ -249,15 +230,10 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     await site.start()
     workers.start()
     try:
-        yield World(
-            runner.addresses[0][1], inbox, warehouse, workers, aloware_secret, hubspot_secret
-        )
+        yield World(runner.addresses[0][1], inbox, stores.warehouse, workers, aloware, hubspot)
     finally:
         await runner.cleanup()
         await workers.drain(budget_sec=2.0)
-        await inbox.close()
-        await ledger.close()
-        await warehouse.close()
 
 
 async def test_a_fuzz_run_answers_json_loses_nothing_and_counts_every_canary(world: World) -> None:
@@ -273,7 +249,7 @@ async def test_a_fuzz_run_answers_json_loses_nothing_and_counts_every_canary(wor
                 canaries.add(f"aloware:{call_id}")
                 request = Fuzzed(
                     "/webhooks/aloware",
-                    dumps(valid_call(call_id)),
+                    dumps(disposed_call(call_id)),
                     {"Authorization": f"Bearer {world.aloware_secret}"},
                 )
             else:

@@ -5,7 +5,6 @@ hidden without taking it again, probe, and count everything once when the sink i
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,32 +18,14 @@ from adapters_in.metrics import Metrics
 from adapters_in.sources.aloware import AlowareSource
 from adapters_in.worker import InboxWorkers
 from adapters_out.clock import SystemClock
-from adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
-from adapters_out.sqlite.ledger import SqliteLedger
-from adapters_out.sqlite.warehouse import SqliteWarehouse
-from adapters_out.static.crm import StaticCrmDirectory
-from adapters_out.static.roster import StaticRoster
+from adapters_out.sqlite.inbox import SqliteDeadLetters
 from core.ingest import IngestConfig, IngestPorts
 from core.model import IngestEnvelope
 from tests.integration.conftest import eventually
+from tests.support.local import call_envelope, local_stores
 from tests.support.outage_sink import OutageSink
 
 RECEIVED = datetime(2025, 11, 5, 17, 22, 30, tzinfo=UTC)
-
-
-def call(n: int) -> IngestEnvelope:
-    body = {
-        "event": "OutboundPhoneCall-DispositionCompleted",
-        "body": {
-            "id": str(n),
-            "user_id": "42",
-            "direction": "2",
-            "type": "1",
-            "disposition_status": "completed",
-            "created_at": "2025-11-05 17:22:28",
-        },
-    }
-    return IngestEnvelope(f"r{n}", "aloware", RECEIVED, json.dumps(body).encode(), {})
 
 
 def attempts(path: Path) -> list[int]:
@@ -54,25 +35,15 @@ def attempts(path: Path) -> list[int]:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[tuple[IngestPorts, OutageSink, Path]]:
-    clock = SystemClock()
-    inbox = SqliteInbox(tmp_path / "inbox.sqlite", clock, timedelta(seconds=2))
-    ledger = SqliteLedger(tmp_path / "ledger.sqlite", clock)
-    warehouse = SqliteWarehouse(tmp_path / "warehouse.sqlite")
-    sink = OutageSink(warehouse)
-    (tmp_path / "crm.json").write_text("{}")
-    ports = IngestPorts(
-        parsers={"aloware": AlowareSource(auth="none", secret=None)},
-        inbox=inbox,
-        dead_letters=SqliteDeadLetters(inbox),
-        ledger=ledger,
-        sink=sink,  # type: ignore[arg-type]
-        roster=StaticRoster(agent_ids=["42"]),
-        crm=StaticCrmDirectory(tmp_path / "crm.json"),
-    )
-    yield ports, sink, tmp_path / "inbox.sqlite"
-    await inbox.close()
-    await ledger.close()
-    await warehouse.close()
+    parsers = {"aloware": AlowareSource(auth="none", secret=None)}
+    async with local_stores(
+        tmp_path, parsers, visibility=timedelta(seconds=2), sink=OutageSink
+    ) as stores:
+        yield stores.ports, stores.ports.sink, tmp_path / "inbox.sqlite"  # type: ignore[misc]
+
+
+def call(n: int) -> IngestEnvelope:
+    return call_envelope(f"r{n}", str(n))
 
 
 async def test_a_sink_outage_holds_deliveries_and_counts_each_once_after(world) -> None:  # type: ignore[no-untyped-def]

@@ -3,7 +3,6 @@ store, so the envelope is dead-lettered (UnparseableEnvelope) on its first attem
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 import pytest
@@ -12,23 +11,13 @@ from adapters_in.sources.aloware import AlowareSource
 from adapters_in.sources.hubspot import HubSpotSource
 from core.errors import UnparseableEnvelope
 from core.model import IngestEnvelope
+from tests.support.local import call_envelope
 
 RECEIVED = datetime(2025, 11, 5, 17, 22, 30, tzinfo=UTC)
 
 
 def aloware(**fields: object) -> IngestEnvelope:
-    body = {
-        "id": "54363660",
-        "user_id": "42",
-        "direction": "2",
-        "type": "1",
-        "disposition_status": "completed",
-        "duration": "44",
-        "created_at": "2025-11-05 17:22:28",
-    }
-    body.update(fields)  # type: ignore[arg-type]
-    raw = json.dumps({"event": "OutboundPhoneCall-DispositionCompleted", "body": body})
-    return IngestEnvelope("r1", "aloware", RECEIVED, raw.encode(), {})
+    return call_envelope("r1", "54363660", **fields)
 
 
 def hubspot(raw: str) -> IngestEnvelope:
