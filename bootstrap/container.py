@@ -190,7 +190,7 @@ def ingest_config(settings: Settings) -> IngestConfig:
         shift_rules=settings.shift_rules(),
         goals=settings.goals.as_goals(),
         policy=Policy(count_failed_calls=settings.aloware_count_failed_calls),
-        lease=timedelta(seconds=settings.ledger_lease_sec),
+        ledger_lease=timedelta(seconds=settings.ledger_lease_sec),
     )
 
 

@@ -60,7 +60,7 @@ class ControlConfig:
     goals: Mapping[MetricID, Goal] = field(default_factory=dict)
     window: DateWindow = field(default_factory=DateWindow)
     lease_ttl: timedelta = timedelta(minutes=10)
-    ledger_lease: timedelta = timedelta(minutes=2)
+    ledger_lease: timedelta = timedelta(seconds=240)  # LEDGER_LEASE_SEC
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,7 +113,7 @@ class IngestConfig:
     goals: Mapping[MetricID, Goal] = field(default_factory=dict)
     policy: Policy = field(default_factory=Policy)
     workdays: frozenset[int] = frozenset(range(5))
-    lease: timedelta = timedelta(seconds=240)
+    ledger_lease: timedelta = timedelta(seconds=240)  # LEDGER_LEASE_SEC
     retry_base: timedelta = timedelta(seconds=2)
     retry_cap: timedelta = timedelta(minutes=5)
 
@@ -355,7 +355,7 @@ async def _claim_and_push(
     if not cands:
         return
     try:
-        claim = await ports.ledger.claim([str(c.key) for c in cands], config.lease)
+        claim = await ports.ledger.claim([str(c.key) for c in cands], config.ledger_lease)
     except TransientError as exc:
         for cand in cands:
             cand.settle(Status.RETRY, f"ledger unavailable: {exc}", outage="ledger")
@@ -398,7 +398,10 @@ async def _push(
     facts = [c.fact for c in ours if c.fact is not None]
     try:
         await push_once(
-            dimension_rows(facts, config, roster, now), ports.ledger, ports.sink, config.lease
+            dimension_rows(facts, config, roster, now),
+            ports.ledger,
+            ports.sink,
+            config.ledger_lease,
         )
         await ports.sink.append(facts)
     except TransientError as exc:
