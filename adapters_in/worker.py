@@ -23,7 +23,8 @@ tracer = trace.get_tracer("pulse.worker")
 
 CRASH_RETRY_DELAY = timedelta(seconds=5)
 HOLD_EXTENSION = timedelta(seconds=60)
-PAUSE_SEC = 0.5  # how often a paused worker looks at the breakers again  # how long each extension keeps held deliveries hidden
+PAUSE_SEC = 0.5
+STORES = "stores"  # the breaker of a store outage that escaped the use case (no port named)  # how often a paused worker looks at the breakers again  # how long each extension keeps held deliveries hidden
 MAX_ATTEMPTS = 5
 
 
@@ -185,7 +186,12 @@ class InboxWorkers:
             self.metrics.inc("batch_failures_total", help="Batches that raised")
             # A probe that raised proved nothing: its breakers wait out another cool-down.
             self.breakers.record(dict.fromkeys(probed, f"probe batch raised {exc!r}"))
-            if isinstance(exc, TransientError) or len(deliveries) == 1:
+            if isinstance(exc, TransientError):
+                # A store the batch needs is down: back off like any outage (not a poison).
+                self.breakers.record({STORES: f"{type(exc).__name__}: {exc}"}, probed)
+                await self._failed(deliveries, exc)
+                return None
+            if len(deliveries) == 1:
                 await self._failed(deliveries, exc)
                 return None
             log.warning(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +31,7 @@ from adapters_out.clock import SystemClock
 from adapters_out.dynamodb.client import dynamodb_client
 from adapters_out.dynamodb.control import (
     DynamoAuditLog,
+    DynamoBudgetStore,
     DynamoJobLease,
     DynamoNonceStore,
     DynamoOwnerOverrides,
@@ -47,6 +49,7 @@ from adapters_out.powerbi.auth import ServicePrincipalAuth as PowerBIAuth
 from adapters_out.powerbi.config import PowerBIConfig
 from adapters_out.powerbi.dataset import PowerBIDatasetTool
 from adapters_out.powerbi.limiter import RealTime, Timebase
+from adapters_out.powerbi.shared_budget import SharedBudget
 from adapters_out.powerbi.sink import PowerBISink
 from adapters_out.sqlite.control import (
     SqliteAuditLog,
@@ -147,14 +150,17 @@ async def powerbi_sink(
     timebase: Timebase,
     row_counts: Any,
     drain_timeout_sec: float,
+    shared: SharedBudget | None = None,
 ) -> AsyncIterator[PowerBISink]:
-    """The Power BI push sink (DESIGN §4), its table sizes kept in `row_counts`."""
+    """The Power BI push sink (DESIGN §4), its table sizes kept in `row_counts`; with several
+    replicas (`shared`), every PostRows also spends the dataset's one shared budget."""
     sink = PowerBISink.from_config(
         config,
         auth,
         row_counts=row_counts,
         drain_timeout_sec=drain_timeout_sec,
         timebase=timebase,
+        shared=shared,
     )
     try:
         yield sink
@@ -277,6 +283,22 @@ def webhook_sources(settings: Settings) -> dict[str, Any]:
             max_age_ms=settings.hubspot_max_age_sec * 1000,
         ),
     }
+
+
+def shared_budget(
+    store: DynamoBudgetStore, leases: Any, config: PowerBIConfig, timebase: Timebase
+) -> SharedBudget:
+    """The dataset's budget across replicas. They share wall time; an emulated clock (tests)
+    is shared by every process that is handed it, so it stands in for wall time there."""
+    now = time.time if isinstance(timebase, RealTime) else timebase.monotonic
+    return SharedBudget(
+        store,
+        leases,
+        config.budgets,
+        now=now,
+        sleep=timebase.sleep,
+        slot_lease=timedelta(seconds=2 * config.timeout_sec + 10),
+    )
 
 
 def body_limit(configured: int, inbox: object) -> int:
@@ -412,6 +434,13 @@ class Container(containers.DeclarativeContainer):
             timebase,
             dynamo_row_counts,
             settings.provided.drain_timeout_sec,
+            providers.Singleton(
+                shared_budget,
+                providers.Singleton(DynamoBudgetStore, dynamodb, dynamo_control_table, clock),
+                job_leases,
+                powerbi_config,
+                timebase,
+            ),
         ),
     )
     eventhouse_config = settings.provided.fabric.eventhouse_config.call()

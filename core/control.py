@@ -21,7 +21,7 @@ from core.dimensions import (
     months_between,
     push_once,
 )
-from core.errors import PulseError, ValidationFailed
+from core.errors import PulseError, TransientError, ValidationFailed
 from core.model import DimRow, Goal, MetricID, ShiftRule
 from core.records import AppliedVersion, AuditRecord
 
@@ -428,7 +428,9 @@ async def _audit(ports: ControlPorts, caller: Caller, summary: Summary, digest: 
 
 class AppliedShiftRules:
     """ShiftRuleSource over the version store: the rules of the last `apply_shifts`, read again
-    at most every `ttl`, so every replica assigns new facts to the new shifts within `ttl`."""
+    at most every `ttl`, so every replica assigns new facts to the new shifts within `ttl`.
+    While the store is down (throttled) the rules last read stay in force; before any read
+    succeeded, the failure is raised (the batch comes back later)."""
 
     def __init__(
         self, versions: VersionStore, clock: Clock, ttl: timedelta = timedelta(seconds=30)
@@ -442,7 +444,12 @@ class AppliedShiftRules:
     async def current(self) -> tuple[ShiftRule, ...] | None:
         now = self._clock.now()
         if self._read_at is None or now - self._read_at >= self._ttl:
-            stored = await self._versions.get(ShiftsDocument.name)
+            try:
+                stored = await self._versions.get(ShiftsDocument.name)
+            except TransientError:
+                if self._read_at is None:
+                    raise
+                return self._rules
             self._rules = ShiftsDocument.from_json(stored.body).rules if stored else None
             self._read_at = now
         return self._rules

@@ -115,7 +115,9 @@ class IngestConfig:
     workdays: frozenset[int] = frozenset(range(5))
     ledger_lease: timedelta = timedelta(seconds=240)  # LEDGER_LEASE_SEC
     retry_base: timedelta = timedelta(seconds=2)
-    retry_cap: timedelta = timedelta(minutes=5)
+    # A redelivery waits at most this: what comes back is mostly an event in flight elsewhere
+    # (outages hold their deliveries instead), and its key settles within a lease.
+    retry_cap: timedelta = timedelta(seconds=60)
 
     def retry_delay(self, attempt: int) -> timedelta:
         # The exponent is bounded: from attempt 49 on, 2 s x 2**48 overflows timedelta.

@@ -27,6 +27,7 @@ NONCE_PREFIX = "ctl#nonce#"
 OWNERS = "ctl#owners"
 ROW_COUNTS = "ctl#row_counts"
 LEASE_PREFIX = "ctl#lease#"
+BUDGET_PREFIX = "ctl#budget#"
 
 BATCH_GET_MAX = 100  # DynamoDB BatchGetItem limit
 
@@ -310,3 +311,31 @@ class DynamoJobLease(_Store):
             )
         except ConditionFailed:
             pass  # someone else's by now: theirs to release
+
+
+class DynamoBudgetStore(_Store):
+    """`ctl#budget#<name>`: a JSON state and its version, written only over the version read."""
+
+    async def read(self, name: str) -> tuple[dict[str, Any] | None, int]:
+        item = await self._get(f"{BUDGET_PREFIX}{name}")
+        if item is None:
+            return None, 0
+        return json.loads(item["state"]["S"]), int(item["v"]["N"])
+
+    async def write(self, name: str, state: dict[str, Any], version: int) -> bool:
+        condition = "attribute_not_exists(pk)" if version == 0 else "v = :v"
+        values = {":v": {"N": str(version)}} if version else {}
+        try:
+            await self._call(
+                "put_item",
+                Item={
+                    "pk": {"S": f"{BUDGET_PREFIX}{name}"},
+                    "state": {"S": json.dumps(state, separators=(",", ":"))},
+                    "v": {"N": str(version + 1)},
+                },
+                ConditionExpression=condition,
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )
+        except ConditionFailed:
+            return False
+        return True

@@ -12,6 +12,7 @@ from itertools import chain
 
 from adapters_out.powerbi.errors import PowerBIThrottled, PowerBIUnavailable
 from adapters_out.powerbi.limiter import REAL_TIME, Limiter, Permit, Timebase
+from adapters_out.powerbi.shared_budget import Grant, SharedBudget
 from core.errors import SinkPermanentError, SinkTransientError
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,11 @@ class Batcher:
         timebase: Timebase = REAL_TIME,
         max_rows: int = 10_000,
         max_wait_sec: float = 80.0,
+        shared: SharedBudget | None = None,
     ) -> None:
         self._send = send
         self._limiter = limiter
+        self._shared = shared  # with several replicas: the dataset's budget they all spend
         self._time = timebase
         self._max_rows = max(1, min(max_rows, limiter.budgets.rows_per_hour))
         self._max_wait = max_wait_sec
@@ -312,7 +315,10 @@ class Batcher:
         stats.requests += 1
         stats.rows_sent += len(rows)
         stats.largest_request = max(stats.largest_request, len(rows))
+        grant = None
         try:
+            if self._shared is not None:
+                grant = await self._shared.acquire(len(rows), self._limiter.large)
             await self._send(table, rows)
         except PowerBIThrottled as exc:
             self._limiter.throttled(permit, exc.retry_after)
@@ -346,8 +352,17 @@ class Batcher:
             for part in parts:
                 self._part_done(part, None)
         finally:
+            if grant is not None:
+                await self._release(grant)
             self._inflight_tables[table] -= 1
             self._notify()
+
+    async def _release(self, grant: Grant) -> None:
+        assert self._shared is not None
+        try:
+            await self._shared.release(grant)
+        except Exception:  # the slot's lease frees it for every replica soon anyway
+            log.warning("could not release a shared pending slot", exc_info=True)
 
     def _retry_later(self, table: str, parts: list[_Part], exc: PowerBIUnavailable) -> None:
         self.last_error = str(exc)

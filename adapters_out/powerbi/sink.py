@@ -17,6 +17,7 @@ from adapters_out.powerbi.config import PowerBIConfig
 from adapters_out.powerbi.dataset import resolve_dataset_id
 from adapters_out.powerbi.limiter import REAL_TIME, Budgets, Limiter, Timebase
 from adapters_out.powerbi.schema import encode_row
+from adapters_out.powerbi.shared_budget import SharedBudget
 from adapters_out.push.admission import Admission
 from core.errors import SinkPermanentError
 from core.model import DimRow, FactEvent
@@ -50,6 +51,7 @@ class PowerBISink:
         timebase: Timebase = REAL_TIME,
         drain_timeout_sec: float = 10.0,
         closers: Sequence[Closer] = (),
+        shared: SharedBudget | None = None,
     ) -> None:
         self._client = client
         self._configured_id = dataset_id
@@ -66,6 +68,7 @@ class PowerBISink:
             timebase=timebase,
             max_rows=max_rows_per_request,
             max_wait_sec=append_timeout_sec,
+            shared=shared,
         )
         self._dataset_id: str | None = None
         self._resolving: asyncio.Future[str] | None = None
@@ -84,6 +87,7 @@ class PowerBISink:
         drain_timeout_sec: float = 10.0,
         timebase: Timebase = REAL_TIME,
         transport: httpx.AsyncBaseTransport | None = None,
+        shared: SharedBudget | None = None,
     ) -> PowerBISink:
         """The sink for the configured dataset; `close()` closes its HTTP client, not `tokens`
         (the caller's, closed after the sink)."""
@@ -99,6 +103,7 @@ class PowerBISink:
             timebase=timebase,
             drain_timeout_sec=drain_timeout_sec,
             closers=(client.aclose,),
+            shared=shared,
         )
 
     # --- FactSink ---------------------------------------------------------------------------

@@ -63,7 +63,8 @@ class FaultProxy:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            if self.throttling:
+            target = request.headers.get("X-Amz-Target", "")
+            if self.throttling and target.startswith("DynamoDB_"):
                 return self._throttle()
             assert self._session is not None
             headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -73,7 +74,7 @@ class FaultProxy:
                 payload = await answer.read()
                 kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
             self.forwarded += 1
-            if self.duplicate_receives > 0 and "ReceiveMessage" in headers.get("X-Amz-Target", ""):
+            if self.duplicate_receives > 0 and "ReceiveMessage" in target:
                 payload = self._duplicated(payload)
             if self.lose_answers > 0:
                 self.lose_answers -= 1
