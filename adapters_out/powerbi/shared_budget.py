@@ -6,8 +6,9 @@ Each process still runs its own limiter (DESIGN §4); this is the gate every Pos
 well, so N replicas together stay inside what one dataset allows:
 - requests are spaced by window / (limit - 1) across all replicas, so no 60 s window (or hour,
   past 250,000 rows) ever holds more than the limit;
-- rows are counted in 6-minute buckets and the last 11 buckets (more than an hour) stay under
-  the hourly row budget;
+- rows and requests are counted in 6-minute buckets, and the last 11 buckets (more than an
+  hour) stay under the hourly row budget and, past 250,000 rows, under the hourly request
+  budget (Power BI counts the hour's requests from before the switch too);
 - at most `max_pending` requests hold a slot at once.
 Every decision is a read, then a write conditional on the version read (optimistic), so two
 replicas never both take the same instant."""
@@ -54,22 +55,35 @@ def decide(
     """(seconds to wait, state unchanged) or (0, the state with this request granted)."""
     large = large or bool(state.get("large"))
     bucket = int(now // BUCKET_SEC)
-    buckets = {
-        int(k): int(v) for k, v in state.get("rows", {}).items() if int(k) > bucket - BUCKETS_KEPT
-    }
+    rows_in = _recent(state.get("rows", {}), bucket)
+    requests_in = _recent(state.get("requests", {}), bucket)
     wait = float(state.get("next_at", -math.inf)) - now
-    if sum(buckets.values()) + rows > budgets.rows_per_hour and buckets:
-        oldest = min(buckets)
-        wait = max(wait, (oldest + BUCKETS_KEPT) * BUCKET_SEC - now)
+    if sum(rows_in.values()) + rows > budgets.rows_per_hour:
+        wait = max(wait, _aged_out(rows_in, now))
+    if large and sum(requests_in.values()) + 1 > budgets.requests_per_hour_large:
+        wait = max(wait, _aged_out(requests_in, now))
     if wait > 0:
         return wait, state
-    buckets[bucket] = buckets.get(bucket, 0) + rows
+    rows_in[bucket] = rows_in.get(bucket, 0) + rows
+    requests_in[bucket] = requests_in.get(bucket, 0) + 1
     granted = {
         "next_at": now + spacing(budgets, large),
         "large": large,
-        "rows": {str(k): v for k, v in buckets.items()},
+        "rows": {str(k): v for k, v in rows_in.items()},
+        "requests": {str(k): v for k, v in requests_in.items()},
     }
     return 0.0, granted
+
+
+def _recent(buckets: dict[str, Any], bucket: int) -> dict[int, int]:
+    return {int(k): int(v) for k, v in buckets.items() if int(k) > bucket - BUCKETS_KEPT}
+
+
+def _aged_out(buckets: dict[int, int], now: float) -> float:
+    """Seconds until the oldest bucket leaves the window (inf-safe: 0 when there is none)."""
+    if not buckets:
+        return 0.0
+    return (min(buckets) + BUCKETS_KEPT) * BUCKET_SEC - now
 
 
 class SharedBudget:

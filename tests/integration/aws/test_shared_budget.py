@@ -122,3 +122,15 @@ async def test_a_write_over_a_stale_version_is_refused(dynamo: Any, table: str) 
     assert await store.read("x") == ({"next_at": 1.0}, 1)
     assert await store.write("x", {"next_at": 3.0}, 1)
     assert await store.read("x") == ({"next_at": 3.0}, 2)
+
+
+async def test_requests_from_before_the_switch_count_in_the_hour_after_it(
+    replicas: Replicas,
+) -> None:
+    small, large = replicas.replica(), replicas.replica()
+    for _ in range(SMALL.requests_per_hour_large):
+        await replicas.send(small)  # the hour's whole budget, spent below the switch
+    started = replicas.now()
+    await replicas.send(large, large=True)
+    assert replicas.grants[-1][0] - started >= HOUR - 2 * 360  # waited for them to age out
+    assert replicas.most_in_any(HOUR) <= SMALL.requests_per_hour_large + 1
