@@ -550,15 +550,19 @@ class Container(containers.DeclarativeContainer):
         crm=crm,
         shifts=providers.Singleton(control.AppliedShiftRules, versions, clock),
     )
-    health: providers.Singleton[dict[str, Any]] = providers.Singleton(
-        dict,
-        inbox=inbox,
+    # /readyz pings only what the edge needs to accept (the inbox): a sink or ledger outage
+    # is held behind breakers while the edge keeps storing, so readiness stays 200 through it
+    # (a load balancer that dropped us then would lose Aloware's webhooks, never retried).
+    health: providers.Singleton[dict[str, Any]] = providers.Singleton(dict, inbox=inbox)
+    # `pulse check` probes every configured dependency
+    probes: providers.Singleton[dict[str, Any]] = providers.Singleton(
+        checked_dependencies,
+        health,
         ledger=ledger,
         sink=sink,
-    )
-    # `pulse check` probes every configured dependency; /readyz only what ingest needs now
-    probes: providers.Singleton[dict[str, Any]] = providers.Singleton(
-        checked_dependencies, health, roster=roster, crm=crm, control=audit_log
+        roster=roster,
+        crm=crm,
+        control=audit_log,
     )
 
     # --- the daemon's parts (DESIGN §1): declared here, started and stopped by `Daemon` ----

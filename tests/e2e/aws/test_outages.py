@@ -37,28 +37,41 @@ async def run(tmp_path: Path, moto_url: str) -> AsyncIterator[FaultRun]:
             await proxy.close()
 
 
-async def test_outages_throttling_a_kill_and_poison_lose_nothing_and_park_nothing(
+async def drained(run: FaultRun, dead: int) -> None:
+    seen: list[tuple[int, int]] = []
+
+    async def settled() -> bool:
+        seen.append(await run.depth())
+        return seen[-1] == (0, dead)
+
+    try:
+        await wait_async(settled, 150, f"the queue to drain, {dead} poison in the DLQ")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; (queued, dead) last seen: {seen[-3:]}") from None
+
+
+async def test_a_power_bi_outage_with_a_replica_killed_in_it_loses_and_parks_nothing(
     run: FaultRun,
 ) -> None:
-    transient = [
-        await run.outage_with_a_kill(),
-        await run.storm_and_expired_tokens(),
-        await run.dynamodb_throttling(),
-    ]
+    row = await run.outage_with_a_kill()
+
+    assert (row.lost, row.counted, row.dead_lettered, row.caused_429) == (0, row.events, 0, 0)
+    assert run.emulator.counters.injected_5xx > 0
+    ready, metrics = run.during_outage  # backpressured, not unhealthy: stay in the pool
+    assert ready == 200
+    assert 'pulse_breaker_state{dependency="sink",state="closed"} 0' in metrics  # open/probing
+    await drained(run, 0)
+
+
+async def test_429s_expired_tokens_dynamodb_throttling_and_poison_lose_and_park_nothing(
+    run: FaultRun,
+) -> None:
+    transient = [await run.storm_and_expired_tokens(), await run.dynamodb_throttling()]
     poison = await run.poison()
 
     for row in [*transient, poison]:
         assert (row.lost, row.counted, row.caused_429) == (0, row.events, 0), row
-    assert [row.dead_lettered for row in transient] == [0, 0, 0]
+    assert [row.dead_lettered for row in transient] == [0, 0]
     assert poison.dead_lettered == len(POISON)
-    assert run.emulator.counters.injected_5xx > 0 and run.proxy.throttled > 0
-    seen: list[tuple[int, int]] = []
-
-    async def drained() -> bool:
-        seen.append(await run.depth())
-        return seen[-1] == (0, len(POISON))
-
-    try:
-        await wait_async(drained, 150, "the queue to drain, only the poison in the DLQ")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; (queued, dead) last seen: {seen[-3:]}") from None
+    assert run.proxy.throttled > 0
+    await drained(run, len(POISON))

@@ -71,6 +71,7 @@ class FaultRun:
     outage_sec: float = 90.0
     throttle_sec: float = 60.0
     rows: list[FaultRow] = field(default_factory=list)
+    during_outage: tuple[int, str] = (0, "")  # the /readyz status and /metrics page mid-outage
     replicas: list[Replica] = field(default_factory=list)
     _rng: random.Random = field(default_factory=lambda: random.Random(11))
     _next_id: int = 1
@@ -126,6 +127,7 @@ class FaultRun:
             accepted, keys = await self._send(200)
             await asyncio.sleep(max(0.0, self.outage_sec * 0.45 - self._elapsed(ends)))
             fast = self.replicas[0]
+            self.during_outage = await self._health(fast.url)
             fast.kill_all()
             fast.launch(SERVE)
             await fast.wait_ready()
@@ -216,6 +218,13 @@ class FaultRun:
         failed = await post_all(urls, plan, self.stores.secret, concurrency=8)
         assert failed == [], failed[:5]  # every delivery answered 202, faults or not
         return len(plan), {f"aloware:{n}" for n in ids}
+
+    async def _health(self, url: str) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{url}/readyz") as ready:
+                status = ready.status
+            async with http.get(f"{url}/metrics") as metrics:
+                return status, await metrics.text()
 
     async def _post_raw(self, url: str, bodies: list[bytes]) -> list[int]:
         headers = {"Authorization": f"Bearer {self.stores.secret}"}
