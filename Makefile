@@ -33,7 +33,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/python .ci/complexity.py
 
 test: lint
-	$(BIN)/pytest -q -p no:cacheprovider -n 3
+	$(BIN)/pytest -q -p no:cacheprovider -n 3 --dist worksteal
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
