@@ -219,31 +219,21 @@ class SqliteInbox:
         await self.db.run(delete)
 
     async def retry(self, receipts: Sequence[str], delay: timedelta) -> None:
-        visible_at = self.clock.now().timestamp() + max(0.0, delay.total_seconds())
-        rows = [(visible_at, rid, r) for r in receipts if (rid := _row_id(r)) is not None]
-        if not rows:
-            return
-
-        def give_back(conn: sqlite3.Connection) -> None:
-            with self.db.transaction(conn):
-                conn.executemany(
-                    "UPDATE inbox SET visible_at = ?, receipt = NULL WHERE id = ? AND receipt = ?",
-                    rows,
-                )
-
-        await self.db.run(give_back)
+        await self._hide(receipts, delay, "visible_at = ?, receipt = NULL")  # given back
 
     async def extend(self, receipts: Sequence[str], hidden_for: timedelta) -> None:
-        visible_at = self.clock.now().timestamp() + max(0.0, hidden_for.total_seconds())
+        await self._hide(receipts, hidden_for, "visible_at = ?")  # still held: receipt kept
+
+    async def _hide(self, receipts: Sequence[str], span: timedelta, assignments: str) -> None:
+        visible_at = self.clock.now().timestamp() + max(0.0, span.total_seconds())
         rows = [(visible_at, rid, r) for r in receipts if (rid := _row_id(r)) is not None]
         if not rows:
             return
+        update = f"UPDATE inbox SET {assignments} WHERE id = ? AND receipt = ?"
 
         def hide(conn: sqlite3.Connection) -> None:
             with self.db.transaction(conn):
-                conn.executemany(
-                    "UPDATE inbox SET visible_at = ? WHERE id = ? AND receipt = ?", rows
-                )
+                conn.executemany(update, rows)
 
         await self.db.run(hide)
 

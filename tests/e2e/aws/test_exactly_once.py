@@ -65,14 +65,6 @@ async def stores(moto_url: str, tmp_path: Path) -> SharedStores:
     return shared
 
 
-@pytest.fixture
-def replicas() -> Iterable[list[Replica]]:
-    made: list[Replica] = []
-    yield made
-    for replica in made:
-        replica.kill_all()
-
-
 def union_counts(replicas: Iterable[Replica]) -> Counter[str]:
     """How many FactEvent rows each EventKey has, over every replica's warehouse."""
     return Counter(key for replica in replicas for key in replica.fact_keys())

@@ -62,6 +62,22 @@ HEADER = (
 )
 
 
+def powerbi_env(emulator: PowerBIEmulator) -> dict[str, str]:
+    """SINK=powerbi settings of a replica on the emulator, on the emulator's clock."""
+    assert isinstance(emulator.time, ScaledTime)
+    return {
+        "SINK": "powerbi",
+        "POWERBI__TENANT_ID": emulator.tenant_id,
+        "POWERBI__CLIENT_ID": emulator.client_id,
+        "POWERBI__CLIENT_SECRET": emulator.client_secret,
+        "POWERBI__WORKSPACE_ID": emulator.workspace_id,
+        "POWERBI__API_BASE_URL": emulator.api_base_url,
+        EMULATOR_URL: emulator.url,
+        TIME_FACTOR: repr(emulator.time.factor),
+        TIME_ORIGIN: repr(emulator.time.origin),
+    }
+
+
 @dataclass
 class FaultRun:
     home: Path
@@ -97,21 +113,11 @@ class FaultRun:
             replica.kill_all()
 
     def _env(self) -> dict[str, str]:
-        emulator = self.emulator
-        assert isinstance(emulator.time, ScaledTime)
         return {
-            "SINK": "powerbi",
-            "POWERBI__TENANT_ID": emulator.tenant_id,
-            "POWERBI__CLIENT_ID": emulator.client_id,
-            "POWERBI__CLIENT_SECRET": emulator.client_secret,
-            "POWERBI__WORKSPACE_ID": emulator.workspace_id,
-            "POWERBI__API_BASE_URL": emulator.api_base_url,
+            **powerbi_env(self.emulator),
             "POWERBI__TIMEOUT_SEC": "10",
             "SQS_MAX_RECEIVE_COUNT": "100",  # the product's default: a crash backstop
             "INBOX_VISIBILITY_SEC": "10",
-            EMULATOR_URL: emulator.url,
-            TIME_FACTOR: "1",
-            TIME_ORIGIN: repr(emulator.time.origin),
         }
 
     # --- the faults ---------------------------------------------------------------------------
