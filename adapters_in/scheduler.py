@@ -56,7 +56,7 @@ class JobRun:
 
 @dataclass
 class JobBoard:
-    """The last run of each job, for `/readyz`, `/metrics` and `GET /admin/status`."""
+    """The last run of each job, for `/metrics` and `GET /admin/status`."""
 
     metrics: Metrics
     last: dict[str, JobRun] = field(default_factory=dict)
@@ -66,12 +66,6 @@ class JobBoard:
         self.metrics.inc("job_runs_total", help="Scheduled control-plane job runs", job=name)
         if not run.ok:
             self.metrics.inc("job_failures_total", help="Failed control-plane job runs", job=name)
-
-    async def check(self) -> None:
-        """Readiness: fail while the last run of any job failed."""
-        failing = [f"{n}: {r.detail}" for n, r in self.last.items() if not r.ok]
-        if failing:
-            raise RuntimeError("; ".join(failing))
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -595,7 +595,7 @@ class Container(containers.DeclarativeContainer):
         Health,
         health,
         metrics,
-        checks=providers.Callable(readiness_checks, inbox, store_health, workers, job_board),
+        checks=providers.Callable(readiness_checks, inbox, store_health, workers),
     )
     admin_api = providers.Callable(
         admin_api,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -15,6 +16,21 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = (
     5_000  # a CLI replay or `pulse report` in another process may hold the lock briefly
 )
+
+
+def _to_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL. SQLite answers a journal-mode change with "database is locked" at once,
+    without its busy handler, while another process opens the same new file: wait and retry
+    within the busy timeout (two replicas or a CLI starting together)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class Database:
@@ -38,7 +54,7 @@ class Database:
         # the write lock from its first statement and never fails on a lock upgrade.
         conn = sqlite3.connect(self.path, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _to_wal(conn)
         # FULL: once put/commit returned, a power cut cannot lose the row (WAL + NORMAL could).
         conn.execute("PRAGMA synchronous = FULL")
         if schema:
