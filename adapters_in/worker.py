@@ -70,7 +70,6 @@ class InboxWorkers:
         self.crash_retry_delay = crash_retry_delay
         self.breakers = breakers if breakers is not None else Breakers(clock)
         self.hold_extension = hold_extension
-        self.held = 0  # deliveries held while a breaker is open, for the drain report
         self._tasks: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()

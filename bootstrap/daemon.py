@@ -9,7 +9,7 @@ import errno
 import logging
 import signal
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 
@@ -19,6 +19,7 @@ from adapters_in.scheduler import ControlScheduler
 from adapters_in.worker import DrainReport, InboxWorkers
 from ports.clock import Clock
 from ports.directory import Roster
+from ports.sink import FactSink
 
 log = logging.getLogger("pulse.daemon")
 
@@ -27,10 +28,6 @@ SITE_SHUTDOWN_SEC = 5.0  # requests being stored when SIGTERM comes get this lon
 
 class StartFailed(Exception):
     """A start step failed; `str()` is the one line `pulse serve` prints before exiting 2."""
-
-
-class Drainable(Protocol):
-    async def drain(self, budget_sec: float) -> None: ...
 
 
 class Daemon:
@@ -46,7 +43,7 @@ class Daemon:
         app: web.Application,
         workers: InboxWorkers,
         scheduler: ControlScheduler,
-        sinks: Mapping[str, Drainable],
+        sinks: Mapping[str, FactSink],
         housekeeping: Housekeeping,
         roster: Roster,
         clock: Clock,

@@ -103,22 +103,18 @@ class SharedBudget:
         self._name = name
         self._slot_lease = slot_lease
         self._owner = uuid.uuid4().hex[:12]
-        self.granted = 0
-        self.waited_sec = 0.0
 
     async def acquire(self, rows: int, large: bool) -> Grant:
         """Wait for a pending slot and this request's turn; the caller `release`s the grant."""
         slot = await self._slot()
         try:
             while (wait := await self._turn(rows, large)) > 0:
-                self.waited_sec += wait
                 # Wake in time to renew the slot's lease while waiting for the turn.
                 await self._sleep(min(wait, max(1.0, self._slot_lease.total_seconds() / 3)))
                 await self._leases.renew(slot.slot, slot.owner, self._slot_lease)
         except BaseException:
             await self.release(slot)
             raise
-        self.granted += 1
         return Grant(slot.slot, slot.owner, -wait)
 
     async def release(self, grant: Grant) -> None:
