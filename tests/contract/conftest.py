@@ -10,6 +10,7 @@ below. Every test of the suite then runs once per entry (the entry's name is the
 | SINK_FACTORIES      | test_sink_contract                          | SinkUnderTest                |
 | ROSTER_FACTORIES    | test_directory_contract                     | a Roster seeded with agents  |
 | CRM_FACTORIES       | test_directory_contract                     | a CrmDirectory seeded        |
+| BUDGET_FACTORIES    | test_push_budget_contract                   | BudgetUnderTest              |
 
 A factory is an async context manager function (`@asynccontextmanager`): it builds the adapter,
 yields it (wrapped in its `…UnderTest` where the suite needs more than the port), and closes it
@@ -17,6 +18,7 @@ on exit. Store factories take `(tmp_path, clock)`; the clock is a `FakeClock` th
 (pass it to the adapter, or give the harness a `pass_time` that waits for real when the store
 keeps its own time, e.g. SQS visibility). Directory factories take `(tmp_path, seed)` and serve
 exactly the seeded agents / CRM objects in their own way (a file, a local fake API server).
+Budget factories take the `Budgets` to keep and run on their own moved clock.
 Suites assert port behaviour only; checks of one technology's internals live in tests/unit and
 tests/integration.
 """
@@ -36,6 +38,7 @@ import pytest
 
 from adapters_out.aloware.roster import AlowareRoster
 from adapters_out.hubspot.crm import HubSpotCrm
+from adapters_out.powerbi.limiter import Budgets
 from adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
 from adapters_out.sqlite.ledger import SqliteLedger
 from adapters_out.sqlite.warehouse import SqliteWarehouse
@@ -51,6 +54,7 @@ from tests.emulators.hubspot import HubSpotEmulator
 from tests.fakes import FakeClock
 from tests.support.aws.factories import dynamodb_ledger, sqs_inbox
 from tests.support.fabric.harness import eventhouse_sink_under_test, eventstream_sink_under_test
+from tests.support.powerbi.budgets import BudgetUnderTest, dynamodb_budget, in_memory_budget
 from tests.support.powerbi.harness import powerbi_sink_under_test
 
 PassTime = Callable[[float], Awaitable[None]]
@@ -107,6 +111,7 @@ class SinkUnderTest:
 StoreFactory = Callable[[Path, FakeClock], AbstractAsyncContextManager[Any]]
 RosterFactory = Callable[[Path, Sequence[RosterAgent]], AbstractAsyncContextManager[Roster]]
 CrmFactory = Callable[[Path, Sequence[CrmObject]], AbstractAsyncContextManager[CrmDirectory]]
+BudgetFactory = Callable[[Budgets], AbstractAsyncContextManager[BudgetUnderTest]]
 
 
 # --- SQLite and static (embedded defaults) ----------------------------------------------------
@@ -214,6 +219,10 @@ SINK_FACTORIES: dict[str, StoreFactory] = {
 }
 ROSTER_FACTORIES: dict[str, RosterFactory] = {"static": static_roster, "aloware": aloware_roster}
 CRM_FACTORIES: dict[str, CrmFactory] = {"static": static_crm, "hubspot": hubspot_crm}
+BUDGET_FACTORIES: dict[str, BudgetFactory] = {
+    "in-memory": in_memory_budget,
+    "dynamodb": dynamodb_budget,
+}
 
 
 # --- fixtures the suites use ------------------------------------------------------------------
