@@ -4,7 +4,6 @@ malformed requests over raw sockets whose headers carry the real secrets."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
@@ -25,9 +24,9 @@ from adapters_in.sources.aloware import AlowareSource
 from adapters_in.sources.hubspot import HubSpotSource, signature_v3
 from adapters_out.clock import SystemClock
 from adapters_out.sqlite.inbox import SqliteInbox
+from tests.support.raw_http import RawHttp
 
 BODY_LIMIT = 1 << 20
-ANSWER_TIMEOUT_SEC = 5.0
 DISPOSED = (
     b'{"event":"OutboundPhoneCall-DispositionCompleted","body":{"id":"1","user_id":"42",'
     b'"direction":"2","type":"1","disposition_status":"completed","created_at":"2025-11-05 17:22:28"}}'
@@ -35,45 +34,11 @@ DISPOSED = (
 
 
 @dataclass
-class RunningEdge:
-    port: int
+class RunningEdge(RawHttp):
     inbox: SqliteInbox
     aloware_secret: str
     hubspot_secret: str
     logs: list[str]
-
-    async def raw(self, request: bytes) -> tuple[int, dict[str, str], bytes]:
-        """Send bytes as they are; (status, headers, body) of the answer."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        try:
-            writer.write(request)
-            await writer.drain()
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), ANSWER_TIMEOUT_SEC)
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split()[1])
-            headers = {}
-            for line in lines[1:]:
-                if ":" in line:
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-            length = int(headers.get("content-length", "0"))
-            body = await asyncio.wait_for(reader.readexactly(length), ANSWER_TIMEOUT_SEC)
-            return status, headers, body
-        finally:
-            writer.close()
-
-    async def post(
-        self,
-        path: str,
-        body: bytes,
-        headers: dict[str, str] | None = None,
-        *,
-        raw_headers: bytes = b"",
-    ) -> tuple[int, dict[str, str], bytes]:
-        lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        head = ("\r\n".join(lines) + "\r\n").encode() + raw_headers + b"\r\n"
-        return await self.raw(head + body)
 
     def bearer(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.aloware_secret}"}

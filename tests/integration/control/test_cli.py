@@ -7,17 +7,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -27,6 +23,7 @@ import pytest
 
 from bootstrap.main import main
 from bootstrap.settings import Settings
+from tests.support.serve import Daemon
 
 ROSTER = [
     {"id": 7, "name": "John Smith", "email": "jsmith@example.test"},
@@ -374,39 +371,6 @@ def test_a_bad_file_exits_non_zero_with_one_clear_line_and_writes_nothing(
 
 # --- admin call against a running daemon -------------------------------------------------------
 
-LISTENING = re.compile(r'"msg": "listening".*?"url": "http://[^"]+:(\d+)"')
-
-
-@dataclass
-class Daemon:
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-            return int(response.status) == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
 
 @pytest.fixture
 def daemon(pulse: Pulse) -> Iterator[Daemon]:
@@ -438,17 +402,7 @@ def daemon(pulse: Pulse) -> Iterator[Daemon]:
         )
     running = Daemon(proc, log_path)
     try:
-
-        def listening() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"pulse serve exited {proc.returncode}:\n{running.log()}")
-            match = LISTENING.search(running.log())
-            if match:
-                running.port = int(match.group(1))
-            return bool(match)
-
-        _wait_for(listening, 20, "the daemon to listen")
-        _wait_for(lambda: _healthy(running.url), 20, "/healthz")
+        running.wait_ready()
         yield running
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, running.log()
