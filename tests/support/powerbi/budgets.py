@@ -28,10 +28,18 @@ TABLE = "FactEvent"
 POLL_SEC = 0.5  # how often a caller the limiter holds at "inf" looks again, as the pump would
 
 
+class Ticket(Protocol):
+    @property
+    def at(self) -> float:
+        """The instant the request was allowed to start (the keeper's decision, which the
+        clock may have passed by the time the caller hears of it)."""
+        ...
+
+
 class Caller(Protocol):
     """One worker (in-memory) or one replica (dynamodb) asking for PostRows turns."""
 
-    async def acquire(self, rows: int, large: bool) -> Any:
+    async def acquire(self, rows: int, large: bool) -> Ticket:
         """Wait until a request of `rows` rows may start; `large`: this caller saw a table
         pass the 250,000-row switch."""
         ...
@@ -70,7 +78,7 @@ class BudgetUnderTest:
 
     async def send(self, caller: Caller, rows: int = 1, large: bool = False) -> None:
         ticket = await caller.acquire(rows, large)
-        self.grants.append((self.time.now(), rows))
+        self.grants.append((ticket.at, rows))
         await caller.release(ticket)
 
     def most_requests_in_any(self, window: float) -> int:
@@ -82,21 +90,27 @@ class BudgetUnderTest:
         return max(sum(r for u, r in grants if t <= u < t + window) for t, _ in grants)
 
 
+@dataclass(frozen=True)
+class LimiterTicket:
+    permit: Permit
+    at: float
+
+
 class LimiterCaller:
     """A worker of the one process: the batcher's own wait on the shared `Limiter`."""
 
     def __init__(self, limiter: Limiter, time: MovedTime) -> None:
         self._limiter, self._time = limiter, time
 
-    async def acquire(self, rows: int, large: bool) -> Permit:
+    async def acquire(self, rows: int, large: bool) -> LimiterTicket:
         if large:  # the process's own sizes passed the switch (it learns them from answers)
             self._limiter.seed({TABLE: self._limiter.budgets.large_table_rows})
         while (delay := self._limiter.delay(rows)) > 0:
             await self._time.sleep(POLL_SEC if math.isinf(delay) else delay)
-        return self._limiter.acquire(TABLE, rows)
+        return LimiterTicket(self._limiter.acquire(TABLE, rows), self._time.now())
 
-    async def release(self, ticket: Permit) -> None:
-        self._limiter.accepted(ticket)
+    async def release(self, ticket: LimiterTicket) -> None:
+        self._limiter.accepted(ticket.permit)
 
 
 @asynccontextmanager
