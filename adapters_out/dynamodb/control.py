@@ -224,7 +224,7 @@ def _version_fields(applied: AppliedVersion) -> dict[str, Any]:
         "body": {"S": applied.body},
         "applied_at": {"S": applied.applied_at.isoformat()},
         "applied_by": {"S": applied.applied_by},
-        "counts": {"S": json.dumps(dict(applied.counts), sort_keys=True)},
+        "counts": {"S": json.dumps(dict(applied.counts))},
     }
     if applied.restored_from is not None:
         fields["restored_from"] = {"N": str(applied.restored_from)}

@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS version_history (
     body          TEXT NOT NULL,
     applied_at    TEXT NOT NULL,
     applied_by    TEXT NOT NULL DEFAULT '',
-    counts        TEXT NOT NULL DEFAULT '{}',
+    counts        TEXT NOT NULL DEFAULT '{}', -- JSON, in the order the apply reported them
     restored_from INTEGER,
     PRIMARY KEY (document, version)
 );
@@ -170,7 +170,7 @@ class SqliteVersionStore(_Store):
                         applied.body,
                         applied.applied_at.isoformat(),
                         applied.applied_by,
-                        json.dumps(dict(applied.counts), sort_keys=True),
+                        json.dumps(dict(applied.counts)),
                         applied.restored_from,
                     ),
                 )

@@ -219,8 +219,12 @@ async def test_validation_errors_name_the_field(make_admin: Any) -> None:
 async def test_a_stale_version_is_a_conflict(make_admin: Any) -> None:
     admin = await make_admin()
     await admin.call("PUT", "/admin/dim-metric/2026-11", METRICS)
+    other = {
+        "version": 1,
+        "metrics": [{"metricId": "CALLS", "defaultGoal": 1, "yellowFloorPct": 0.8}],
+    }
 
-    status, answer = await admin.call("PUT", "/admin/dim-metric/2026-11", METRICS)
+    status, answer = await admin.call("PUT", "/admin/dim-metric/2026-11", other)
 
     assert status == 409 and answer["error"]["code"] == "stale_version"
     assert "version: 1 is not newer than the applied version 1" in answer["error"]["message"]
