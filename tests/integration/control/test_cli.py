@@ -633,3 +633,41 @@ def test_history_of_a_month_that_is_no_month_exits_2(pulse: Pulse) -> None:
         2,
         ["pulse: month: '2026-13' is not a month as YYYY-MM"],
     )
+
+
+@pytest.mark.slow
+def test_a_running_daemon_takes_the_apply_file_lists_versions_and_rolls_back(
+    pulse: Pulse, daemon: Daemon
+) -> None:
+    month = f"/admin/dim-metric/{METRICS_MONTH}"
+    v1 = str(pulse.file("v1.json", _goals(1, 50)))  # the file `pulse metrics apply` takes
+    v2 = str(pulse.file("v2.json", _goals(2, 5)))
+    to = str(pulse.file("to.json", {"to": 1}))
+
+    def admin(method: str, path: str, data: str | None = None) -> dict[str, Any]:
+        run = pulse.run(
+            "admin", "call", method, path, *(("--data", data) if data else ()), "--url", daemon.url
+        )
+        assert run.code == 0, run.out + run.err
+        answer: dict[str, Any] = json.loads(run.out)
+        return answer
+
+    assert admin("PUT", month, v1)["outcome"] == "applied"
+    assert admin("PUT", month, v1)["outcome"] == "unchanged"
+    assert admin("PUT", month, v2)["outcome"] == "applied"
+    listed = admin("GET", f"{month}/versions")["versions"]
+    assert [(v["version"], v["appliedBy"]) for v in listed] == [
+        (1, "admin@127.0.0.1"),
+        (2, "admin@127.0.0.1"),
+    ]
+
+    rolled = admin("POST", f"{month}/rollback", to)
+
+    assert (rolled["action"], rolled["outcome"], rolled["version"]) == (
+        "rollback_metrics",
+        "applied",
+        3,
+    )
+    assert _metric(pulse, f"{METRICS_MONTH}:CALLS") == (50.0, 0.7, 3)
+    history = pulse.run("metrics", "history", METRICS_MONTH)
+    assert history.lines[-1].endswith("restores v1  (applied)")
