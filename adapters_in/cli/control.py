@@ -51,12 +51,12 @@ def add_commands(sub: Any) -> None:
         actions = parser.add_subparsers(dest="action", required=True)
         apply = dry(actions.add_parser("apply", help="apply a JSON file as a new version"))
         apply.add_argument("file", type=Path)
-        history = actions.add_parser("history", help="list the applied versions")
+        listing = actions.add_parser("history", help="list the applied versions")
         rollback = dry(
             actions.add_parser("rollback", help="apply version N again, as a new version")
         )
         if name == "metrics":
-            history.add_argument("month", help="YYYY-MM")
+            listing.add_argument("month", help="YYYY-MM")
             rollback.add_argument("month", help="YYYY-MM")
         rollback.add_argument("--to", type=int, required=True, metavar="N", help="the version")
     admin = sub.add_parser("admin", help="call a running daemon's admin API, signed")
