@@ -45,6 +45,10 @@ class StaleVersion(ValidationFailed):
     """The payload's version is not newer than the one applied; nothing was written."""
 
 
+class UnknownVersion(ValidationFailed):
+    """A rollback names a version the document never had."""
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who asks (`admin@10.0.0.5`, `cli:alice`, `scheduler`) and the lease owner id of this run."""
@@ -120,6 +124,8 @@ class DimensionChange:
     """Counts reported between `rows` and the diff's (`active` agents, `months`)."""
     after: Callable[[], Awaitable[None]] | None = None
     """Run under the lease once the rows are in (the roster sync refreshes the gate)."""
+    restores: int | None = None
+    """The earlier version a rollback applies again as `version`."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -212,14 +218,19 @@ async def apply_metrics(
     caller: Caller,
     *,
     dry_run: bool = False,
+    restores: int | None = None,
 ) -> Summary:
     """Validate → version check → rewrite DimMetric from every stored month → audit.
 
     Months no operator set keep default-goal rows (Version 0) for the whole calendar window, so
-    the rewrite never drops the rows ingest pushed for months facts reference."""
+    the rewrite never drops the rows ingest pushed for months facts reference. The applied
+    version sent again is `unchanged`; `restores` names the version a rollback re-applies."""
     started = ports.clock.now()
+    action = "apply_metrics" if restores is None else "rollback_metrics"
     document.validate()
-    stored = await _stored_unless_stale(document, "apply_metrics", ports, caller, started)
+    stored = await _stored_unless_stale(document, action, ports, caller, started)
+    if stored is not None and stored.body == document.to_json():
+        return await report_unchanged(action, stored, ports, caller, started, dry_run=dry_run)
     others = [
         MetricsDocument.from_json(v.body)
         for v in await ports.versions.get_all(MetricsDocument.prefix)
@@ -230,7 +241,7 @@ async def apply_metrics(
     before = metric_rows([*others, *applied], config.goals, months)
     rows = metric_rows([*others, document], config.goals, months)
     change = DimensionChange(
-        action="apply_metrics",
+        action=action,
         table="DimMetric",
         rows=tuple(rows),
         document=document.name,
@@ -238,6 +249,7 @@ async def apply_metrics(
         body=document.to_json(),
         diff=diff_rows(before, rows),
         extra_counts={"months": len({r.Month for r in rows})},
+        restores=restores,
     )
     return await apply_change(change, ports, config, caller, started, dry_run=dry_run)
 
@@ -249,21 +261,28 @@ async def apply_shifts(
     caller: Caller,
     *,
     dry_run: bool = False,
+    restores: int | None = None,
 ) -> Summary:
-    """Validate the rules (each local minute → exactly one shift or Unassigned) → replace DimShift."""
+    """Validate the rules (each local minute → exactly one shift or Unassigned) → replace DimShift.
+
+    As `apply_metrics`: the applied version sent again is `unchanged`; `restores` for rollback."""
     started = ports.clock.now()
+    action = "apply_shifts" if restores is None else "rollback_shifts"
     document.validate()
-    stored = await _stored_unless_stale(document, "apply_shifts", ports, caller, started)
+    stored = await _stored_unless_stale(document, action, ports, caller, started)
+    if stored is not None and stored.body == document.to_json():
+        return await report_unchanged(action, stored, ports, caller, started, dry_run=dry_run)
     before = ShiftsDocument.from_json(stored.body).rows() if stored else []
     rows = document.rows()
     change = DimensionChange(
-        action="apply_shifts",
+        action=action,
         table="DimShift",
         rows=tuple(rows),
         document=document.name,
         version=document.version,
         body=document.to_json(),
         diff=diff_rows(before, rows),
+        restores=restores,
     )
     return await apply_change(change, ports, config, caller, started, dry_run=dry_run)
 
@@ -287,7 +306,13 @@ async def apply_change(
         async with _lease(ports, config, caller, change.table):
             await ports.sink.replace(change.table, change.rows)
             applied = AppliedVersion(
-                change.document, change.version, change.body, ports.clock.now()
+                change.document,
+                change.version,
+                change.body,
+                ports.clock.now(),
+                applied_by=caller.who,
+                counts=change.counts,
+                restored_from=change.restores,
             )
             if not await ports.versions.put(applied):
                 raise StaleVersion(
@@ -321,10 +346,11 @@ async def _stored_unless_stale(
     caller: Caller,
     started: datetime,
 ) -> AppliedVersion | None:
-    """The applied version of the document, if any, when the payload's version is newer; else
-    audit the refusal and raise `StaleVersion`."""
+    """The applied version of the document, if any, when the payload's version is newer or the
+    payload is the applied version itself (sent again); else audit the refusal and raise
+    `StaleVersion`."""
     stored = await ports.versions.get(document.name)
-    if stored is None or document.version > stored.version:
+    if stored is None or document.version > stored.version or stored.body == document.to_json():
         return stored
     message = (
         f"version: {document.version} is not newer than the applied version {stored.version} of"
@@ -343,6 +369,29 @@ async def _stored_unless_stale(
         )
     )
     raise StaleVersion(message)
+
+
+async def report_unchanged(
+    action: str,
+    applied: AppliedVersion,
+    ports: ControlPorts,
+    caller: Caller,
+    started: datetime,
+    *,
+    dry_run: bool,
+    why: str = "",
+) -> Summary:
+    """`applied` is what the call would write: nothing is written; the call is audited."""
+    why = why or (
+        f"v{applied.version} is the applied version (applied {applied.applied_at.isoformat()}"
+        f"{' by ' + applied.applied_by if applied.applied_by else ''})"
+    )
+    counts = {"added": 0, "removed": 0, "changed": 0}
+    summary = _summary(
+        action, "unchanged", dry_run, counts, ports, started, applied.version, changes=(why,)
+    )
+    await _audit(ports, caller, summary, payload_hash(applied.body))
+    return summary
 
 
 class _lease:

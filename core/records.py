@@ -26,10 +26,16 @@ class AuditRecord:
 
 @dataclass(frozen=True, slots=True)
 class AppliedVersion:
-    """The payload last applied to one document (`dim_metric:2026-11`, `dim_shift`), kept so a
-    rewrite can rebuild a dimension from every stored document."""
+    """One applied version of a document (`dim_metric:2026-11`, `dim_shift`): the newest is what
+    a rewrite rebuilds a dimension from; every earlier one is kept so it can be applied again.
+
+    `counts` are the rows the apply wrote (rows, added, removed, changed, …); `restored_from`
+    names the version a rollback re-applied."""
 
     document: str
     version: int
     body: str
     applied_at: datetime
+    applied_by: str = ""
+    counts: Mapping[str, int] = field(default_factory=dict)
+    restored_from: int | None = None

@@ -29,11 +29,19 @@ class AuditLog(Protocol):
 
 
 class VersionStore(Protocol):
-    async def get(self, document: str) -> AppliedVersion | None: ...
+    """Every applied version of each document, the newest being the one in force."""
+
+    async def get(self, document: str, version: int | None = None) -> AppliedVersion | None:
+        """The newest version of `document`, or the one numbered `version`; None if never stored."""
+        ...
 
     async def put(self, applied: AppliedVersion) -> bool:
-        """Store it if its version is newer than the stored one; False (and nothing written)
-        when it is stale or equal."""
+        """Store it as the newest and in the history if its version is newer than the newest
+        stored; False (and nothing written) when it is stale or equal."""
+        ...
+
+    async def history(self, document: str) -> list[AppliedVersion]:
+        """Every version of `document` ever stored, oldest first."""
         ...
 
     async def get_all(self, prefix: str = "") -> list[AppliedVersion]:

@@ -309,16 +309,23 @@ class FakeAudit:
 class FakeVersions:
     def __init__(self) -> None:
         self.documents: dict[str, AppliedVersion] = {}
+        self.kept: dict[str, list[AppliedVersion]] = {}
 
-    async def get(self, document: str) -> AppliedVersion | None:
-        return self.documents.get(document)
+    async def get(self, document: str, version: int | None = None) -> AppliedVersion | None:
+        if version is None:
+            return self.documents.get(document)
+        return next((v for v in self.kept.get(document, []) if v.version == version), None)
 
     async def put(self, applied: AppliedVersion) -> bool:
         stored = self.documents.get(applied.document)
         if stored is not None and stored.version >= applied.version:
             return False
         self.documents[applied.document] = applied
+        self.kept.setdefault(applied.document, []).append(applied)
         return True
+
+    async def history(self, document: str) -> list[AppliedVersion]:
+        return list(self.kept.get(document, []))
 
     async def get_all(self, prefix: str = "") -> list[AppliedVersion]:
         return [v for k, v in sorted(self.documents.items()) if k.startswith(prefix)]

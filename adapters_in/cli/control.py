@@ -16,8 +16,9 @@ from dependency_injector.wiring import Provide, inject
 
 from adapters_in.http.admin import auth as admin_auth
 from adapters_in.http.admin.payloads import MetricsFile, ShiftsBody, parse
-from core import control
+from core import control, history
 from core.control import Busy, Caller, ControlConfig, ControlPorts, Summary
+from core.dimensions import ShiftsDocument
 from core.errors import PulseError, ValidationFailed
 
 COMMANDS = ("sync", "dates", "metrics", "shifts", "admin")
@@ -46,9 +47,18 @@ def add_commands(sub: Any) -> None:
         ("metrics", "monthly goals (DimMetric)"),
         ("shifts", "shift rules (DimShift)"),
     ):
-        parser = sub.add_parser(name, help=f"apply {what} from a JSON file")
-        apply = dry(parser.add_subparsers(dest="action", required=True).add_parser("apply"))
+        parser = sub.add_parser(name, help=f"apply {what} from a JSON file, list or roll back")
+        actions = parser.add_subparsers(dest="action", required=True)
+        apply = dry(actions.add_parser("apply", help="apply a JSON file as a new version"))
         apply.add_argument("file", type=Path)
+        listing = actions.add_parser("history", help="list the applied versions")
+        rollback = dry(
+            actions.add_parser("rollback", help="apply version N again, as a new version")
+        )
+        if name == "metrics":
+            listing.add_argument("month", help="YYYY-MM")
+            rollback.add_argument("month", help="YYYY-MM")
+        rollback.add_argument("--to", type=int, required=True, metavar="N", help="the version")
     admin = sub.add_parser("admin", help="call a running daemon's admin API, signed")
     call = admin.add_subparsers(dest="action", required=True).add_parser("call")
     call.add_argument("method", type=str.upper, choices=("GET", "POST", "PUT"))
@@ -61,6 +71,8 @@ async def dispatch(args: argparse.Namespace) -> int:
     if args.command == "admin":
         return await admin_call(args)
     try:
+        if args.action == "history":
+            return await show_history(args)
         summary = await run_use_case(args)
     except (ValidationFailed, Busy) as exc:
         print(f"pulse: {exc}", file=sys.stderr)
@@ -88,6 +100,12 @@ async def run_use_case(
         return await control.extend_dates(
             ports, config, caller, dry_run=dry_run, progress=_progress_bar
         )
+    if args.command == "metrics" and args.action == "rollback":
+        return await history.rollback_metrics(
+            args.month, args.to, ports, config, caller, dry_run=dry_run
+        )
+    if args.command == "shifts" and args.action == "rollback":
+        return await history.rollback_shifts(args.to, ports, config, caller, dry_run=dry_run)
     if args.command == "metrics":
         document = _parse_file(MetricsFile, args.file)
         return await control.apply_metrics(
@@ -96,6 +114,25 @@ async def run_use_case(
     return await control.apply_shifts(
         _parse_file(ShiftsBody, args.file).document(), ports, config, caller, dry_run=dry_run
     )
+
+
+@inject
+async def show_history(
+    args: argparse.Namespace, ports: ControlPorts = Provide["control_ports"]
+) -> int:
+    """`pulse metrics history MONTH`, `pulse shifts history`: one line per version, oldest first."""
+    if args.command == "metrics":
+        name = history.metrics_document(args.month)
+    else:
+        name = ShiftsDocument.name
+    entries = await history.history(name, ports)
+    if not entries:
+        print(f"{name}: no version applied yet")
+        return 0
+    print(f"{name}: {len(entries)} version(s)")
+    for entry in entries:
+        print(f"  {entry.line()}")
+    return 0
 
 
 def _read(path: Path) -> bytes:

@@ -23,6 +23,7 @@ AUDIT_SEQ = "ctl#audit"
 AUDIT_PREFIX = "ctl#audit#"
 VERSION_INDEX = "ctl#versions"
 VERSION_PREFIX = "ctl#version#"
+VERSION_BODY_PREFIX = "ctl#version-body#"
 NONCE_PREFIX = "ctl#nonce#"
 OWNERS = "ctl#owners"
 ROW_COUNTS = "ctl#row_counts"
@@ -128,11 +129,22 @@ def _audit_record(item: dict[str, Any]) -> AuditRecord:
 
 
 class DynamoVersionStore(_Store):
-    """One item per document, written only by a newer version; an index item lists documents."""
+    """`ctl#version#<doc>`: the newest version, with the numbers of every version stored;
+    `ctl#version-body#<doc>#<version>`: each version in its own item (an item holds 400 KB: a
+    body must fit in one, not a document's whole history); `ctl#versions` lists documents.
 
-    async def get(self, document: str) -> AppliedVersion | None:
-        item = await self._get(f"{VERSION_PREFIX}{document}")
-        return _applied(item) if item else None
+    The head is overwritten only over the version read, after that version's own item is
+    written, so no body is lost even when a writer dies between its two writes."""
+
+    async def get(self, document: str, version: int | None = None) -> AppliedVersion | None:
+        head = await self._get(f"{VERSION_PREFIX}{document}")
+        if version is None or head is None:
+            return _applied(head) if head else None
+        item = await self._get(_body_pk(document, version))
+        if item is not None:
+            return _applied(item)
+        # Not kept separately (yet): the newest lives in its head.
+        return _applied(head) if int(head["version"]["N"]) == version else None
 
     async def put(self, applied: AppliedVersion) -> bool:
         # The index first: a document listed but never written is skipped by get_all.
@@ -142,22 +154,55 @@ class DynamoVersionStore(_Store):
             UpdateExpression="ADD docs :doc",
             ExpressionAttributeValues={":doc": {"SS": [applied.document]}},
         )
-        try:
-            await self._call(
-                "put_item",
-                Item={
-                    "pk": {"S": f"{VERSION_PREFIX}{applied.document}"},
-                    "document": {"S": applied.document},
-                    "version": {"N": str(applied.version)},
-                    "body": {"S": applied.body},
-                    "applied_at": {"S": applied.applied_at.isoformat()},
-                },
-                ConditionExpression="attribute_not_exists(pk) OR version < :v",
-                ExpressionAttributeValues={":v": {"N": str(applied.version)}},
-            )
-        except ConditionFailed:
-            return False
-        return True
+        while True:
+            item = await self._get(f"{VERSION_PREFIX}{applied.document}")
+            head = _applied(item) if item else None
+            if head is not None and head.version >= applied.version:
+                return False
+            if head is not None:
+                await self._keep(head)
+            try:
+                await self._replace_head(applied, item)
+            except ConditionFailed:
+                continue  # another writer moved the head: read it again
+            await self._keep(applied)
+            return True
+
+    async def _keep(self, applied: AppliedVersion) -> None:
+        """Its own item (idempotent: the same version always has the same content)."""
+        item = {"pk": {"S": _body_pk(applied.document, applied.version)}}
+        await self._call("put_item", Item={**item, **_version_fields(applied)})
+
+    async def _replace_head(self, applied: AppliedVersion, read: dict[str, Any] | None) -> None:
+        """Put the head over exactly the one `read` (or none), carrying its version numbers on."""
+        numbers = {str(applied.version), *(read or {}).get("history", {}).get("NS", [])}
+        condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        if read is not None:
+            numbers.add(read["version"]["N"])
+            condition = {
+                "ConditionExpression": "version = :read",
+                "ExpressionAttributeValues": {":read": read["version"]},
+            }
+        await self._call(
+            "put_item",
+            Item={
+                "pk": {"S": f"{VERSION_PREFIX}{applied.document}"},
+                **_version_fields(applied),
+                "history": {"NS": sorted(numbers, key=int)},
+            },
+            **condition,
+        )
+
+    async def history(self, document: str) -> list[AppliedVersion]:
+        head = await self._get(f"{VERSION_PREFIX}{document}")
+        if head is None:
+            return []
+        numbers = sorted(int(n) for n in head.get("history", {}).get("NS", []))
+        items = await self._get_many([_body_pk(document, n) for n in numbers])
+        kept = {v.version: v for v in (_applied(i) for i in items)}
+        newest = _applied(head)
+        kept.setdefault(newest.version, newest)  # its own item not written yet, or never was
+        return [kept[n] for n in sorted(kept)]
 
     async def get_all(self, prefix: str = "") -> list[AppliedVersion]:
         index = await self._get(VERSION_INDEX)
@@ -168,12 +213,33 @@ class DynamoVersionStore(_Store):
         return sorted((_applied(i) for i in items), key=lambda a: a.document)
 
 
+def _body_pk(document: str, version: int) -> str:
+    return f"{VERSION_BODY_PREFIX}{document}#{version:012d}"
+
+
+def _version_fields(applied: AppliedVersion) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "document": {"S": applied.document},
+        "version": {"N": str(applied.version)},
+        "body": {"S": applied.body},
+        "applied_at": {"S": applied.applied_at.isoformat()},
+        "applied_by": {"S": applied.applied_by},
+        "counts": {"S": json.dumps(dict(applied.counts))},
+    }
+    if applied.restored_from is not None:
+        fields["restored_from"] = {"N": str(applied.restored_from)}
+    return fields
+
+
 def _applied(item: dict[str, Any]) -> AppliedVersion:
     return AppliedVersion(
         document=item["document"]["S"],
         version=int(item["version"]["N"]),
         body=item["body"]["S"],
         applied_at=datetime.fromisoformat(item["applied_at"]["S"]),
+        applied_by=item.get("applied_by", {}).get("S", ""),
+        counts=json.loads(item.get("counts", {}).get("S", "{}")),
+        restored_from=int(item["restored_from"]["N"]) if "restored_from" in item else None,
     )
 
 

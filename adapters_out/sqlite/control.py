@@ -29,6 +29,20 @@ CREATE TABLE IF NOT EXISTS versions (
     body       TEXT NOT NULL,
     applied_at TEXT NOT NULL
 );
+-- Every applied version's body, so any can be applied again; `versions` names the newest.
+CREATE TABLE IF NOT EXISTS version_history (
+    document      TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    body          TEXT NOT NULL,
+    applied_at    TEXT NOT NULL,
+    applied_by    TEXT NOT NULL DEFAULT '',
+    counts        TEXT NOT NULL DEFAULT '{}', -- JSON, in the order the apply reported them
+    restored_from INTEGER,
+    PRIMARY KEY (document, version)
+);
+-- A file written before the history was kept: its applied versions become their first entry.
+INSERT OR IGNORE INTO version_history (document, version, body, applied_at)
+    SELECT document, version, body, applied_at FROM versions;
 CREATE TABLE IF NOT EXISTS nonces (
     nonce      TEXT PRIMARY KEY,
     expires_at REAL NOT NULL
@@ -107,14 +121,27 @@ class SqliteAuditLog(_Store):
         ]
 
 
+HISTORY_COLUMNS = (
+    "h.document, h.version, h.body, h.applied_at, h.applied_by, h.counts, h.restored_from"
+)
+NEWEST = (
+    f"SELECT {HISTORY_COLUMNS} FROM versions v JOIN version_history h"
+    " ON h.document = v.document AND h.version = v.version"
+)
+
+
 class SqliteVersionStore(_Store):
-    async def get(self, document: str) -> AppliedVersion | None:
-        rows = await self._db.run(
-            lambda conn: conn.execute(
-                "SELECT document, version, body, applied_at FROM versions WHERE document = ?",
-                (document,),
-            ).fetchall()
-        )
+    """`versions` holds the newest version of each document, `version_history` every one."""
+
+    async def get(self, document: str, version: int | None = None) -> AppliedVersion | None:
+        params: list[str | int] = [document]
+        if version is None:
+            sql = f"{NEWEST} WHERE v.document = ?"
+        else:
+            sql = f"SELECT {HISTORY_COLUMNS} FROM version_history h"
+            sql += " WHERE h.document = ? AND h.version = ?"
+            params.append(version)
+        rows = await self._db.run(lambda conn: conn.execute(sql, params).fetchall())
         return _applied(*rows[0]) if rows else None
 
     async def put(self, applied: AppliedVersion) -> bool:
@@ -132,23 +159,63 @@ class SqliteVersionStore(_Store):
                         applied.applied_at.isoformat(),
                     ),
                 )
-                return cursor.rowcount == 1
+                if cursor.rowcount != 1:
+                    return False
+                conn.execute(
+                    "INSERT INTO version_history (document, version, body, applied_at,"
+                    " applied_by, counts, restored_from) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        applied.document,
+                        applied.version,
+                        applied.body,
+                        applied.applied_at.isoformat(),
+                        applied.applied_by,
+                        json.dumps(dict(applied.counts)),
+                        applied.restored_from,
+                    ),
+                )
+                return True
 
         return await self._db.run(put)
+
+    async def history(self, document: str) -> list[AppliedVersion]:
+        rows = await self._db.run(
+            lambda conn: conn.execute(
+                f"SELECT {HISTORY_COLUMNS} FROM version_history h WHERE h.document = ?"
+                " ORDER BY h.version",
+                (document,),
+            ).fetchall()
+        )
+        return [_applied(*row) for row in rows]
 
     async def get_all(self, prefix: str = "") -> list[AppliedVersion]:
         rows = await self._db.run(
             lambda conn: conn.execute(
-                "SELECT document, version, body, applied_at FROM versions"
-                " WHERE substr(document, 1, ?) = ? ORDER BY document",
+                f"{NEWEST} WHERE substr(v.document, 1, ?) = ? ORDER BY v.document",
                 (len(prefix), prefix),
             ).fetchall()
         )
         return [_applied(*row) for row in rows]
 
 
-def _applied(document: str, version: int, body: str, applied_at: str) -> AppliedVersion:
-    return AppliedVersion(document, version, body, datetime.fromisoformat(applied_at))
+def _applied(
+    document: str,
+    version: int,
+    body: str,
+    applied_at: str,
+    applied_by: str,
+    counts: str,
+    restored_from: int | None,
+) -> AppliedVersion:
+    return AppliedVersion(
+        document,
+        version,
+        body,
+        datetime.fromisoformat(applied_at),
+        applied_by,
+        json.loads(counts),
+        restored_from,
+    )
 
 
 class SqliteNonceStore(_Store):

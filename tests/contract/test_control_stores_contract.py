@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -145,6 +147,112 @@ async def test_racing_writers_of_one_version_store_it_once(
     applied = AppliedVersion("dim_shift", 7, "{}", clock.now())
     results = await asyncio.gather(*(stores.versions.put(applied) for _ in range(5)))
     assert sorted(results) == [False, False, False, False, True]
+    assert await stores.versions.history("dim_shift") == [applied]
+
+
+async def test_racing_writers_of_different_versions_leave_the_newest_and_keep_each_accepted(
+    stores: Stores, clock: FakeClock
+) -> None:
+    candidates = [AppliedVersion("dim_shift", n, f'{{"v": {n}}}', clock.now()) for n in range(1, 9)]
+    accepted = await asyncio.gather(*(stores.versions.put(v) for v in reversed(candidates)))
+
+    kept = [v for v, ok in zip(reversed(candidates), accepted, strict=True) if ok]
+    assert await stores.versions.get("dim_shift") == candidates[-1]
+    assert await stores.versions.history("dim_shift") == sorted(kept, key=lambda v: v.version)
+
+
+async def test_every_applied_version_is_kept_with_who_counts_and_body(
+    stores: Stores, clock: FakeClock
+) -> None:
+    v1 = AppliedVersion(
+        "dim_metric:2026-11", 1, '{"CALLS": 60}', clock.now(), "cli:alice", {"rows": 4}
+    )
+    clock.advance(60)
+    v3 = AppliedVersion(
+        "dim_metric:2026-11", 3, '{"CALLS": 70}', clock.now(), "admin@10.0.0.5", {"changed": 1}
+    )
+    clock.advance(60)
+    v4 = AppliedVersion(
+        "dim_metric:2026-11", 4, '{"CALLS": 60, "v": 4}', clock.now(), "cli:bob", {}, 1
+    )
+    for applied in (v1, v3, v4):
+        assert await stores.versions.put(applied) is True
+    stale = AppliedVersion("dim_metric:2026-11", 2, "{}", clock.now())
+    assert await stores.versions.put(stale) is False  # and not kept either
+    assert await stores.versions.put(AppliedVersion("dim_metric:2026-12", 1, "{}", clock.now()))
+
+    assert await stores.versions.history("dim_metric:2026-11") == [v1, v3, v4]
+    assert await stores.versions.get("dim_metric:2026-11") == v4
+    assert await stores.versions.get("dim_metric:2026-11", 1) == v1
+    assert await stores.versions.get("dim_metric:2026-11", 3) == v3
+    assert await stores.versions.get("dim_metric:2026-11", 2) is None
+    assert await stores.versions.get("dim_shift", 1) is None
+    assert await stores.versions.history("dim_shift") == []
+    assert [v.version for v in await stores.versions.get_all("dim_metric:")] == [4, 1]
+
+
+async def test_a_restored_version_is_newest_and_then_overtaken_without_its_mark(
+    stores: Stores, clock: FakeClock
+) -> None:
+    restored = AppliedVersion("dim_shift", 2, "{}", clock.now(), "cli:alice", {}, 1)
+    after = AppliedVersion("dim_shift", 3, "{}", clock.now(), "cli:alice", {"rows": 3})
+    await stores.versions.put(AppliedVersion("dim_shift", 1, "{}", clock.now()))
+    await stores.versions.put(restored)
+    assert await stores.versions.get("dim_shift") == restored
+
+    await stores.versions.put(after)
+
+    assert await stores.versions.get("dim_shift") == after
+    assert [v.restored_from for v in await stores.versions.history("dim_shift")] == [None, 1, None]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "dynamodb"])
+async def test_a_version_applied_before_history_was_kept_is_its_first_entry(
+    kind: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    old = AppliedVersion("dim_shift", 2, '{"version": 2}', clock.now())
+    new = AppliedVersion("dim_shift", 3, '{"version": 3}', clock.now(), "cli:alice", {"rows": 3})
+    async with _written_by_the_previous_release(kind, old, tmp_path, clock) as versions:
+        assert await versions.history("dim_shift") == [old]
+        assert await versions.get("dim_shift", 2) == old
+        assert await versions.put(new) is True
+        assert await versions.history("dim_shift") == [old, new]
+        assert await versions.get("dim_shift", 2) == old
+
+
+@asynccontextmanager
+async def _written_by_the_previous_release(
+    kind: str, applied: AppliedVersion, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[VersionStore]:
+    """A store holding `applied` as the previous release wrote it: the newest body only."""
+    if kind == "sqlite":
+        path = tmp_path / "control.sqlite"
+        with closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute(
+                "CREATE TABLE versions (document TEXT PRIMARY KEY, version INTEGER NOT NULL,"
+                " body TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            conn.execute(
+                "INSERT INTO versions VALUES (?, ?, ?, ?)",
+                (applied.document, applied.version, applied.body, applied.applied_at.isoformat()),
+            )
+        db = sqlite.open_control_db(path)
+        yield sqlite.SqliteVersionStore(db, clock)
+        await db.close()
+        return
+    async with dynamodb() as client:
+        table = await new_table(client)
+        await client.put_item(
+            TableName=table,
+            Item={
+                "pk": {"S": f"{dynamo.VERSION_PREFIX}{applied.document}"},
+                "document": {"S": applied.document},
+                "version": {"N": str(applied.version)},
+                "body": {"S": applied.body},
+                "applied_at": {"S": applied.applied_at.isoformat()},
+            },
+        )
+        yield dynamo.DynamoVersionStore(client, table, clock)
 
 
 # --- nonces --------------------------------------------------------------------------------

@@ -11,11 +11,19 @@ from typing import Any
 from aiohttp import web
 
 from adapters_in.http.admin import auth as admin_auth
-from adapters_in.http.admin.payloads import MetricsBody, ShiftsBody, parse
+from adapters_in.http.admin.payloads import MetricsBody, RollbackBody, ShiftsBody, parse
 from adapters_in.http.middleware import JsonError
-from core import control
-from core.control import Busy, Caller, ControlConfig, ControlPorts, StaleVersion, Summary
-from core.dimensions import MONTH
+from core import control, history
+from core.control import (
+    Busy,
+    Caller,
+    ControlConfig,
+    ControlPorts,
+    StaleVersion,
+    Summary,
+    UnknownVersion,
+)
+from core.dimensions import MONTH, ShiftsDocument
 from core.errors import PermanentError, TransientError, ValidationFailed
 from ports.control import AuditRecord, NonceStore
 
@@ -40,7 +48,11 @@ class AdminApi:
         app.router.add_post("/admin/dim-agent/sync", self.sync_agents)
         app.router.add_post("/admin/dim-date/extend", self.extend_dates)
         app.router.add_put("/admin/dim-metric/{month}", self.apply_metrics)
+        app.router.add_get("/admin/dim-metric/{month}/versions", self.metrics_versions)
+        app.router.add_post("/admin/dim-metric/{month}/rollback", self.rollback_metrics)
         app.router.add_put("/admin/dim-shift", self.apply_shifts)
+        app.router.add_get("/admin/dim-shift/versions", self.shifts_versions)
+        app.router.add_post("/admin/dim-shift/rollback", self.rollback_shifts)
         app.router.add_get("/admin/audit", self.audit)
         app.router.add_get("/admin/status", self.status_view)
 
@@ -60,10 +72,13 @@ class AdminApi:
 
     async def apply_metrics(self, request: web.Request) -> web.Response:
         caller, body = await self.authenticate(request)
-        month = request.match_info["month"]
-        if not MONTH.match(month):
-            raise JsonError(400, f"month: {month!r} is not a month as YYYY-MM", "invalid")
-        document = self._parsed(MetricsBody, body).document(month)
+        month = _month(request)
+        payload = self._parsed(MetricsBody, body)
+        if payload.month not in (None, month):
+            raise JsonError(
+                400, f"month: the body says {payload.month} but the path {month}", "invalid"
+            )
+        document = payload.document(month)
         return await self._run(
             control.apply_metrics(
                 document, self.ports, self.config, caller, dry_run=_dry_run(request)
@@ -77,6 +92,31 @@ class AdminApi:
             control.apply_shifts(
                 document, self.ports, self.config, caller, dry_run=_dry_run(request)
             )
+        )
+
+    async def metrics_versions(self, request: web.Request) -> web.Response:
+        await self.authenticate(request)
+        return await self._versions(history.metrics_document(_month(request)))
+
+    async def shifts_versions(self, request: web.Request) -> web.Response:
+        await self.authenticate(request)
+        return await self._versions(ShiftsDocument.name)
+
+    async def rollback_metrics(self, request: web.Request) -> web.Response:
+        caller, body = await self.authenticate(request)
+        month = _month(request)
+        to = self._parsed(RollbackBody, body).to
+        return await self._run(
+            history.rollback_metrics(
+                month, to, self.ports, self.config, caller, dry_run=_dry_run(request)
+            )
+        )
+
+    async def rollback_shifts(self, request: web.Request) -> web.Response:
+        caller, body = await self.authenticate(request)
+        to = self._parsed(RollbackBody, body).to
+        return await self._run(
+            history.rollback_shifts(to, self.ports, self.config, caller, dry_run=_dry_run(request))
         )
 
     async def audit(self, request: web.Request) -> web.Response:
@@ -145,6 +185,10 @@ class AdminApi:
             raise JsonError(exc.status, str(exc), exc.code) from None
         return Caller(who=f"admin@{ip}", owner=f"admin:{uuid.uuid4().hex}"), body
 
+    async def _versions(self, document: str) -> web.Response:
+        entries = await history.history(document, self.ports)
+        return web.json_response({"document": document, "versions": [e.as_dict() for e in entries]})
+
     def _parsed(self, model: type[Any], body: bytes) -> Any:
         try:
             return parse(model, body)
@@ -156,6 +200,8 @@ class AdminApi:
             summary = await use_case
         except StaleVersion as exc:
             raise JsonError(409, str(exc), "stale_version") from None
+        except UnknownVersion as exc:
+            raise JsonError(404, str(exc), "unknown_version") from None
         except ValidationFailed as exc:
             raise JsonError(400, str(exc), "invalid") from None
         except Busy as exc:
@@ -166,6 +212,13 @@ class AdminApi:
             raise JsonError(502, str(exc), "upstream_refused") from None
         log.info(summary.line(), extra={"fields": summary.as_dict()})
         return web.json_response(summary.as_dict())
+
+
+def _month(request: web.Request) -> str:
+    month = request.match_info["month"]
+    if not MONTH.match(month):
+        raise JsonError(400, f"month: {month!r} is not a month as YYYY-MM", "invalid")
+    return month
 
 
 def _dry_run(request: web.Request) -> bool:

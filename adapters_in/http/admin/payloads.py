@@ -29,8 +29,10 @@ class MetricGoalBody(_Strict):
 
 
 class MetricsBody(_Strict):
-    """`PUT /admin/dim-metric/{month}`."""
+    """`PUT /admin/dim-metric/{month}`: the file `pulse metrics apply` takes, its `month` optional
+    (the path names it)."""
 
+    month: str | None = Field(None, pattern=MONTH)
     version: int = Field(ge=1)
     metrics: list[MetricGoalBody] = Field(min_length=1)
 
@@ -51,9 +53,15 @@ class MetricsBody(_Strict):
 
 
 class MetricsFile(MetricsBody):
-    """`pulse metrics apply FILE`: the body plus the month the path would carry."""
+    """`pulse metrics apply FILE`: the body with the month the path would carry."""
 
     month: str = Field(pattern=MONTH)
+
+
+class RollbackBody(_Strict):
+    """`POST /admin/dim-metric/{month}/rollback`, `POST /admin/dim-shift/rollback`."""
+
+    to: int = Field(ge=1, description="the version to apply again")
 
 
 def _every_day() -> list[int | str]:

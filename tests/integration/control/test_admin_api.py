@@ -219,8 +219,12 @@ async def test_validation_errors_name_the_field(make_admin: Any) -> None:
 async def test_a_stale_version_is_a_conflict(make_admin: Any) -> None:
     admin = await make_admin()
     await admin.call("PUT", "/admin/dim-metric/2026-11", METRICS)
+    other = {
+        "version": 1,
+        "metrics": [{"metricId": "CALLS", "defaultGoal": 1, "yellowFloorPct": 0.8}],
+    }
 
-    status, answer = await admin.call("PUT", "/admin/dim-metric/2026-11", METRICS)
+    status, answer = await admin.call("PUT", "/admin/dim-metric/2026-11", other)
 
     assert status == 409 and answer["error"]["code"] == "stale_version"
     assert "version: 1 is not newer than the applied version 1" in answer["error"]["message"]
@@ -243,3 +247,130 @@ async def test_a_timestamp_of_thousands_of_digits_is_a_401_and_audited(make_admi
     assert answer["error"]["request_id"]
     assert [r.outcome for r in admin.world.audit.records] == ["rejected: bad_timestamp"]
     assert admin.world.wrote_nothing()
+
+
+# --- the file pulse applies, versions and rollback -------------------------------------------
+
+
+async def test_the_file_pulse_metrics_apply_takes_is_accepted_and_sent_again_is_unchanged(
+    make_admin: Any,
+) -> None:
+    admin = await make_admin()
+    file = {"month": "2026-11", **METRICS}
+
+    applied = await admin.call("PUT", "/admin/dim-metric/2026-11", file)
+    again = await admin.call("PUT", "/admin/dim-metric/2026-11", file)
+
+    assert (applied[0], applied[1]["outcome"]) == (200, "applied")
+    assert (again[0], again[1]["outcome"], again[1]["version"]) == (200, "unchanged", 1)
+    assert admin.world.sink.writes == 1
+    assert [r.outcome for r in admin.world.audit.records] == ["applied", "unchanged"]
+
+
+async def test_a_body_naming_another_month_than_its_path_is_refused(make_admin: Any) -> None:
+    admin = await make_admin()
+
+    status, answer = await admin.call(
+        "PUT", "/admin/dim-metric/2026-11", {"month": "2026-12", **METRICS}
+    )
+
+    assert (status, answer["error"]["code"]) == (400, "invalid")
+    assert answer["error"]["message"] == "month: the body says 2026-12 but the path 2026-11"
+    assert answer["error"]["request_id"] and admin.world.wrote_nothing()
+
+
+def _goals(version: int, calls: float) -> dict[str, Any]:
+    return {
+        "version": version,
+        "metrics": [{"metricId": "CALLS", "defaultGoal": calls, "yellowFloorPct": 0.8}],
+    }
+
+
+async def test_metrics_versions_are_listed_and_one_rolled_back_to_as_a_new_version(
+    make_admin: Any,
+) -> None:
+    admin = await make_admin()
+    await admin.call("PUT", "/admin/dim-metric/2026-11", _goals(1, 60))
+    await admin.call("PUT", "/admin/dim-metric/2026-11", _goals(2, 5))
+
+    status, listed = await admin.call("GET", "/admin/dim-metric/2026-11/versions")
+
+    assert status == 200 and listed["document"] == "dim_metric:2026-11"
+    assert [(v["version"], v["appliedBy"], v["current"]) for v in listed["versions"]] == [
+        (1, "admin@127.0.0.1", False),
+        (2, "admin@127.0.0.1", True),
+    ]
+    audited = [r.payload_hash for r in admin.world.audit.records]
+    assert [v["payloadHash"] for v in listed["versions"]] == audited
+    assert listed["versions"][0]["counts"]["changed"] == 1
+
+    dry = await admin.call("POST", "/admin/dim-metric/2026-11/rollback?dryRun=true", {"to": 1})
+    writes = admin.world.sink.writes
+    rolled = await admin.call("POST", "/admin/dim-metric/2026-11/rollback", {"to": 1})
+
+    assert (dry[0], dry[1]["outcome"], dry[1]["version"]) == (200, "dry_run", 3)
+    assert "~ 2026-11:CALLS (DefaultGoal: 5.0 → 60.0, Version: 2 → 3)" in dry[1]["changes"]
+    assert (rolled[0], rolled[1]["action"], rolled[1]["outcome"]) == (
+        200,
+        "rollback_metrics",
+        "applied",
+    )
+    assert admin.world.sink.writes == writes + 1
+    row = admin.world.sink.tables["DimMetric"]["2026-11:CALLS"]
+    assert (row.DefaultGoal, row.Version) == (60, 3)  # type: ignore[union-attr]
+    listed = (await admin.call("GET", "/admin/dim-metric/2026-11/versions"))[1]
+    assert listed["versions"][-1]["restoredFrom"] == 1
+
+
+async def test_shift_versions_roll_back_and_an_unknown_version_is_a_404(make_admin: Any) -> None:
+    admin = await make_admin()
+    assert (await admin.call("GET", "/admin/dim-shift/versions"))[1]["versions"] == []
+    await admin.call("PUT", "/admin/dim-shift", SHIFTS)
+    later = {**SHIFTS, "version": 2, "allowUnassigned": True, "shifts": SHIFTS["shifts"][:1]}
+    await admin.call("PUT", "/admin/dim-shift", later)
+
+    unknown = await admin.call("POST", "/admin/dim-shift/rollback", {"to": 9})
+    rolled = await admin.call("POST", "/admin/dim-shift/rollback", {"to": 1})
+
+    assert (unknown[0], unknown[1]["error"]["code"]) == (404, "unknown_version")
+    assert unknown[1]["error"]["message"] == "dim_shift has no version 9: its versions are v1, v2"
+    assert unknown[1]["error"]["request_id"]
+    assert (rolled[0], rolled[1]["version"]) == (200, 3)
+    assert {"DAY", "NIGHT"} <= set(admin.world.sink.tables["DimShift"])
+    versions = (await admin.call("GET", "/admin/dim-shift/versions"))[1]["versions"]
+    assert [v["version"] for v in versions] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"to": 0}, "to: Input should be greater than or equal to 1"),
+        ({}, "to: Field required"),
+        ({"to": 1, "month": "2026-11"}, "month: Extra inputs are not permitted"),
+    ],
+)
+async def test_a_bad_rollback_body_names_the_field(
+    make_admin: Any, body: dict[str, Any], message: str
+) -> None:
+    admin = await make_admin()
+    await admin.call("PUT", "/admin/dim-metric/2026-11", _goals(1, 60))
+    writes = admin.world.sink.writes
+
+    status, answer = await admin.call("POST", "/admin/dim-metric/2026-11/rollback", body)
+
+    assert (status, answer["error"]["message"]) == (400, message)
+    assert admin.world.sink.writes == writes
+
+
+async def test_versions_and_rollback_need_a_signature(make_admin: Any) -> None:
+    admin = await make_admin()
+    await admin.call("PUT", "/admin/dim-shift", SHIFTS)
+    unsigned = {"headers": {"Content-Type": "application/json"}}
+
+    listed = await admin.call("GET", "/admin/dim-shift/versions", **unsigned)
+    rolled = await admin.call("POST", "/admin/dim-shift/rollback", {"to": 1}, **unsigned)
+
+    assert (listed[0], rolled[0]) == (401, 401)
+    assert [r.outcome for r in admin.world.audit.records[-2:]] == [
+        "rejected: missing_signature"
+    ] * 2

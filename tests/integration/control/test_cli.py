@@ -532,3 +532,142 @@ def test_admin_call_problems_are_one_line_and_non_zero(
     unsigned = pulse.run("admin", "call", "GET", "/admin/status", "--url", daemon.url)
     assert unsigned.code == 2
     assert unsigned.err.splitlines() == ["pulse: ADMIN_HMAC_SECRET is not set; cannot sign"]
+
+
+# --- history and rollback ----------------------------------------------------------------------
+
+
+def _goals(version: int, calls: float) -> dict[str, Any]:
+    return {
+        **METRICS,
+        "version": version,
+        "metrics": [{"metricId": "CALLS", "defaultGoal": calls, "yellowFloorPct": 0.7}],
+    }
+
+
+def test_the_same_goals_file_applied_again_is_unchanged_and_exits_0(pulse: Pulse) -> None:
+    goals = str(pulse.file("goals.json", METRICS))
+    rules = str(pulse.file("shifts.json", SHIFTS))
+    assert pulse.run("metrics", "apply", goals).code == 0
+    assert pulse.run("shifts", "apply", rules).code == 0
+
+    metrics = pulse.run("metrics", "apply", goals)
+    shifts = pulse.run("shifts", "apply", rules)
+
+    assert (metrics.code, metrics.err) == (0, "")
+    assert metrics.lines[0].startswith("apply_metrics: unchanged · 0 added · 0 removed")
+    assert metrics.lines[1].startswith("  v1 is the applied version (applied ")
+    assert (shifts.code, shifts.lines[0].split(" · ")[0]) == (0, "apply_shifts: unchanged")
+    assert _metric(pulse, f"{METRICS_MONTH}:CALLS") == (50.0, 0.7, 1)
+    assert [(r["action"], r["outcome"]) for r in pulse.audit()][-2:] == [
+        ("apply_metrics", "unchanged"),
+        ("apply_shifts", "unchanged"),
+    ]
+
+
+def test_a_wrong_goals_file_is_undone_by_rolling_back_to_the_version_before(pulse: Pulse) -> None:
+    assert pulse.run("metrics", "apply", str(pulse.file("v1.json", _goals(1, 50)))).code == 0
+    assert pulse.run("metrics", "apply", str(pulse.file("v2.json", _goals(2, 5)))).code == 0
+
+    listed = pulse.run("metrics", "history", METRICS_MONTH)
+
+    assert listed.code == 0, listed.err
+    assert listed.lines[0] == f"dim_metric:{METRICS_MONTH}: 2 version(s)"
+    hashes = [r["payload_hash"] for r in pulse.audit()]
+    for line, version in zip(listed.lines[1:], (1, 2), strict=True):
+        assert line.startswith(f"  v{version}  20") and " cli:" in line
+        assert line.split()[3] == hashes[version - 1][:19]
+        assert " rows · " in line and " changed" in line
+    assert listed.lines[-1].endswith("(applied)") and not listed.lines[1].endswith("(applied)")
+
+    dry = pulse.run("metrics", "rollback", METRICS_MONTH, "--to", "1", "--dry-run")
+
+    assert dry.code == 0, dry.err
+    assert dry.lines[0].startswith("rollback_metrics: dry_run") and " · v3 · " in dry.lines[0]
+    assert dry.lines[1] == "  v1 applied again as v3"
+    assert f"  ~ {METRICS_MONTH}:CALLS (DefaultGoal: 5.0 → 50.0, Version: 2 → 3)" in dry.lines
+    assert _metric(pulse, f"{METRICS_MONTH}:CALLS") == (5.0, 0.7, 2)
+
+    rolled = pulse.run("metrics", "rollback", METRICS_MONTH, "--to", "1")
+
+    assert rolled.code == 0, rolled.err
+    assert rolled.lines[0].startswith("rollback_metrics: applied") and " · v3 · " in rolled.lines[0]
+    assert _metric(pulse, f"{METRICS_MONTH}:CALLS") == (50.0, 0.7, 3)
+    listed = pulse.run("metrics", "history", METRICS_MONTH)
+    assert len(listed.lines) == 4 and "restores v1  (applied)" in listed.lines[-1]
+    assert [(r["action"], r["outcome"], r["version"]) for r in pulse.audit()][-2:] == [
+        ("rollback_metrics", "dry_run", 3),
+        ("rollback_metrics", "applied", 3),
+    ]
+
+
+def test_shift_rules_roll_back_and_an_unknown_version_is_one_clear_line(pulse: Pulse) -> None:
+    assert pulse.run("shifts", "history").lines == ["dim_shift: no version applied yet"]
+    assert pulse.run("shifts", "apply", str(pulse.file("s1.json", SHIFTS))).code == 0
+    later = {
+        "version": 2,
+        "shifts": [
+            {"name": "Day", "start": "09:00", "end": "21:00"},
+            {"name": "Night", "start": "21:00", "end": "09:00"},
+        ],
+    }
+    assert pulse.run("shifts", "apply", str(pulse.file("s2.json", later))).code == 0
+
+    unknown = pulse.run("shifts", "rollback", "--to", "7")
+    rolled = pulse.run("shifts", "rollback", "--to", "1")
+
+    assert (unknown.code, unknown.out) == (2, "")
+    assert unknown.err.splitlines() == [
+        "pulse: dim_shift has no version 7: its versions are v1, v2"
+    ]
+    assert rolled.code == 0, rolled.err
+    assert rolled.lines[0].startswith("rollback_shifts: applied") and " · v3 · " in rolled.lines[0]
+    shifts = {r["ShiftKey"]: (r["StartLocal"], r["EndLocal"]) for r in pulse.rows("DimShift")}
+    assert (shifts["DAY"], shifts["NIGHT"]) == (("08:00", "20:00"), ("20:00", "08:00"))
+    assert len(pulse.run("shifts", "history").lines) == 4
+
+
+def test_history_of_a_month_that_is_no_month_exits_2(pulse: Pulse) -> None:
+    run = pulse.run("metrics", "history", "2026-13")
+    assert (run.code, run.err.splitlines()) == (
+        2,
+        ["pulse: month: '2026-13' is not a month as YYYY-MM"],
+    )
+
+
+@pytest.mark.slow
+def test_a_running_daemon_takes_the_apply_file_lists_versions_and_rolls_back(
+    pulse: Pulse, daemon: Daemon
+) -> None:
+    month = f"/admin/dim-metric/{METRICS_MONTH}"
+    v1 = str(pulse.file("v1.json", _goals(1, 50)))  # the file `pulse metrics apply` takes
+    v2 = str(pulse.file("v2.json", _goals(2, 5)))
+    to = str(pulse.file("to.json", {"to": 1}))
+
+    def admin(method: str, path: str, data: str | None = None) -> dict[str, Any]:
+        run = pulse.run(
+            "admin", "call", method, path, *(("--data", data) if data else ()), "--url", daemon.url
+        )
+        assert run.code == 0, run.out + run.err
+        answer: dict[str, Any] = json.loads(run.out)
+        return answer
+
+    assert admin("PUT", month, v1)["outcome"] == "applied"
+    assert admin("PUT", month, v1)["outcome"] == "unchanged"
+    assert admin("PUT", month, v2)["outcome"] == "applied"
+    listed = admin("GET", f"{month}/versions")["versions"]
+    assert [(v["version"], v["appliedBy"]) for v in listed] == [
+        (1, "admin@127.0.0.1"),
+        (2, "admin@127.0.0.1"),
+    ]
+
+    rolled = admin("POST", f"{month}/rollback", to)
+
+    assert (rolled["action"], rolled["outcome"], rolled["version"]) == (
+        "rollback_metrics",
+        "applied",
+        3,
+    )
+    assert _metric(pulse, f"{METRICS_MONTH}:CALLS") == (50.0, 0.7, 3)
+    history = pulse.run("metrics", "history", METRICS_MONTH)
+    assert history.lines[-1].endswith("restores v1  (applied)")
