@@ -187,6 +187,28 @@ async def process_batch(
     return BatchOutcome(tuple(outcomes), held)
 
 
+async def preview(
+    deliveries: Sequence[Delivery], ports: IngestPorts, config: IngestConfig
+) -> list[EventOutcome]:
+    """What `process_batch` would decide before the ledger, writing nothing: each event that
+    would count is ACCEPTED ("would count"), the rest settled as the same rules and gate settle
+    them (IGNORED, GATED, DEAD_LETTERED, a repeat DUPLICATE). Nothing is claimed, pushed or acked."""
+    config = await _with_applied_shifts(config, ports.shifts)
+    candidates, _ = _parse(deliveries, ports.parsers)
+    roster = await ports.roster.snapshot()
+    crm_seen: dict[tuple[str, str], CrmObject | None] = {}
+    live: list[_Candidate] = []
+    for cand in candidates:
+        if await _admit(cand, ports.crm, crm_seen, roster, config):
+            live.append(cand)
+    unique, repeats = first_of_each(live, key=lambda c: str(c.key))
+    for cand in repeats:
+        cand.settle(Status.DUPLICATE, "repeat within batch")
+    for cand in unique:
+        cand.settle(Status.ACCEPTED, "would count")
+    return [c.outcome for c in candidates if c.outcome is not None]
+
+
 async def _with_applied_shifts(
     config: IngestConfig, shifts: ShiftRuleSource | None
 ) -> IngestConfig:
