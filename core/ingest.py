@@ -190,11 +190,13 @@ async def process_batch(
 async def preview(
     deliveries: Sequence[Delivery], ports: IngestPorts, config: IngestConfig
 ) -> list[EventOutcome]:
-    """What `process_batch` would decide before the ledger, writing nothing: each event that
-    would count is ACCEPTED ("would count"), the rest settled as the same rules and gate settle
-    them (IGNORED, GATED, DEAD_LETTERED, a repeat DUPLICATE). Nothing is claimed, pushed or acked."""
+    """What `process_batch` would decide, writing nothing: each event that would count is
+    ACCEPTED ("would count") unless the ledger has it DONE (DUPLICATE, "already counted"); the
+    rest settled as the same rules and gate settle them (IGNORED, GATED, a repeat DUPLICATE),
+    and a delivery that cannot be parsed is one DEAD_LETTERED outcome. The ledger is only read:
+    nothing is claimed, pushed, acked or dead-lettered."""
     config = await _with_applied_shifts(config, ports.shifts)
-    candidates, _ = _parse(deliveries, ports.parsers)
+    candidates, dead = _parse(deliveries, ports.parsers)
     roster = await ports.roster.snapshot()
     crm_seen: dict[tuple[str, str], CrmObject | None] = {}
     live: list[_Candidate] = []
@@ -204,9 +206,14 @@ async def preview(
     unique, repeats = first_of_each(live, key=lambda c: str(c.key))
     for cand in repeats:
         cand.settle(Status.DUPLICATE, "repeat within batch")
+    done = await ports.ledger.done_among([str(c.key) for c in unique]) if unique else frozenset()
     for cand in unique:
-        cand.settle(Status.ACCEPTED, "would count")
-    return [c.outcome for c in candidates if c.outcome is not None]
+        if cand.key in done:
+            cand.settle(Status.DUPLICATE, "already counted")
+        else:
+            cand.settle(Status.ACCEPTED, "would count")
+    outcomes = [c.outcome for c in candidates if c.outcome is not None]
+    return outcomes + [EventOutcome(None, Status.DEAD_LETTERED, reason) for reason in dead.values()]
 
 
 async def _with_applied_shifts(

@@ -178,19 +178,13 @@ class _Walk:
     async def _preview(
         self, deliveries: Sequence[Delivery], ingest: IngestPorts
     ) -> list[EventOutcome]:
-        """Would-count events the ledger has DONE are `already`; the rest are missing."""
+        """The dry run: what would count and is not DONE in the ledger is missing."""
         outcomes = await preview(deliveries, ingest, self.config)
-        counting = [str(o.key) for o in outcomes if o.status is Status.ACCEPTED]
-        done = await ingest.ledger.done_among(counting) if counting else frozenset()
-        shown: list[EventOutcome] = []
         for outcome in outcomes:
-            if outcome.status is Status.ACCEPTED and outcome.key in done:
-                outcome = replace(outcome, status=Status.DUPLICATE, reason="already counted")
-            elif outcome.status is Status.ACCEPTED:
+            if outcome.status is Status.ACCEPTED:
                 metric = outcome.metric.value if outcome.metric else "?"
                 self.missing.append(f"missing {outcome.key} ({metric})")
-            shown.append(outcome)
-        return shown
+        return outcomes
 
     def _total(self) -> int:
         return sum(self._expected.values())
