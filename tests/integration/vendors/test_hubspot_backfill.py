@@ -213,6 +213,26 @@ async def test_a_window_over_the_search_cap_is_split_until_each_part_fits(tmp_pa
 
 
 @pytest.mark.slow
+async def test_a_window_over_hubspots_10000_cap_is_split_and_counted_once(tmp_path: Path) -> None:
+    async with HubSpotEmulator(search_per_second=1000) as hubspot, httpx.AsyncClient() as http:
+        for n in range(10_050):
+            created = NOW - timedelta(seconds=8 * n + 1)  # 22 h, all in one day's window
+            hubspot.add_email(str(n + 1), SMITH_OWNER, created=iso(created))
+        pulse = Pulse(tmp_path, http, hubspot)
+        try:
+            counts = await pulse.backfill(days=1)
+            facts = pulse.facts()
+        finally:
+            await pulse.close()
+
+    assert counts["found"] == 10_050 and counts["new"] == 10_050
+    assert len(facts) == 10_050 and set(pulse.sink.keys.values()) == {1}
+    first_pages = [s for s in hubspot.searches if not s.get("after")]
+    assert len(first_pages) == 4  # the day (10,050: over), its two halves, and the tickets
+    assert max(int(s.get("after") or 0) for s in hubspot.searches) + 200 <= 10_000
+
+
+@pytest.mark.slow
 async def test_a_429_mid_paging_waits_its_retry_after_and_resumes_at_the_same_page(
     tmp_path: Path,
 ) -> None:
