@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,7 +38,7 @@ class SearchLimits:
     page_size: int = 200
     max_results: int = 10_000
     interval_sec: float = 0.25
-    _next_at: float = 0.0
+    _next_at: float = field(default=0.0, init=False, repr=False)  # monotonic
 
     async def pace(self) -> None:
         wait = self._next_at - time.monotonic()
