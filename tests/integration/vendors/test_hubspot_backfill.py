@@ -57,7 +57,13 @@ class Appends:
 class Pulse:
     """The ingest path as the daemon wires it, on SQLite files and the HubSpot emulator."""
 
-    def __init__(self, home: Path, http: httpx.AsyncClient, hubspot: HubSpotEmulator) -> None:
+    def __init__(
+        self,
+        home: Path,
+        http: httpx.AsyncClient,
+        hubspot: HubSpotEmulator,
+        limits: SearchLimits | None = None,
+    ) -> None:
         self.clock = FakeClock(NOW)
         self.warehouse = SqliteWarehouse(home / "warehouse.sqlite")
         self.ledger = SqliteLedger(home / "ledger.sqlite", self.clock)
@@ -69,7 +75,7 @@ class Pulse:
             hubspot.token,
             self.clock,
             backoff_sec=0.01,
-            search=SearchLimits(interval_sec=0.0),
+            search=limits or SearchLimits(interval_sec=0.0),
         )
         self.ingest = IngestPorts(
             parsers={"hubspot": self.source},
@@ -83,9 +89,7 @@ class Pulse:
         self.audit = FakeAudit()
         self.config = IngestConfig(zone=ZONE)
 
-    def ports(self, limits: SearchLimits | None = None) -> ReconcilePorts:
-        if limits is not None:
-            self.crm._limits = limits
+    def ports(self) -> ReconcilePorts:
         return ReconcilePorts(
             self.crm, self.ingest, self.source, self.audit, FakeLeases(), self.clock
         )
@@ -193,8 +197,9 @@ async def test_a_window_over_the_search_cap_is_split_until_each_part_fits(tmp_pa
         for n in range(50):
             created = NOW - timedelta(hours=1, minutes=n)
             hubspot.add_email(str(n + 1), SMITH_OWNER, created=iso(created))
-        pulse = Pulse(tmp_path, http, hubspot)
-        pulse.crm._limits = SearchLimits(page_size=10, max_results=20, interval_sec=0.0)
+        pulse = Pulse(
+            tmp_path, http, hubspot, SearchLimits(page_size=10, max_results=20, interval_sec=0.0)
+        )
         try:
             counts = await pulse.backfill(days=1)
         finally:
@@ -240,8 +245,7 @@ async def test_a_429_mid_paging_waits_its_retry_after_and_resumes_at_the_same_pa
         for n in range(45):
             created = NOW - timedelta(hours=2, minutes=n)
             hubspot.add_email(str(n + 1), SMITH_OWNER, created=iso(created))
-        pulse = Pulse(tmp_path, http, hubspot)
-        pulse.crm._limits = SearchLimits(page_size=5, interval_sec=0.0)
+        pulse = Pulse(tmp_path, http, hubspot, SearchLimits(page_size=5, interval_sec=0.0))
         try:
             counts = await pulse.backfill(days=1)
         finally:
@@ -260,8 +264,7 @@ async def test_searches_spaced_by_the_rate_limit_are_never_throttled(tmp_path: P
     async with HubSpotEmulator(search_per_second=5) as hubspot, httpx.AsyncClient() as http:
         for n in range(30):
             hubspot.add_email(str(n + 1), SMITH_OWNER, created=iso(NOW - timedelta(minutes=n + 1)))
-        pulse = Pulse(tmp_path, http, hubspot)
-        pulse.crm._limits = SearchLimits(page_size=5, interval_sec=0.25)
+        pulse = Pulse(tmp_path, http, hubspot, SearchLimits(page_size=5, interval_sec=0.25))
         try:
             counts = await pulse.backfill(days=1)
         finally:
