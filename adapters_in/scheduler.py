@@ -52,6 +52,7 @@ class JobRun:
     started_at: datetime
     ok: bool
     detail: str
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class JobBoard:
                 "startedAt": r.started_at.isoformat(),
                 "ok": r.ok,
                 "detail": r.detail,
+                "counts": dict(r.counts),
             }
             for name, r in self.last.items()
         }
@@ -145,7 +147,9 @@ class ControlScheduler:
             self.board.record(name, JobRun(occurrence, started, False, detail))
             return True
         log.info(summary.line(), extra={"fields": {"job": name, **summary.as_dict()}})
-        self.board.record(name, JobRun(occurrence, started, True, summary.line()))
+        self.board.record(
+            name, JobRun(occurrence, started, True, summary.line(), dict(summary.counts))
+        )
         return True
 
     def _occurrence(self, name: str, now: datetime) -> str:

@@ -21,6 +21,7 @@ from adapters_in.http.app import build_app
 from adapters_in.http.health import Health, OperatorStatus, readiness_checks
 from adapters_in.http.webhooks import StoreHealth, WebhookEdge
 from adapters_in.metrics import Metrics
+from adapters_in.reconcile import reconcile_job
 from adapters_in.scheduler import ControlScheduler, Job, JobBoard
 from adapters_in.sources.aloware import AlowareSource
 from adapters_in.sources.hubspot import HubSpotSource
@@ -44,7 +45,7 @@ from adapters_out.entra.tokens import ServicePrincipalAuth
 from adapters_out.fabric.config import EventhouseConfig, EventstreamConfig
 from adapters_out.fabric.eventhouse import EventhouseDataset, EventhouseSink
 from adapters_out.fabric.eventstream import EventstreamDataset, EventstreamSink
-from adapters_out.hubspot.crm import HubSpotCrm
+from adapters_out.hubspot.crm import HubSpotCrm, SearchLimits
 from adapters_out.powerbi.auth import ServicePrincipalAuth as PowerBIAuth
 from adapters_out.powerbi.config import PowerBIConfig
 from adapters_out.powerbi.dataset import PowerBIDatasetTool
@@ -74,6 +75,7 @@ from core import control
 from core.control import ControlConfig, ControlPorts
 from core.dimensions import DateWindow
 from core.ingest import IngestConfig, IngestPorts
+from core.reconcile import ReconcilePorts
 from core.rules import Policy
 
 T = TypeVar("T")
@@ -269,6 +271,14 @@ def control_jobs(settings: Settings, ports: ControlPorts, config: ControlConfig)
         Job("sync_agents", settings.sync_agents_cron, sync),
         Job("extend_dates", settings.extend_dates_cron, extend),
     ]
+
+
+def scheduled_jobs(*groups: list[Job]) -> list[Job]:
+    return [job for group in groups for job in group]
+
+
+def search_limits(settings: Settings) -> SearchLimits:
+    return SearchLimits(interval_sec=1 / settings.hubspot_search_per_second)
 
 
 def webhook_sources(settings: Settings) -> dict[str, Any]:
@@ -511,6 +521,7 @@ class Container(containers.DeclarativeContainer):
             overrides=owner_overrides,
             roster=roster,
             object_ttl=providers.Factory(timedelta, seconds=settings.provided.crm_ttl_sec),
+            search=providers.Singleton(search_limits, settings),
         ),
     )
 
@@ -528,16 +539,6 @@ class Container(containers.DeclarativeContainer):
     )
     control_config = providers.Singleton(control_config, settings)
     job_board = providers.Singleton(JobBoard, metrics)
-    scheduler = providers.Singleton(
-        ControlScheduler,
-        jobs=providers.Singleton(control_jobs, settings, control_ports, control_config),
-        leases=job_leases,
-        clock=clock,
-        zone=settings.provided.zone,
-        board=job_board,
-        misfire_grace=providers.Factory(timedelta, seconds=settings.provided.job_misfire_grace_sec),
-    )
-
     ingest_config = providers.Singleton(ingest_config, settings)
     ingest_ports = providers.Singleton(
         IngestPorts,
@@ -549,6 +550,38 @@ class Container(containers.DeclarativeContainer):
         roster=roster,
         crm=crm,
         shifts=providers.Singleton(control.AppliedShiftRules, versions, clock),
+    )
+    # `pulse backfill hubspot` and the nightly reconcile: the CRM lists, ingest counts
+    reconcile_ports = providers.Singleton(
+        ReconcilePorts,
+        listing=crm,
+        ingest=ingest_ports,
+        replay=sources.provided["hubspot"],
+        audit=audit_log,
+        leases=job_leases,
+        clock=clock,
+    )
+    scheduler = providers.Singleton(
+        ControlScheduler,
+        jobs=providers.Callable(
+            scheduled_jobs,
+            providers.Singleton(control_jobs, settings, control_ports, control_config),
+            providers.List(
+                providers.Singleton(
+                    reconcile_job,
+                    settings.provided.reconcile_cron,
+                    settings.provided.reconcile_days,
+                    reconcile_ports,
+                    ingest_config,
+                    metrics,
+                )
+            ),
+        ),
+        leases=job_leases,
+        clock=clock,
+        zone=settings.provided.zone,
+        board=job_board,
+        misfire_grace=providers.Factory(timedelta, seconds=settings.provided.job_misfire_grace_sec),
     )
     # /readyz pings only what the edge needs to accept (the inbox): a sink or ledger outage
     # is held behind breakers while the edge keeps storing, so readiness stays 200 through it

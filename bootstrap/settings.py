@@ -343,6 +343,12 @@ class DirectorySettings(BaseModel):
     aloware_api_token: SecretStr | None = None
     hubspot_base_url: str = "https://api.hubapi.com"
     hubspot_access_token: SecretStr | None = Field(None, description="Private-app token")
+    hubspot_search_per_second: float = Field(
+        4,
+        gt=0,
+        le=10,
+        description="CRM search requests a second (HubSpot allows four per token), for backfill",
+    )
     vendor_timeout_sec: float = Field(10, gt=0)
     roster_ttl_sec: float = Field(900, gt=0)
     crm_ttl_sec: float = Field(600, gt=0)
@@ -394,6 +400,13 @@ class ScheduleSettings(BaseModel):
 
     sync_agents_cron: str = Field("15 2 * * *", description="crontab, BUSINESS_TIMEZONE")
     extend_dates_cron: str = Field("30 2 * * *", description="crontab, BUSINESS_TIMEZONE")
+    reconcile_cron: str = Field(
+        "45 2 * * *",
+        description="crontab, BUSINESS_TIMEZONE: HubSpot reconcile, after the agent sync",
+    )
+    reconcile_days: int = Field(
+        3, ge=1, description="The nightly reconcile lists what was created in the last N days"
+    )
     job_misfire_grace_sec: int = Field(3600, ge=1)
     dim_date_back_days: int = Field(730, ge=0)
     dim_date_ahead_days: int = Field(365, ge=0)
@@ -404,8 +417,19 @@ class ScheduleSettings(BaseModel):
             for name, cron in (
                 ("SYNC_AGENTS_CRON", self.sync_agents_cron),
                 ("EXTEND_DATES_CRON", self.extend_dates_cron),
+                ("RECONCILE_CRON", self.reconcile_cron),
             )
             if len(cron.split()) not in (5, 6)
+        ]
+
+    def reconcile_problems(self, ledger_ttl_days: int, ttl_name: str) -> list[str]:
+        if self.reconcile_days < ledger_ttl_days:
+            return []
+        # A key past its TTL is gone from the ledger: a reconcile that reaches back that far
+        # would take the object for new (the read side's distinct EventKey keeps the numbers).
+        return [
+            f"RECONCILE_DAYS ({self.reconcile_days}) must be below {ttl_name}"
+            f" ({ledger_ttl_days}): the ledger forgets counted events after {ttl_name}"
         ]
 
 
@@ -504,6 +528,7 @@ class Settings(
             *self.hubspot_problems(),
             *self.admin_problems(),
             *self.schedule_problems(),
+            *self.reconcile_problems(*self.ledger_ttl()),
             *self.directory_problems(),
             *self.sink_problems(self.ledger_lease_sec),
         ]
@@ -512,6 +537,12 @@ class Settings(
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.business_timezone)
+
+    def ledger_ttl(self) -> tuple[int, str]:
+        """How long the configured ledger keeps a counted event, and the setting that says so."""
+        if self.ledger == "dynamodb":
+            return self.dynamo_ttl_days, "DYNAMO_TTL_DAYS"
+        return self.ledger_ttl_days, "LEDGER_TTL_DAYS"
 
     def shift_rules(self) -> tuple[ShiftRule, ...]:
         from core.calendar import ALL_DAY

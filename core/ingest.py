@@ -187,6 +187,35 @@ async def process_batch(
     return BatchOutcome(tuple(outcomes), held)
 
 
+async def preview(
+    deliveries: Sequence[Delivery], ports: IngestPorts, config: IngestConfig
+) -> list[EventOutcome]:
+    """What `process_batch` would decide, writing nothing: each event that would count is
+    ACCEPTED ("would count") unless the ledger has it DONE (DUPLICATE, "already counted"); the
+    rest settled as the same rules and gate settle them (IGNORED, GATED, a repeat DUPLICATE),
+    and a delivery that cannot be parsed is one DEAD_LETTERED outcome. The ledger is only read:
+    nothing is claimed, pushed, acked or dead-lettered."""
+    config = await _with_applied_shifts(config, ports.shifts)
+    candidates, dead = _parse(deliveries, ports.parsers)
+    roster = await ports.roster.snapshot()
+    crm_seen: dict[tuple[str, str], CrmObject | None] = {}
+    live: list[_Candidate] = []
+    for cand in candidates:
+        if await _admit(cand, ports.crm, crm_seen, roster, config):
+            live.append(cand)
+    unique, repeats = first_of_each(live, key=lambda c: str(c.key))
+    for cand in repeats:
+        cand.settle(Status.DUPLICATE, "repeat within batch")
+    done = await ports.ledger.done_among([str(c.key) for c in unique]) if unique else frozenset()
+    for cand in unique:
+        if cand.key in done:
+            cand.settle(Status.DUPLICATE, "already counted")
+        else:
+            cand.settle(Status.ACCEPTED, "would count")
+    outcomes = [c.outcome for c in candidates if c.outcome is not None]
+    return outcomes + [EventOutcome(None, Status.DEAD_LETTERED, reason) for reason in dead.values()]
+
+
 async def _with_applied_shifts(
     config: IngestConfig, shifts: ShiftRuleSource | None
 ) -> IngestConfig:

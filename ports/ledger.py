@@ -38,6 +38,11 @@ class Ledger(Protocol):
         """Delete our own PENDING claims (all, or `keys`) so another attempt can take them."""
         ...
 
+    async def done_among(self, keys: Sequence[str]) -> frozenset[str]:
+        """The keys among these that are DONE (counted already); reads only, so a dry run
+        can tell what is missing without claiming anything."""
+        ...
+
     async def purge_expired(self) -> int:
         """Drop DONE keys past their TTL; returns how many (stores with native TTL return 0)."""
         ...

@@ -182,6 +182,9 @@ class FakeLedger:
         for key in self._ours(claim, keys):
             del self.items[key]
 
+    async def done_among(self, keys: Sequence[str]) -> frozenset[str]:
+        return frozenset(k for k in keys if self.state(k) == "DONE")
+
     async def purge_expired(self) -> int:
         now = self.clock.now()
         expired = [

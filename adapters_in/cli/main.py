@@ -14,9 +14,11 @@ from typing import Any, Protocol
 
 from dependency_injector.wiring import Provide, inject
 
+from adapters_in.cli import backfill as cli_backfill
 from adapters_in.cli import control as cli_control
 from adapters_in.cli import dataset as cli_dataset
 from adapters_in.cli import infra as cli_infra
+from adapters_in.cli import ingest as cli_ingest
 from core.calendar import date_key
 from ports.clock import Clock
 from ports.health import Pingable
@@ -79,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     dl_replay = dead_sub.add_parser("replay", help="put dead letters back into the inbox")
     dl_replay.add_argument("request_ids", nargs="*", help="only these (default: all)")
     cli_control.add_commands(sub)
+    cli_backfill.add_commands(sub)
+    cli_ingest.add_commands(sub)
     cli_dataset.add_commands(sub)
     cli_infra.add_commands(sub)
     return parser
@@ -92,6 +96,10 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await check(args)
     if args.command in cli_control.COMMANDS:
         return await cli_control.dispatch(args)
+    if args.command in cli_backfill.COMMANDS:
+        return await cli_backfill.dispatch(args)
+    if args.command in cli_ingest.COMMANDS:
+        return await cli_ingest.dispatch(args)
     if args.command in cli_dataset.COMMANDS:
         return await cli_dataset.dispatch(args)
     if args.command in cli_infra.COMMANDS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from typing import Any, Literal
 from adapters_in.sources.base import AuthFailed, BadPayload, WebhookRequest, load_json
 from adapters_in.sources.bounds import INT64_MAX, bounded
 from core.errors import UnparseableEnvelope
-from core.model import Direction, IngestEnvelope, Kind, Source, SourceEvent
+from core.model import CrmObject, Direction, IngestEnvelope, Kind, Source, SourceEvent
 
 HubSpotAuth = Literal["v3", "none"]
 
@@ -157,6 +158,31 @@ class HubSpotSource:
         return [
             bounded(_event(index, item), f"event {index}") for index, item in enumerate(payload)
         ]
+
+    # ---- reconciliation ---------------------------------------------------------------
+
+    def envelope(self, obj: CrmObject, received_at: datetime) -> IngestEnvelope:
+        """The creation webhook HubSpot sends for `obj` (an email's generic `object.creation`
+        with type 0-49, a ticket's `ticket.creation`), `occurredAt` its creation time, so the
+        fact is the one the webhook would have made. Marked `x-pulse-replay: crm-search`."""
+        event: dict[str, Any] = {
+            "objectId": int(obj.object_id) if obj.object_id.isdigit() else obj.object_id,
+            "changeFlag": "CREATED",
+            "changeSource": "PULSE_RECONCILE",
+        }
+        if obj.object_type == "email":
+            event.update(subscriptionType="object.creation", objectTypeId=EMAIL_OBJECT_TYPE)
+        else:
+            event.update(subscriptionType="ticket.creation")
+        if obj.created_at is not None:
+            event["occurredAt"] = (obj.created_at - _EPOCH) // timedelta(milliseconds=1)
+        return IngestEnvelope(
+            request_id=f"reconcile:{obj.object_type}:{obj.object_id}",
+            source=self.name,
+            received_at=received_at,
+            body=json.dumps([event], separators=(",", ":")).encode(),
+            headers={"content-type": "application/json", "x-pulse-replay": "crm-search"},
+        )
 
 
 def _event(index: int, item: object) -> SourceEvent:

@@ -210,6 +210,15 @@ class DynamoLedger:
             if isinstance(result, BaseException):
                 raise result
 
+    async def done_among(self, keys: Sequence[str]) -> frozenset[str]:
+        wanted = list(dict.fromkeys(keys))
+        items = await asyncio.gather(*(self._read(key) for key in wanted))
+        return frozenset(
+            key
+            for key, item in zip(wanted, items, strict=True)
+            if item is not None and item.get("state", {}).get("S") == DONE
+        )
+
     async def purge_expired(self) -> int:
         return 0  # DynamoDB's TTL deletes expired items itself
 

@@ -1,11 +1,12 @@
-"""HubSpot CRM lookups (private-app token): emails and tickets, their owners, TTL caches, 429s."""
+"""HubSpot CRM (private-app token): email and ticket lookups and searches, their owners, TTL caches, 429s."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from core.errors import TransientError
 from core.model import CrmObject
 from ports.clock import Clock
 from ports.control import OwnerOverrides
-from ports.directory import Roster
+from ports.directory import CrmPage, Roster
 
 log = logging.getLogger("pulse.hubspot")
 
@@ -24,7 +25,26 @@ PROPERTIES = {
     "email": "hs_timestamp,hubspot_owner_id,hs_email_direction,hs_email_status,hs_createdate",
     "ticket": "hubspot_owner_id,createdate,hs_pipeline,hs_pipeline_stage,subject",
 }
+CREATED_PROPERTY = {"email": "hs_createdate", "ticket": "createdate"}
 MAX_WAIT_SEC = 10.0  # HubSpot's rate-limit windows are 10 s; never wait longer than one
+
+
+@dataclass(slots=True)
+class SearchLimits:
+    """The CRM search API's own limits (HubSpot's CRM search guide): at most 200 results a page,
+    10,000 for one query (paging past them fails), and a few requests a second per account,
+    lower than the other CRM endpoints'; requests are spaced `interval_sec` apart."""
+
+    page_size: int = 200
+    max_results: int = 10_000
+    interval_sec: float = 0.25
+    _next_at: float = field(default=0.0, init=False, repr=False)  # monotonic
+
+    async def pace(self) -> None:
+        wait = self._next_at - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._next_at = max(self._next_at, time.monotonic()) + self.interval_sec
 
 
 @dataclass(slots=True)
@@ -51,6 +71,7 @@ class HubSpotCrm:
         owner_ttl: timedelta = timedelta(hours=1),
         retries: int = 3,
         backoff_sec: float = 0.5,
+        search: SearchLimits | None = None,
     ) -> None:
         self._client = client
         self._base = base_url.rstrip("/")
@@ -62,6 +83,7 @@ class HubSpotCrm:
         self._retries, self._backoff = retries, backoff_sec
         self._cache: dict[tuple[str, str], _Entry] = {}
         self._paused_until = 0.0  # monotonic: HubSpot said the window's budget is spent
+        self._limits = search or SearchLimits()
 
     async def lookup(self, object_type: str, object_id: str) -> CrmObject | None:
         if object_type not in OBJECTS:
@@ -74,11 +96,86 @@ class HubSpotCrm:
         )
         if body is None:
             return None
+        return await self._crm_object(object_type, str(object_id), body)
+
+    async def created(
+        self, object_type: str, since: datetime, until: datetime
+    ) -> AsyncIterator[CrmPage]:
+        """CrmListing over the CRM search API (`hs_createdate` / `createdate` in [since, until),
+        oldest first, `after` paging). A window whose total passes the search API's result cap
+        is split in halves until each half fits; requests are spaced by the search rate limit
+        and a 429 waits its Retry-After, then asks for the same page again."""
+        if object_type not in OBJECTS:
+            raise ValueError(f"unknown object type {object_type!r}: email or ticket")
+        windows = [(_epoch_ms(since), _epoch_ms(until))]
+        expected: int | None = None
+        while windows:
+            low, high = windows.pop(0)
+            first = await self._search(object_type, low, high, None)
+            total = int(first.get("total") or 0)
+            expected = total if expected is None else expected
+            if total > self._limits.max_results and high - low > 1:
+                middle = (low + high) // 2
+                windows[0:0] = [(low, middle), (middle, high)]
+                log.info(
+                    "%s search %d…%d holds %d, over the %d cap: split",
+                    object_type,
+                    low,
+                    high,
+                    total,
+                    self._limits.max_results,
+                )
+                continue
+            async for page in self._pages(object_type, low, high, first, expected):
+                yield page
+
+    async def _pages(
+        self, object_type: str, low: int, high: int, page: dict[str, Any], expected: int
+    ) -> AsyncIterator[CrmPage]:
+        while True:
+            results = [r for r in page.get("results") or [] if isinstance(r, dict)]
+            objects = [await self._crm_object(object_type, str(r.get("id")), r) for r in results]
+            yield CrmPage(tuple(objects), expected)
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return
+            page = await self._search(object_type, low, high, str(after))
+
+    async def _search(
+        self, object_type: str, low: int, high: int, after: str | None
+    ) -> dict[str, Any]:
+        created = CREATED_PROPERTY[object_type]
+        body: dict[str, Any] = {
+            "filterGroups": [
+                {
+                    "filters": [
+                        {"propertyName": created, "operator": "GTE", "value": str(low)},
+                        {"propertyName": created, "operator": "LT", "value": str(high)},
+                    ]
+                }
+            ],
+            "properties": PROPERTIES[object_type].split(","),
+            "sorts": [{"propertyName": created, "direction": "ASCENDING"}],
+            "limit": self._limits.page_size,
+        }
+        if after is not None:
+            body["after"] = after
+        await self._limits.pace()
+        answer = await self._send(
+            "POST", f"/crm/v3/objects/{OBJECTS[object_type]}/search", json_body=body
+        )
+        if answer is None:
+            raise TransientError(f"HubSpot has no {object_type} search (404)")
+        return answer
+
+    async def _crm_object(
+        self, object_type: str, object_id: str, body: dict[str, Any]
+    ) -> CrmObject:
         props = body.get("properties") or {}
         owner_id = _text(props.get("hubspot_owner_id"))
         return CrmObject(
             object_type=object_type,
-            object_id=str(object_id),
+            object_id=object_id,
             owner_id=owner_id,
             owner_email=await self._agent_email(owner_id),
             direction=_text(props.get("hs_email_direction")),
@@ -89,7 +186,7 @@ class HubSpotCrm:
         )
 
     async def ping(self) -> None:
-        await self._get("/crm/v3/owners", {"limit": "1"})
+        await self._send("GET", "/crm/v3/owners", params={"limit": "1"})
 
     async def _agent_email(self, owner_id: str | None) -> str | None:
         """The email the gate matches against the roster: an override's agent's, else the owner's."""
@@ -119,11 +216,18 @@ class HubSpotCrm:
         if entry is not None and entry.expires > now:
             result: dict[str, Any] | None = entry.value
             return result
-        body = await self._get(path, params)
+        body = await self._send("GET", path, params=params)
         self._cache[key] = _Entry(body, now + ttl)
         return body
 
-    async def _get(self, path: str, params: dict[str, str]) -> dict[str, Any] | None:
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
         """The JSON body; None on 404; TransientError once retries are spent."""
         problem = ""
         for attempt in range(self._retries + 1):
@@ -131,8 +235,8 @@ class HubSpotCrm:
             if pause > 0:
                 await asyncio.sleep(pause)
             try:
-                response = await self._client.get(
-                    self._base + path, params=params, headers=self._headers
+                response = await self._client.request(
+                    method, self._base + path, params=params, json=json_body, headers=self._headers
                 )
             except httpx.TimeoutException:
                 problem = "timed out"
@@ -190,3 +294,7 @@ def _instant(value: Any) -> datetime | None:
     except ValueError:
         return None
     return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+
+
+def _epoch_ms(instant: datetime) -> int:
+    return int(instant.astimezone(UTC).timestamp() * 1000)

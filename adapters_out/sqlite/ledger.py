@@ -110,6 +110,15 @@ class SqliteLedger:
 
         await self.db.run(release)
 
+    async def done_among(self, keys: Sequence[str]) -> frozenset[str]:
+        wanted = list(dict.fromkeys(keys))
+
+        def read(conn: sqlite3.Connection) -> frozenset[str]:
+            states = _states(conn, wanted)
+            return frozenset(key for key, (state, _, _) in states.items() if state == DONE)
+
+        return await self.db.run(read)
+
     async def purge_expired(self) -> int:
         now = self.clock.now().timestamp()
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from core.model import CrmObject
+from ports.directory import CrmPage
 
 # File section → the object type core asks for.
 SECTIONS = {"emails": "email", "tickets": "ticket"}
@@ -25,6 +27,21 @@ class StaticCrmDirectory:
 
     async def lookup(self, object_type: str, object_id: str) -> CrmObject | None:
         return self._objects.get((object_type, str(object_id)))
+
+    async def created(
+        self, object_type: str, since: datetime, until: datetime
+    ) -> AsyncIterator[CrmPage]:
+        """CrmListing over the file: its objects of that type with `created_at` in the window,
+        oldest first, as one page (an object without `created_at` is never listed)."""
+        found = sorted(
+            (
+                obj
+                for (kind, _), obj in self._objects.items()
+                if kind == object_type and obj.created_at and since <= obj.created_at < until
+            ),
+            key=lambda obj: (obj.created_at, obj.object_id),
+        )
+        yield CrmPage(tuple(found), len(found))
 
 
 def read_crm_file(path: Path) -> dict[tuple[str, str], CrmObject]:

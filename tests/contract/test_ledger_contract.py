@@ -76,6 +76,20 @@ async def test_one_claim_sorts_new_done_and_busy_keys(ledger_under_test: LedgerU
     assert (mixed.claimed, mixed.done, mixed.busy) == (("new",), ("done",), ("busy",))
 
 
+async def test_done_among_names_only_committed_keys_and_claims_nothing(
+    ledger_under_test: LedgerUnderTest,
+) -> None:
+    ledger = ledger_under_test.ledger
+    await ledger.commit(await ledger.claim(["done"], LEASE))
+    await ledger.claim(["busy"], LEASE)
+
+    found = await ledger.done_among(["new", "done", "busy", "done"])
+    after = await ledger.claim(["new"], LEASE)
+
+    assert found == frozenset({"done"})
+    assert after.claimed == ("new",)  # the read left "new" unclaimed
+
+
 async def test_a_key_given_twice_in_one_call_is_claimed_once(
     ledger_under_test: LedgerUnderTest,
 ) -> None:

@@ -95,3 +95,25 @@ def test_a_sink_wait_longer_than_the_ledger_lease_is_refused(
 
     monkeypatch.setenv("LEDGER_LEASE_SEC", "300")
     assert load_settings(aloware_auth="none", hubspot_auth="none", sink="fabric-eventstream")
+
+
+def test_the_reconcile_reaches_back_less_far_than_the_ledger_remembers() -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(aloware_auth="none", hubspot_auth="none", reconcile_days=14)
+    assert "RECONCILE_DAYS (14) must be below LEDGER_TTL_DAYS (14)" in str(err.value)
+    with pytest.raises(SettingsError, match=r"below DYNAMO_TTL_DAYS \(7\)"):
+        load_settings(
+            aloware_auth="none",
+            hubspot_auth="none",
+            ledger="dynamodb",
+            dynamo_ttl_days=7,
+            reconcile_days=7,
+        )
+    assert load_settings(aloware_auth="none", hubspot_auth="none").reconcile_days == 3
+
+
+def test_a_bad_reconcile_schedule_is_named() -> None:
+    with pytest.raises(SettingsError, match="RECONCILE_CRON: a crontab needs 5 fields"):
+        load_settings(aloware_auth="none", hubspot_auth="none", reconcile_cron="nightly")
+    with pytest.raises(SettingsError, match="RECONCILE_DAYS"):
+        load_settings(aloware_auth="none", hubspot_auth="none", reconcile_days=0)

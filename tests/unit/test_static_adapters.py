@@ -158,3 +158,28 @@ def test_a_bad_crm_file_is_named_with_its_problem(
         StaticCrmDirectory(file)
 
     assert str(file) in str(error.value)
+
+
+async def test_the_crm_file_lists_what_was_created_in_a_window_oldest_first(
+    tmp_path: Path,
+) -> None:
+    crm = StaticCrmDirectory(
+        write(
+            tmp_path / "crm.json",
+            {
+                "emails": {
+                    "2": {"owner_email": "a@example.test", "created_at": "2025-11-05T18:00:00Z"},
+                    "1": {"owner_email": "a@example.test", "created_at": "2025-11-05T17:00:00Z"},
+                    "3": {"owner_email": "a@example.test", "created_at": "2025-11-07T09:00:00Z"},
+                    "4": {"owner_email": "a@example.test"},
+                },
+                "tickets": {"9": {"created_at": "2025-11-05T17:30:00Z"}},
+            },
+        )
+    )
+    since, until = datetime(2025, 11, 5, tzinfo=UTC), datetime(2025, 11, 6, tzinfo=UTC)
+
+    pages = [page async for page in crm.created("email", since, until)]
+
+    assert [[o.object_id for o in p.objects] for p in pages] == [["1", "2"]]
+    assert pages[0].expected == 2
