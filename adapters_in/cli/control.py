@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from dependency_injector.wiring import Provide, inject
 
+from adapters_in.cli.progress import progress_bar
 from adapters_in.http.admin import auth as admin_auth
 from adapters_in.http.admin.payloads import MetricsFile, ShiftsBody, parse
 from core import control, history
@@ -98,7 +99,7 @@ async def run_use_case(
         return await control.sync_agents(ports, config, caller, dry_run=dry_run)
     if args.command == "dates":
         return await control.extend_dates(
-            ports, config, caller, dry_run=dry_run, progress=_progress_bar
+            ports, config, caller, dry_run=dry_run, progress=progress_bar
         )
     if args.command == "metrics" and args.action == "rollback":
         return await history.rollback_metrics(
@@ -149,16 +150,6 @@ def _parse_file(model: type[Any], path: Path) -> Any:
         return parse(model, raw)
     except ValidationFailed as exc:
         raise ValidationFailed(f"{path}: {str(exc).removeprefix('body: ')}") from None
-
-
-def _progress_bar(done: int, total: int) -> None:
-    if not sys.stderr.isatty():
-        return
-    width = 30
-    filled = width * done // max(total, 1)
-    end = "\n" if done >= total else ""
-    sys.stderr.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}{end}")
-    sys.stderr.flush()
 
 
 @inject
