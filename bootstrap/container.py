@@ -251,6 +251,7 @@ def control_config(settings: Settings) -> ControlConfig:
     return ControlConfig(
         zone=settings.zone,
         goals=settings.goals.as_goals(),
+        shift_rules=settings.shift_rules(),
         window=DateWindow(settings.dim_date_back_days, settings.dim_date_ahead_days),
         ledger_lease=timedelta(seconds=settings.ledger_lease_sec),
     )

@@ -58,6 +58,8 @@ class ControlConfig:
     zone: tzinfo
     workdays: frozenset[int] = frozenset(range(5))
     goals: Mapping[MetricID, Goal] = field(default_factory=dict)
+    shift_rules: tuple[ShiftRule, ...] = (calendar.ALL_DAY,)
+    """The SHIFTS setting: the rules ingest assigns keys by until the first `apply_shifts`."""
     window: DateWindow = field(default_factory=DateWindow)
     lease_ttl: timedelta = timedelta(minutes=10)
     ledger_lease: timedelta = timedelta(seconds=240)  # LEDGER_LEASE_SEC
@@ -254,7 +256,14 @@ async def apply_shifts(
     started = ports.clock.now()
     document.validate()
     stored = await _stored_unless_stale(document, "apply_shifts", ports, caller, started)
-    before = ShiftsDocument.from_json(stored.body).rows() if stored else []
+    # Every key a fact can carry came from the applied rules (and the ones they retired) or,
+    # before the first apply, from the SHIFTS setting (whose rows ingest pushed): those stay,
+    # marked Retired.
+    applied = ShiftsDocument.from_json(stored.body) if stored else None
+    before = applied.rows() if applied else calendar.shift_rows(config.shift_rules)
+    document = document.succeeding(
+        (*applied.rules, *applied.retired) if applied else config.shift_rules
+    )
     rows = document.rows()
     change = DimensionChange(
         action="apply_shifts",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -236,8 +236,22 @@ class ShiftsDocument:
     version: int
     rules: tuple[ShiftRule, ...]
     allow_unassigned: bool = False
+    retired: tuple[ShiftRule, ...] = ()
+    """Rules of earlier versions (or of the SHIFTS setting) no rule here has the key of: facts
+    may carry their keys, so their rows stay in DimShift, marked Retired."""
 
     name = "dim_shift"
+
+    def succeeding(self, earlier: Sequence[ShiftRule]) -> ShiftsDocument:
+        """This document with every key facts could carry kept: `earlier` are the rules that
+        assigned keys before (the applied document's rules and retired ones, or the SHIFTS
+        setting's); those this document no longer names become its retired rules."""
+        live = {r.key for r in self.rules} | {calendar.UNASSIGNED_SHIFT}
+        retired: dict[str, ShiftRule] = {}
+        for rule in earlier:
+            if rule.key not in live:
+                retired.setdefault(rule.key, rule)
+        return replace(self, retired=tuple(sorted(retired.values(), key=lambda r: r.key)))
 
     def validate(self) -> None:
         problems = []
@@ -257,23 +271,20 @@ class ShiftsDocument:
             raise ValidationFailed("; ".join(problems))
 
     def rows(self) -> list[DimShift]:
-        return calendar.shift_rows(self.rules)
+        retired = [
+            replace(row, Retired=True)
+            for row in calendar.shift_rows(self.retired)
+            if row.ShiftKey != calendar.UNASSIGNED_SHIFT
+        ]
+        return calendar.shift_rows(self.rules) + retired
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "version": self.version,
                 "allowUnassigned": self.allow_unassigned,
-                "shifts": [
-                    {
-                        "key": r.key,
-                        "name": r.name,
-                        "start": r.start.strftime("%H:%M"),
-                        "end": r.end.strftime("%H:%M"),
-                        "days": sorted(r.days),
-                    }
-                    for r in self.rules
-                ],
+                "shifts": [_rule_json(r) for r in self.rules],
+                "retired": [_rule_json(r) for r in self.retired],
             },
             sort_keys=True,
         )
@@ -281,17 +292,29 @@ class ShiftsDocument:
     @classmethod
     def from_json(cls, body: str) -> ShiftsDocument:
         data = json.loads(body)
-        rules = tuple(
-            ShiftRule(
-                key=s["key"],
-                name=s["name"],
-                start=time.fromisoformat(s["start"]),
-                end=time.fromisoformat(s["end"]),
-                days=frozenset(s["days"]),
-            )
-            for s in data["shifts"]
-        )
-        return cls(int(data["version"]), rules, bool(data.get("allowUnassigned", False)))
+        rules = tuple(_rule_of(s) for s in data["shifts"])
+        retired = tuple(_rule_of(s) for s in data.get("retired", []))
+        return cls(int(data["version"]), rules, bool(data.get("allowUnassigned", False)), retired)
+
+
+def _rule_json(rule: ShiftRule) -> dict[str, Any]:
+    return {
+        "key": rule.key,
+        "name": rule.name,
+        "start": rule.start.strftime("%H:%M"),
+        "end": rule.end.strftime("%H:%M"),
+        "days": sorted(rule.days),
+    }
+
+
+def _rule_of(data: Mapping[str, Any]) -> ShiftRule:
+    return ShiftRule(
+        key=data["key"],
+        name=data["name"],
+        start=time.fromisoformat(data["start"]),
+        end=time.fromisoformat(data["end"]),
+        days=frozenset(data["days"]),
+    )
 
 
 def _key_problems(where: str, key: str, keys_before: set[str]) -> list[str]:

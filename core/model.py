@@ -189,6 +189,8 @@ class DimShift:
     StartLocal: str
     EndLocal: str
     Days: str
+    Retired: bool = False
+    """No rule assigns it any more; kept because facts may carry the key."""
 
 
 DimRow = DimAgent | DimDate | DimMetric | DimShift

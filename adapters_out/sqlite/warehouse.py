@@ -12,7 +12,7 @@ from typing import Any
 from adapters_out.sqlite.db import Database
 from core.errors import SinkPermanentError, SinkTransientError
 from core.model import DimRow, FactEvent, Row
-from core.schema import BY_NAME, TABLES, ColumnType, Table
+from core.schema import BY_NAME, REFERENCES, TABLES, ColumnType, Orphan, Table
 
 SQL_TYPES = {
     ColumnType.INT64: "INTEGER",
@@ -208,6 +208,23 @@ class SqliteWarehouse:
             params.append(agent)
         query += " ORDER BY AgentName, MetricID"
         return await self.db.run(lambda conn: _dicts(conn.execute(query, params)))
+
+    async def orphans(self) -> list[Orphan]:
+        """Keys facts carry that their dimension has no row for (`pulse check --integrity`)."""
+
+        def find(conn: sqlite3.Connection) -> list[Orphan]:
+            found = []
+            for dim in REFERENCES:
+                key, name = _quote(dim.key), _quote(dim.name)
+                query = (
+                    f"SELECT f.{key}, COUNT(*) FROM FactEvent AS f WHERE NOT EXISTS"
+                    f" (SELECT 1 FROM {name} AS d WHERE d.{key} = f.{key})"
+                    f" GROUP BY f.{key} ORDER BY f.{key}"
+                )
+                found += [Orphan(dim.name, dim.key, str(k), n) for k, n in conn.execute(query)]
+            return found
+
+        return await self.db.run(find)
 
     async def count(self, table: str) -> int:
         name = _quote(_table_named(table).name)

@@ -250,9 +250,43 @@ async def test_shift_rules_replace_dim_shift_with_an_explicit_unassigned_row() -
 
     summary = await apply_shifts(shifts(DAY, NIGHT), world.ports, config(), CALLER)
 
-    assert sorted(world.sink.tables["DimShift"]) == ["DAY", "NIGHT", "UNASSIGNED"]
+    table = world.sink.tables["DimShift"]
+    assert sorted(k for k, r in table.items() if not r.Retired) == ["DAY", "NIGHT", "UNASSIGNED"]
     assert summary.outcome == "applied" and summary.version == 1
     assert "dim:DimShift:DAY" in world.ledger.done
+
+
+async def test_the_setting_shift_facts_carry_stays_in_dim_shift_marked_retired() -> None:
+    world = World()
+
+    await apply_shifts(shifts(DAY, NIGHT), world.ports, config(), CALLER)
+
+    allday = world.sink.tables["DimShift"]["ALLDAY"]  # the SHIFTS default ingest assigned
+    assert (allday.Retired, allday.ShiftName, allday.StartLocal) == (True, "All day", "00:00")
+    assert not world.sink.tables["DimShift"]["DAY"].Retired
+
+
+async def test_every_shift_key_ever_applied_stays_retired_and_a_reapplied_key_is_live_again() -> (
+    None
+):
+    world = World()
+    allday = calendar.ALL_DAY
+    await apply_shifts(shifts(DAY, NIGHT), world.ports, config(), CALLER)
+    await apply_shifts(shifts(allday, version=2), world.ports, config(), CALLER)
+
+    table = world.sink.tables["DimShift"]
+    assert {k: r.Retired for k, r in table.items()} == {
+        "ALLDAY": False,
+        "DAY": True,
+        "NIGHT": True,
+        "UNASSIGNED": False,
+    }
+
+    summary = await apply_shifts(shifts(DAY, NIGHT, version=3), world.ports, config(), CALLER)
+
+    table = world.sink.tables["DimShift"]
+    assert {k for k, r in table.items() if r.Retired} == {"ALLDAY"}
+    assert "~ DAY (Retired: True → False)" in summary.changes
 
 
 async def test_ingest_sees_applied_shift_rules_within_the_ttl_without_a_restart() -> None:
@@ -325,7 +359,8 @@ async def test_on_dst_days_every_instant_maps_to_exactly_one_shift(day: str) -> 
 async def test_stale_shift_versions_are_rejected_and_dry_runs_write_nothing() -> None:
     world = World()
     dry = await apply_shifts(shifts(DAY, NIGHT), world.ports, config(), CALLER, dry_run=True)
-    assert world.wrote_nothing() and dry.changes == ("+ DAY", "+ NIGHT", "+ UNASSIGNED")
+    assert world.wrote_nothing()
+    assert dry.changes == ("+ DAY", "+ NIGHT", "~ ALLDAY (Retired: False → True)")
 
     await apply_shifts(shifts(DAY, NIGHT, version=3), world.ports, config(), CALLER)
     with pytest.raises(StaleVersion, match="version: 3 is not newer"):
