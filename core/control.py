@@ -159,7 +159,7 @@ async def sync_agents(
             f" {len(known.active)} agent(s)"
         )
     now = ports.clock.now()
-    document = known.merged(snapshot)
+    document = known.merged(snapshot, calendar.business_date(now, config.zone))
     rows = document.rows(now)
 
     async def refresh_gate() -> None:

@@ -65,36 +65,57 @@ async def push_once(
 
 @dataclass(frozen=True, slots=True)
 class AgentsDocument:
-    """Every agent the roster ever held (their facts keep needing a row) and who is on it now."""
+    """Every agent the roster ever held (their facts keep needing a row), who is on it now, and
+    each one's period on it: `periods[id] = (first date, last date a sync saw them)`, the first
+    date None for agents already there at the first sync (since before Pulse knew)."""
 
     agents: tuple[RosterAgent, ...]
     active: frozenset[str]
     ring_group_id: str | None = None
+    periods: Mapping[str, tuple[date | None, date | None]] = field(default_factory=dict)
 
     name = "dim_agent"
 
-    def merged(self, snapshot: RosterSnapshot) -> AgentsDocument:
-        """Today's roster on top of everyone seen before."""
+    def merged(self, snapshot: RosterSnapshot, today: date) -> AgentsDocument:
+        """Today's roster on top of everyone seen before. A sync never moves a past day: an
+        agent new today starts today; one already known (or found by the first sync, or kept
+        from before periods were) has no start; one gone keeps the last day a sync saw them."""
         every = {a.agent_id: a for a in self.agents}
+        periods = dict(self.periods)
+        for agent in snapshot.agents:
+            if agent.agent_id in periods:
+                since = periods[agent.agent_id][0]
+            else:
+                since = today if self.agents and agent.agent_id not in every else None
+            periods[agent.agent_id] = (since, today)
         every.update({a.agent_id: a for a in snapshot.agents})
         return AgentsDocument(
             tuple(sorted(every.values(), key=lambda a: a.agent_id)),
             frozenset(a.agent_id for a in snapshot.agents),
             snapshot.ring_group_id,
+            periods,
         )
 
     def rows(self, now: datetime) -> list[DimAgent]:
-        return [
-            DimAgent(
-                AgentKey=a.agent_id,
-                AgentName=a.name,
-                Email=a.email,
-                RingGroupId=self.ring_group_id,
-                Active=a.agent_id in self.active,
-                SyncedAt=now,
+        rows = []
+        for a in self.agents:
+            active = a.agent_id in self.active
+            since, last_seen = self.periods.get(a.agent_id, (None, None))
+            rows.append(
+                DimAgent(
+                    AgentKey=a.agent_id,
+                    AgentName=a.name,
+                    Email=a.email,
+                    RingGroupId=self.ring_group_id,
+                    Active=active,
+                    SyncedAt=now,
+                    ActiveFrom=since,
+                    # An agent who left before periods were kept has none: never counted in a
+                    # goal, as before (Goal counts an agent without ActiveTo only while Active).
+                    ActiveTo=None if active else last_seen,
+                )
             )
-            for a in self.agents
-        ]
+        return rows
 
     def to_json(self) -> str:
         return json.dumps(
@@ -104,6 +125,10 @@ class AgentsDocument:
                 ],
                 "active": sorted(self.active),
                 "ringGroupId": self.ring_group_id,
+                "periods": {
+                    key: [_iso(since), _iso(last_seen)]
+                    for key, (since, last_seen) in sorted(self.periods.items())
+                },
             },
             sort_keys=True,
         )
@@ -114,7 +139,19 @@ class AgentsDocument:
         agents = tuple(
             RosterAgent(str(a["id"]), str(a["name"]), a.get("email")) for a in data["agents"]
         )
-        return cls(agents, frozenset(data["active"]), data.get("ringGroupId"))
+        periods = {
+            str(key): (_day(since), _day(last_seen))
+            for key, (since, last_seen) in data.get("periods", {}).items()
+        }
+        return cls(agents, frozenset(data["active"]), data.get("ringGroupId"), periods)
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+def _day(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
 
 
 # ---- DimDate ---------------------------------------------------------------------------------

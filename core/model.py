@@ -154,6 +154,10 @@ class DimAgent:
     RingGroupId: str | None
     Active: bool
     SyncedAt: datetime
+    ActiveFrom: date | None = None
+    """The business date a roster sync first saw them; None: on the roster before Pulse knew."""
+    ActiveTo: date | None = None
+    """For an agent who left, the last business date a roster sync saw them; None while on it."""
 
 
 @dataclass(frozen=True, slots=True)

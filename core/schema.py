@@ -74,6 +74,8 @@ DIM_AGENT = Table(
         Column("Email", S, nullable=True),
         Column("RingGroupId", S, nullable=True),
         Column("Active", B),
+        Column("ActiveFrom", T, nullable=True),
+        Column("ActiveTo", T, nullable=True),
         Column("SyncedAt", T),
     ),
     DimAgent,

@@ -23,7 +23,9 @@ SQL_TYPES = {
 }
 
 # The Power BI measures of DESIGN §3 (Activities = DISTINCTCOUNT(EventKey), Goal, Attainment,
-# Status) per date, agent and metric, so `pulse report` shows what a dashboard would.
+# Status) per date, agent and metric, so `pulse report` shows what a dashboard would. An agent
+# has a goal on the workdays they were on the roster (ActiveFrom … ActiveTo; no ActiveTo: while
+# Active), so a past day's numbers stay put when someone leaves.
 DAILY_METRIC_VIEW = """
 DROP VIEW IF EXISTS fact_daily_metric;
 CREATE VIEW fact_daily_metric AS
@@ -35,14 +37,20 @@ WITH counts AS (
 grid AS (
     SELECT d.DateKey, d.Date, a.AgentKey, a.AgentName, m.MetricID,
            COALESCE(c.Count, 0) AS Count,
-           CASE WHEN d.IsWorkday THEN m.DefaultGoal ELSE 0 END AS Goal,
-           m.YellowFloorPct
+           (a.ActiveFrom IS NULL OR substr(a.ActiveFrom, 1, 10) <= d.Date)
+           AND CASE WHEN a.ActiveTo IS NULL THEN a.Active
+                    ELSE d.Date <= substr(a.ActiveTo, 1, 10) END AS OnRoster,
+           d.IsWorkday, m.DefaultGoal, m.YellowFloorPct
     FROM DimDate AS d
     JOIN DimMetric AS m ON m.Month = printf('%04d-%02d', d.Year, d.Month)
     CROSS JOIN DimAgent AS a
     LEFT JOIN counts AS c
         ON c.DateKey = d.DateKey AND c.AgentKey = a.AgentKey AND c.MetricID = m.MetricID
-    WHERE a.Active OR COALESCE(c.Count, 0) > 0
+),
+graded AS (
+    SELECT *, CASE WHEN IsWorkday AND OnRoster THEN DefaultGoal ELSE 0.0 END AS Goal
+    FROM grid
+    WHERE OnRoster OR Count > 0
 )
 SELECT DateKey, Date, AgentKey, AgentName, MetricID, Count, Goal,
        CASE WHEN Goal > 0 THEN CAST(Count AS REAL) / Goal END AS Attainment,
@@ -53,7 +61,7 @@ SELECT DateKey, Date, AgentKey, AgentName, MetricID, Count, Goal,
            ELSE 'Red'
        END AS Status,
        YellowFloorPct
-FROM grid;
+FROM graded;
 """
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,10 +21,12 @@ from core.control import (
 from core.dimensions import MetricsDocument, ShiftsDocument
 from core.errors import SinkTransientError, ValidationFailed
 from core.model import DimAgent, DimRow, Goal, MetricID, RosterAgent, RosterSnapshot, ShiftRule
+from ports.control import AppliedVersion
 from tests.fakes import CALLER, World, config
 
 JOHN = RosterAgent("2", "John Agent", "john.agent@example.test")
 JANE = RosterAgent("3", "Jane Agent", "jane.agent@example.test")
+MAX = RosterAgent("4", "Max Agent", "max.agent@example.test")
 ROSTER = RosterSnapshot(agents=(JOHN, JANE), ring_group_id="8465")
 
 
@@ -365,3 +367,31 @@ async def test_stale_shift_versions_are_rejected_and_dry_runs_write_nothing() ->
     await apply_shifts(shifts(DAY, NIGHT, version=3), world.ports, config(), CALLER)
     with pytest.raises(StaleVersion, match="version: 3 is not newer"):
         await apply_shifts(shifts(DAY, NIGHT, version=3), world.ports, config(), CALLER)
+
+
+async def test_agents_stored_before_periods_were_kept_keep_their_history_at_the_next_sync() -> None:
+    world = World(RosterSnapshot(agents=(JOHN,), ring_group_id="8465"))
+    body = '{"agents": [{"id": "2", "name": "John Agent", "email": null},'
+    body += ' {"id": "3", "name": "Jane Agent", "email": null}], "active": ["2"]}'
+    await world.versions.put(AppliedVersion("dim_agent", 4, body, world.clock.now()))
+
+    await sync_agents(world.ports, config(), CALLER)
+
+    by_key = {r.AgentKey: r for r in world.sink.rows("DimAgent")}
+    assert (by_key["2"].ActiveFrom, by_key["2"].ActiveTo, by_key["2"].Active) == (None, None, True)
+    # left before periods were kept: no period, so no goal on any day (as before)
+    assert (by_key["3"].ActiveFrom, by_key["3"].ActiveTo, by_key["3"].Active) == (None, None, False)
+
+
+async def test_the_roster_period_of_each_agent_survives_the_stored_document() -> None:
+    world = World(ROSTER)
+    await sync_agents(world.ports, config(), CALLER)
+    world.clock.advance(86_400)
+    world.roster.current = RosterSnapshot(agents=(JANE, MAX), ring_group_id="8465")
+
+    await sync_agents(world.ports, config(), CALLER)
+
+    by_key = {r.AgentKey: r for r in world.sink.rows("DimAgent")}
+    assert (by_key["2"].ActiveFrom, by_key["2"].ActiveTo) == (None, date(2026, 11, 5))
+    assert (by_key["3"].ActiveFrom, by_key["3"].ActiveTo) == (None, None)
+    assert (by_key["4"].ActiveFrom, by_key["4"].ActiveTo) == (date(2026, 11, 6), None)
