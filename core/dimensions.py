@@ -186,6 +186,8 @@ class MetricsDocument:
     month: str
     version: int
     goals: Mapping[MetricID, Goal]
+    agent_goals: Mapping[str, Mapping[MetricID, float]] = field(default_factory=dict)
+    """Per-agent overrides of the month's goal: `{AgentKey: {CALLS: 80}}`."""
 
     prefix = "dim_metric:"
 
@@ -206,6 +208,14 @@ class MetricsDocument:
                 problems.append(f"metrics.{metric.value}.defaultGoal: must be ≥ 0")
             if not 0 <= goal.yellow_floor_pct <= 1:
                 problems.append(f"metrics.{metric.value}.yellowFloorPct: must be within 0–1")
+        for agent, goals in self.agent_goals.items():
+            if not agent.strip():
+                problems.append("agents: an agent key must not be empty")
+            problems.extend(
+                f"agents.{agent}.{metric.value}: must be ≥ 0"
+                for metric, goal in goals.items()
+                if goal < 0
+            )
         if problems:
             raise ValidationFailed("; ".join(problems))
 
@@ -218,6 +228,10 @@ class MetricsDocument:
                     m.value: {"defaultGoal": g.default_goal, "yellowFloorPct": g.yellow_floor_pct}
                     for m, g in sorted(self.goals.items())
                 },
+                "agents": {
+                    agent: {m.value: g for m, g in sorted(goals.items())}
+                    for agent, goals in sorted(self.agent_goals.items())
+                },
             },
             sort_keys=True,
         )
@@ -229,7 +243,11 @@ class MetricsDocument:
             MetricID(m): Goal(MetricID(m), float(g["defaultGoal"]), float(g["yellowFloorPct"]))
             for m, g in data["metrics"].items()
         }
-        return cls(str(data["month"]), int(data["version"]), goals)
+        agent_goals = {
+            str(agent): {MetricID(m): float(g) for m, g in by_metric.items()}
+            for agent, by_metric in data.get("agents", {}).items()
+        }
+        return cls(str(data["month"]), int(data["version"]), goals, agent_goals)
 
 
 def metric_rows(
@@ -247,7 +265,26 @@ def metric_rows(
             goal = goal or defaults.get(metric)
             if goal is not None:
                 rows.append(metric_row(month, metric, goal, version))
+                if document is not None:
+                    rows.extend(_agent_rows(document, metric, goal))
     return rows
+
+
+def _agent_rows(document: MetricsDocument, metric: MetricID, goal: Goal) -> list[DimMetric]:
+    """The month's own goals of some agents for one metric, graded on the month's floor."""
+    return [
+        DimMetric(
+            MetricMonthKey=f"{document.month}:{metric.value}:{agent}",
+            MetricID=metric,
+            Month=document.month,
+            DefaultGoal=float(goals[metric]),
+            YellowFloorPct=float(goal.yellow_floor_pct),
+            Version=document.version,
+            AgentKey=agent,
+        )
+        for agent, goals in sorted(document.agent_goals.items())
+        if metric in goals
+    ]
 
 
 def metric_row(month: str, metric: MetricID, goal: Goal, version: int = 0) -> DimMetric:

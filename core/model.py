@@ -184,6 +184,8 @@ class DimMetric:
     DefaultGoal: float
     YellowFloorPct: float
     Version: int
+    AgentKey: str | None = None
+    """None: the goal of every agent; else this agent's own goal (key `2026-11:CALLS:<agent>`)."""
 
 
 @dataclass(frozen=True, slots=True)

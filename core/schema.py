@@ -109,6 +109,7 @@ DIM_METRIC = Table(
         Column("DefaultGoal", D),
         Column("YellowFloorPct", D),
         Column("Version", INT),
+        Column("AgentKey", S, nullable=True),
     ),
     DimMetric,
 )

@@ -64,17 +64,21 @@ def _metric_measure(metric: MetricID) -> Measure:
 # ledger commit never changes a number (DESIGN §2 "Exactly once").
 # Goal: per agent and workday, summed over each workday in context and the agents on the roster
 # that day (ActiveFrom … ActiveTo; no ActiveTo: while Active), so a past day keeps its goal when
-# someone leaves. FactEvent[MetricID] does not filter DimMetric (the relationship runs from the
+# someone leaves; an agent's own goal (the DimMetric row `<MetricMonthKey>:<AgentKey>`) wins
+# over the month's (AgentKey blank). FactEvent[MetricID] does not filter DimMetric (the relationship runs from the
 # fact), so a visual grouped on it narrows the metrics here.
 GOAL_DAX = """
 VAR Metrics =
-    IF (
-        ISFILTERED ( FactEvent[MetricID] ),
-        CALCULATETABLE (
-            DimMetric,
-            KEEPFILTERS ( TREATAS ( FILTERS ( FactEvent[MetricID] ), DimMetric[MetricID] ) )
+    FILTER (
+        IF (
+            ISFILTERED ( FactEvent[MetricID] ),
+            CALCULATETABLE (
+                DimMetric,
+                KEEPFILTERS ( TREATAS ( FILTERS ( FactEvent[MetricID] ), DimMetric[MetricID] ) )
+            ),
+            DimMetric
         ),
-        DimMetric
+        ISBLANK ( DimMetric[AgentKey] )
     )
 VAR Workdays = FILTER ( DimDate, DimDate[IsWorkday] )
 VAR Agents = DimAgent
@@ -82,24 +86,32 @@ RETURN
     SUMX (
         Metrics,
         VAR MonthKey = DimMetric[Month]
+        VAR MetricMonthKey = DimMetric[MetricMonthKey]
         VAR DefaultGoal = DimMetric[DefaultGoal]
         RETURN
             SUMX (
                 FILTER ( Workdays, FORMAT ( DimDate[Date], "yyyy-MM" ) = MonthKey ),
                 VAR Day = DimDate[Date]
                 RETURN
-                    DefaultGoal
-                        * COUNTROWS (
-                            FILTER (
-                                Agents,
-                                ( ISBLANK ( DimAgent[ActiveFrom] ) || DimAgent[ActiveFrom] <= Day )
-                                    && IF (
-                                        ISBLANK ( DimAgent[ActiveTo] ),
-                                        DimAgent[Active],
-                                        Day <= DimAgent[ActiveTo]
-                                    )
+                    SUMX (
+                        FILTER (
+                            Agents,
+                            ( ISBLANK ( DimAgent[ActiveFrom] ) || DimAgent[ActiveFrom] <= Day )
+                                && IF (
+                                    ISBLANK ( DimAgent[ActiveTo] ),
+                                    DimAgent[Active],
+                                    Day <= DimAgent[ActiveTo]
+                                )
+                        ),
+                        VAR OwnKey = MetricMonthKey & ":" & DimAgent[AgentKey]
+                        VAR OwnGoal =
+                            CALCULATE (
+                                MAX ( DimMetric[DefaultGoal] ),
+                                REMOVEFILTERS ( DimMetric ),
+                                DimMetric[MetricMonthKey] = OwnKey
                             )
-                        )
+                        RETURN IF ( ISBLANK ( OwnGoal ), DefaultGoal, OwnGoal )
+                    )
             )
     )
 """.strip()

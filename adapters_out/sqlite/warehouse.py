@@ -25,7 +25,8 @@ SQL_TYPES = {
 # The Power BI measures of DESIGN §3 (Activities = DISTINCTCOUNT(EventKey), Goal, Attainment,
 # Status) per date, agent and metric, so `pulse report` shows what a dashboard would. An agent
 # has a goal on the workdays they were on the roster (ActiveFrom … ActiveTo; no ActiveTo: while
-# Active), so a past day's numbers stay put when someone leaves.
+# Active), so a past day's numbers stay put when someone leaves: their own goal for the month
+# (a DimMetric row with their AgentKey) or else the month's.
 DAILY_METRIC_VIEW = """
 DROP VIEW IF EXISTS fact_daily_metric;
 CREATE VIEW fact_daily_metric AS
@@ -40,15 +41,17 @@ grid AS (
            (a.ActiveFrom IS NULL OR substr(a.ActiveFrom, 1, 10) <= d.Date)
            AND CASE WHEN a.ActiveTo IS NULL THEN a.Active
                     ELSE d.Date <= substr(a.ActiveTo, 1, 10) END AS OnRoster,
-           d.IsWorkday, m.DefaultGoal, m.YellowFloorPct
+           d.IsWorkday, COALESCE(o.DefaultGoal, m.DefaultGoal) AS AgentGoal, m.YellowFloorPct
     FROM DimDate AS d
-    JOIN DimMetric AS m ON m.Month = printf('%04d-%02d', d.Year, d.Month)
+    JOIN DimMetric AS m
+        ON m.Month = printf('%04d-%02d', d.Year, d.Month) AND COALESCE(m.AgentKey, '') = ''
     CROSS JOIN DimAgent AS a
+    LEFT JOIN DimMetric AS o ON o.MetricMonthKey = m.MetricMonthKey || ':' || a.AgentKey
     LEFT JOIN counts AS c
         ON c.DateKey = d.DateKey AND c.AgentKey = a.AgentKey AND c.MetricID = m.MetricID
 ),
 graded AS (
-    SELECT *, CASE WHEN IsWorkday AND OnRoster THEN DefaultGoal ELSE 0.0 END AS Goal
+    SELECT *, CASE WHEN IsWorkday AND OnRoster THEN AgentGoal ELSE 0.0 END AS Goal
     FROM grid
     WHERE OnRoster OR Count > 0
 )

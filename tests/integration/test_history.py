@@ -1,5 +1,5 @@
 """Yesterday's numbers stay yesterday's (issue 12 §3): the local report of a past day, through
-the real roster sync and the real warehouse view, before and after the roster changes."""
+the real roster sync, metrics apply and warehouse view, before and after a change."""
 
 from __future__ import annotations
 
@@ -13,9 +13,18 @@ import pytest
 
 from adapters_out.sqlite.warehouse import SqliteWarehouse
 from core import calendar
-from core.control import ControlPorts, extend_dates, sync_agents
+from core.control import ControlPorts, apply_metrics, extend_dates, sync_agents
+from core.dimensions import MetricsDocument
 from core.ingest import IngestConfig, dimension_rows
-from core.model import DateKey, EventKey, FactEvent, MetricID, RosterAgent, RosterSnapshot
+from core.model import (
+    DateKey,
+    EventKey,
+    FactEvent,
+    Goal,
+    MetricID,
+    RosterAgent,
+    RosterSnapshot,
+)
 from tests.fakes import CALLER, World, config
 
 JOHN = RosterAgent("2", "John Agent", "john@example.test")
@@ -132,3 +141,24 @@ async def test_an_agent_who_left_before_still_shows_the_work_of_their_last_day(
     friday = await office.report(date(2026, 11, 6))
     (calls,) = [r for r in friday if r["AgentKey"] == "3" and r["MetricID"] == "CALLS"]
     assert (calls["Count"], calls["Goal"], calls["Status"]) == (1, 10.0, "Red")
+
+
+async def test_an_agents_own_goal_changes_only_that_agents_rows(office: Office) -> None:
+    await office.sync(JOHN, JANE)
+    await office.ingest([call(1, "2"), call(2, "3"), call(3, "3")])
+    month = {MetricID.CALLS: Goal(MetricID.CALLS, 10.0, 0.8)}
+    await apply_metrics(MetricsDocument("2026-11", 1, month), office.ports, config(), CALLER)
+    before = await office.report(THURSDAY)
+
+    await apply_metrics(
+        MetricsDocument("2026-11", 2, month, {"3": {MetricID.CALLS: 2.0}}),
+        office.ports,
+        config(),
+        CALLER,
+    )
+
+    after = await office.report(THURSDAY)
+    changed = [(b, a) for b, a in zip(before, after, strict=True) if a != b]
+    assert [(a["AgentKey"], a["MetricID"]) for _, a in changed] == [("3", "CALLS")]
+    ((_, jane),) = changed
+    assert (jane["Goal"], jane["Attainment"], jane["Status"]) == (2.0, 1.0, "Green")

@@ -357,6 +357,16 @@ BAD_FILES: dict[str, tuple[str, str | None, str]] = {
         ),
         "{file}: metrics[0].defaultGoal: Input should be greater than or equal to 0",
     ),
+    "metrics: negative agent goal": (
+        "metrics",
+        json.dumps({**METRICS, "agents": {"7": {"CALLS": -5}}}),
+        "{file}: agents.7.CALLS: Input should be greater than or equal to 0",
+    ),
+    "metrics: agent goal of no metric": (
+        "metrics",
+        json.dumps({**METRICS, "agents": {"7": {"CALLZ": 5}}}),
+        "{file}: agents.7.CALLZ.[key]: Input should be",
+    ),
     "metrics: no month": (
         "metrics",
         json.dumps({k: v for k, v in METRICS.items() if k != "month"}),

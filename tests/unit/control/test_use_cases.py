@@ -395,3 +395,31 @@ async def test_the_roster_period_of_each_agent_survives_the_stored_document() ->
     assert (by_key["2"].ActiveFrom, by_key["2"].ActiveTo) == (None, date(2026, 11, 5))
     assert (by_key["3"].ActiveFrom, by_key["3"].ActiveTo) == (None, None)
     assert (by_key["4"].ActiveFrom, by_key["4"].ActiveTo) == (date(2026, 11, 6), None)
+
+
+async def test_an_agents_own_goals_become_their_rows_beside_the_months() -> None:
+    world = World()
+    document = MetricsDocument(
+        "2026-11",
+        1,
+        {MetricID.CALLS: Goal(MetricID.CALLS, 60, 0.8)},
+        {"3": {MetricID.CALLS: 80, MetricID.TEXTS: 5}},
+    )
+
+    summary = await apply_metrics(document, world.ports, config(), CALLER)
+
+    table = world.sink.tables["DimMetric"]
+    own = table["2026-11:CALLS:3"]
+    assert (own.AgentKey, own.MetricID, own.Month, own.DefaultGoal) == ("3", "CALLS", "2026-11", 80)
+    assert (own.YellowFloorPct, own.Version) == (0.8, 1)  # graded on the month's floor
+    assert table["2026-11:TEXTS:3"].DefaultGoal == 5
+    assert table["2026-11:CALLS"].AgentKey is None and table["2026-11:CALLS"].DefaultGoal == 60
+    assert "+ 2026-11:CALLS:3" in summary.changes
+    assert MetricsDocument.from_json(document.to_json()) == document
+
+
+async def test_a_negative_agent_goal_names_the_agent_and_metric() -> None:
+    month = {MetricID.CALLS: Goal(MetricID.CALLS, 1, 0.5)}
+    document = MetricsDocument("2026-11", 1, month, {"3": {MetricID.CALLS: -1}})
+    with pytest.raises(ValidationFailed, match=r"agents\.3\.CALLS: must be ≥ 0"):
+        await apply_metrics(document, World().ports, config(), CALLER)

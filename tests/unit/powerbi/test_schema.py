@@ -140,3 +140,11 @@ def test_goal_and_status_follow_a_visual_grouped_on_the_facts_metric_column() ->
 
     assert "ISFILTERED ( FactEvent[MetricID] )" in measures["Goal"]
     assert carried in measures["Goal"] and carried in measures["Status"]
+
+
+def test_an_agents_own_goal_wins_over_the_months_in_the_goal() -> None:
+    goal = " ".join({m.name: m.expression for m in MEASURES}["Goal"].split())
+
+    assert "ISBLANK ( DimMetric[AgentKey] )" in goal  # the month's rows are iterated
+    assert 'VAR OwnKey = MetricMonthKey & ":" & DimAgent[AgentKey]' in goal
+    assert "RETURN IF ( ISBLANK ( OwnGoal ), DefaultGoal, OwnGoal )" in goal
