@@ -495,7 +495,7 @@ class Container(containers.DeclarativeContainer):
             client=vendor_http,
             base_url=settings.provided.aloware_base_url,
             token=providers.Callable(_secret, settings.provided.aloware_api_token),
-            ring_group_id=settings.provided.ring_group_id,
+            ring_group_id=settings.provided.ring_group_ids,
             clock=clock,
             ttl=providers.Factory(timedelta, seconds=settings.provided.roster_ttl_sec),
         ),

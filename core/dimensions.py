@@ -106,7 +106,7 @@ class AgentsDocument:
                     AgentKey=a.agent_id,
                     AgentName=a.name,
                     Email=a.email,
-                    RingGroupId=self.ring_group_id,
+                    RingGroupId=a.ring_group_id or self.ring_group_id,
                     Active=active,
                     SyncedAt=now,
                     ActiveFrom=since,
@@ -121,7 +121,13 @@ class AgentsDocument:
         return json.dumps(
             {
                 "agents": [
-                    {"id": a.agent_id, "name": a.name, "email": a.email} for a in self.agents
+                    {
+                        "id": a.agent_id,
+                        "name": a.name,
+                        "email": a.email,
+                        "ringGroupId": a.ring_group_id,
+                    }
+                    for a in self.agents
                 ],
                 "active": sorted(self.active),
                 "ringGroupId": self.ring_group_id,
@@ -137,7 +143,8 @@ class AgentsDocument:
     def from_json(cls, body: str) -> AgentsDocument:
         data = json.loads(body)
         agents = tuple(
-            RosterAgent(str(a["id"]), str(a["name"]), a.get("email")) for a in data["agents"]
+            RosterAgent(str(a["id"]), str(a["name"]), a.get("email"), a.get("ringGroupId"))
+            for a in data["agents"]
         )
         periods = {
             str(key): (_day(since), _day(last_seen))

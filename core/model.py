@@ -105,6 +105,8 @@ class RosterAgent:
     agent_id: str
     name: str
     email: str | None = None
+    ring_group_id: str | None = None
+    """The ring group (team) the roster found them in; None: the snapshot's."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from ports.inbox import DeadLetters
 
 class ReportSource(Protocol):
     async def daily_metrics(
-        self, date_key: int, agent: str | None = None
+        self, date_key: int, agent: str | None = None, team: str | None = None
     ) -> list[dict[str, Any]]: ...
 
 
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--date", type=date.fromisoformat, help="YYYY-MM-DD (default: today, business tz)"
     )
     report.add_argument("--agent", help="only this AgentKey")
+    report.add_argument("--team", help="only this ring group (DimAgent RingGroupId)")
     report.add_argument("--format", choices=("table", "json", "csv"), default="table")
 
     check_cmd = sub.add_parser(
@@ -129,7 +130,7 @@ async def report(
         )
         return 2
     day = args.date or clock.now().astimezone(settings.zone).date()
-    rows = await warehouse.daily_metrics(date_key(day), args.agent)
+    rows = await warehouse.daily_metrics(date_key(day), args.agent, args.team)
     sys.stdout.write(render_report(rows, args.format, day))
     return 0
 

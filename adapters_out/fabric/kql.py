@@ -178,7 +178,8 @@ PulseDimDate()
     | project MonthKey = Month, MetricID, MetricMonthKey, DefaultGoal, YellowFloorPct
   ) on MonthKey
 | join kind=inner (
-    PulseDimAgent() | project AgentKey, AgentName, Active, ActiveFrom, ActiveTo, _all = 1
+    PulseDimAgent()
+    | project AgentKey, AgentName, RingGroupId, Active, ActiveFrom, ActiveTo, _all = 1
   ) on _all
 | extend OwnKey = strcat(MetricMonthKey, ":", AgentKey)
 | join kind=leftouter (
@@ -192,7 +193,8 @@ PulseDimDate()
 | extend Goal = iff(IsWorkday and OnRoster, coalesce(OwnGoal, DefaultGoal), 0.0)
 | extend Attainment = iff(Goal > 0, todouble(Count) / Goal, real(null))
 | extend Status = case(Goal <= 0, "", Attainment >= 1.0, "Green", Attainment >= YellowFloorPct, "Yellow", "Red")
-| project DateKey, Date, AgentKey, AgentName, MetricID, Count, Goal, Attainment, Status, YellowFloorPct""",
+| project DateKey, Date, AgentKey, AgentName, RingGroupId, MetricID, Count, Goal, Attainment, Status,
+    YellowFloorPct""",
     "FactDailyMetric: count, goal, attainment and status per business date, agent and metric",
     "[Goal], [Attainment %], [Status] (FactDailyMetric)",
 )

@@ -36,7 +36,7 @@ WITH counts AS (
     GROUP BY DateKey, AgentKey, MetricID
 ),
 grid AS (
-    SELECT d.DateKey, d.Date, a.AgentKey, a.AgentName, m.MetricID,
+    SELECT d.DateKey, d.Date, a.AgentKey, a.AgentName, a.RingGroupId, m.MetricID,
            COALESCE(c.Count, 0) AS Count,
            (a.ActiveFrom IS NULL OR substr(a.ActiveFrom, 1, 10) <= d.Date)
            AND CASE WHEN a.ActiveTo IS NULL THEN a.Active
@@ -55,7 +55,7 @@ graded AS (
     FROM grid
     WHERE OnRoster OR Count > 0
 )
-SELECT DateKey, Date, AgentKey, AgentName, MetricID, Count, Goal,
+SELECT DateKey, Date, AgentKey, AgentName, RingGroupId, MetricID, Count, Goal,
        CASE WHEN Goal > 0 THEN CAST(Count AS REAL) / Goal END AS Attainment,
        CASE
            WHEN Goal <= 0 THEN NULL
@@ -210,13 +210,19 @@ class SqliteWarehouse:
 
     # --- readers ------------------------------------------------------------------------------
 
-    async def daily_metrics(self, date_key: int, agent: str | None = None) -> list[dict[str, Any]]:
-        """The `fact_daily_metric` rows of one business date, by AgentName then MetricID."""
+    async def daily_metrics(
+        self, date_key: int, agent: str | None = None, team: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The `fact_daily_metric` rows of one business date, by AgentName then MetricID; of
+        one agent, or of one ring group (`team`), when given."""
         query = "SELECT * FROM fact_daily_metric WHERE DateKey = ?"
         params: list[Any] = [date_key]
         if agent is not None:
             query += " AND AgentKey = ?"
             params.append(agent)
+        if team is not None:
+            query += " AND RingGroupId = ?"
+            params.append(team)
         query += " ORDER BY AgentName, MetricID"
         return await self.db.run(lambda conn: _dicts(conn.execute(query, params)))
 

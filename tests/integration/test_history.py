@@ -162,3 +162,19 @@ async def test_an_agents_own_goal_changes_only_that_agents_rows(office: Office) 
     assert [(a["AgentKey"], a["MetricID"]) for _, a in changed] == [("3", "CALLS")]
     ((_, jane),) = changed
     assert (jane["Goal"], jane["Attainment"], jane["Status"]) == (2.0, 1.0, "Green")
+
+
+async def test_each_agent_keeps_their_ring_group_so_the_report_slices_by_team(
+    office: Office,
+) -> None:
+    olga = RosterAgent("9", "Olga Ruiz", "olga@example.test", ring_group_id="8470")
+    john = replace(JOHN, ring_group_id="8465")
+    await office.sync(john, olga)
+    await office.ingest([call(1, "9")])
+
+    agents = {r["AgentKey"]: r["RingGroupId"] for r in await office.warehouse.rows("DimAgent")}
+    team = await office.warehouse.daily_metrics(calendar.date_key(THURSDAY), team="8470")
+
+    assert agents == {"2": "8465", "9": "8470"}
+    assert {(r["AgentName"], r["RingGroupId"]) for r in team} == {("Olga Ruiz", "8470")}
+    assert goals(team) == {"Olga Ruiz": 10.0}  # the team's goal: its agents only

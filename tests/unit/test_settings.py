@@ -95,3 +95,18 @@ def test_a_sink_wait_longer_than_the_ledger_lease_is_refused(
 
     monkeypatch.setenv("LEDGER_LEASE_SEC", "300")
     assert load_settings(aloware_auth="none", hubspot_auth="none", sink="fabric-eventstream")
+
+
+def test_ring_group_id_takes_several_ring_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RING_GROUP_ID", "8465, 8470,")
+    settings = load_settings(aloware_auth="none", hubspot_auth="none")
+    assert settings.ring_group_ids == ("8465", "8470")
+
+    with pytest.raises(SettingsError, match="ROSTER=aloware needs RING_GROUP_ID"):
+        load_settings(
+            aloware_auth="none",
+            hubspot_auth="none",
+            roster="aloware",
+            aloware_api_token="t0ken-" + secrets.token_hex(8),
+            ring_group_id=" , ",
+        )
