@@ -316,6 +316,27 @@ def test_shifts_apply_dry_run_then_apply(pulse: Pulse) -> None:
     ]
 
 
+def test_report_team_shows_only_that_ring_groups_agents(
+    pulse: Pulse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RING_GROUP_ID", "8465")
+    assert pulse.run("sync", "agents").code == 0  # 7 and 8, in ring group 8465
+    assert pulse.run("dates", "extend").code == 0
+    assert pulse.run("metrics", "apply", str(pulse.file("metrics.json", METRICS))).code == 0
+    today = datetime.now(UTC).date().isoformat()
+    conn = sqlite3.connect(pulse.data_dir / "warehouse.sqlite")
+    with conn:
+        conn.execute("UPDATE DimAgent SET RingGroupId = '8470' WHERE AgentKey = '8'")
+    conn.close()
+
+    team = pulse.run("report", "--date", today, "--team", "8470", "--format", "json")
+    everyone = pulse.run("report", "--date", today, "--format", "json")
+
+    assert team.code == 0, team.err
+    assert {r["AgentKey"] for r in json.loads(team.out)["rows"]} == {"8"}
+    assert {r["AgentKey"] for r in json.loads(everyone.out)["rows"]} == {"7", "8"}
+
+
 def test_check_integrity_lists_facts_whose_row_is_missing_and_exits_non_zero(
     pulse: Pulse,
 ) -> None:
