@@ -65,20 +65,16 @@ def _metric_measure(metric: MetricID) -> Measure:
 # Goal: per agent and workday, summed over each workday in context and the agents on the roster
 # that day (ActiveFrom … ActiveTo; no ActiveTo: while Active), so a past day keeps its goal when
 # someone leaves; an agent's own goal (the DimMetric row `<MetricMonthKey>:<AgentKey>`) wins
-# over the month's (AgentKey blank). FactEvent[MetricID] does not filter DimMetric (the relationship runs from the
-# fact), so a visual grouped on it narrows the metrics here.
+# over the month's (AgentKey blank). FactEvent[MetricID] does not filter DimMetric (the
+# relationship runs from the fact), so a visual grouped on it narrows the metrics here.
 GOAL_DAX = """
+VAR ByFactMetric = ISFILTERED ( FactEvent[MetricID] )
+VAR FactMetrics = FILTERS ( FactEvent[MetricID] )
 VAR Metrics =
     FILTER (
-        IF (
-            ISFILTERED ( FactEvent[MetricID] ),
-            CALCULATETABLE (
-                DimMetric,
-                KEEPFILTERS ( TREATAS ( FILTERS ( FactEvent[MetricID] ), DimMetric[MetricID] ) )
-            ),
-            DimMetric
-        ),
+        DimMetric,
         ISBLANK ( DimMetric[AgentKey] )
+            && ( NOT ByFactMetric || DimMetric[MetricID] IN FactMetrics )
     )
 VAR Workdays = FILTER ( DimDate, DimDate[IsWorkday] )
 VAR Agents = DimAgent
@@ -118,14 +114,12 @@ RETURN
 
 STATUS_DAX = """
 VAR Attainment = [Attainment %]
+VAR ByFactMetric = ISFILTERED ( FactEvent[MetricID] )
+VAR FactMetrics = FILTERS ( FactEvent[MetricID] )
 VAR YellowFloor =
-    IF (
-        ISFILTERED ( FactEvent[MetricID] ),
-        CALCULATE (
-            MAX ( DimMetric[YellowFloorPct] ),
-            KEEPFILTERS ( TREATAS ( FILTERS ( FactEvent[MetricID] ), DimMetric[MetricID] ) )
-        ),
-        MAX ( DimMetric[YellowFloorPct] )
+    MAXX (
+        FILTER ( DimMetric, NOT ByFactMetric || DimMetric[MetricID] IN FactMetrics ),
+        DimMetric[YellowFloorPct]
     )
 RETURN
     SWITCH (
