@@ -253,6 +253,7 @@ def control_config(settings: Settings) -> ControlConfig:
     return ControlConfig(
         zone=settings.zone,
         goals=settings.goals.as_goals(),
+        shift_rules=settings.shift_rules(),
         window=DateWindow(settings.dim_date_back_days, settings.dim_date_ahead_days),
         ledger_lease=timedelta(seconds=settings.ledger_lease_sec),
     )
@@ -504,7 +505,7 @@ class Container(containers.DeclarativeContainer):
             client=vendor_http,
             base_url=settings.provided.aloware_base_url,
             token=providers.Callable(_secret, settings.provided.aloware_api_token),
-            ring_group_id=settings.provided.ring_group_id,
+            ring_group_id=settings.provided.ring_group_ids,
             clock=clock,
             ttl=providers.Factory(timedelta, seconds=settings.provided.roster_ttl_sec),
         ),

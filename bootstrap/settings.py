@@ -336,7 +336,9 @@ class DirectorySettings(BaseModel):
         default_factory=list, description="Agent ids; empty and no file = count everyone (warned)"
     )
     roster_file: Path | None = None
-    ring_group_id: str | None = None
+    ring_group_id: str | None = Field(
+        None, description="Aloware ring group id, or several comma-separated (8465,8470)"
+    )
     crm_file: Path | None = None
     # vendor APIs
     aloware_base_url: str = "https://app.aloware.com"
@@ -353,12 +355,17 @@ class DirectorySettings(BaseModel):
     roster_ttl_sec: float = Field(900, gt=0)
     crm_ttl_sec: float = Field(600, gt=0)
 
+    @property
+    def ring_group_ids(self) -> tuple[str, ...]:
+        """RING_GROUP_ID as a list: a call center has several ring groups (teams)."""
+        return tuple(g.strip() for g in (self.ring_group_id or "").split(",") if g.strip())
+
     def directory_problems(self) -> list[str]:
         found = []
         if self.roster == "aloware":
             if self.aloware_api_token is None:
                 found.append("ROSTER=aloware needs ALOWARE_API_TOKEN")
-            if not self.ring_group_id:
+            if not self.ring_group_ids:
                 found.append("ROSTER=aloware needs RING_GROUP_ID")
         if self.crm == "hubspot" and self.hubspot_access_token is None:
             found.append("CRM=hubspot needs HUBSPOT_ACCESS_TOKEN (a private-app token)")

@@ -62,6 +62,8 @@ class ControlConfig:
     zone: tzinfo
     workdays: frozenset[int] = frozenset(range(5))
     goals: Mapping[MetricID, Goal] = field(default_factory=dict)
+    shift_rules: tuple[ShiftRule, ...] = (calendar.ALL_DAY,)
+    """The SHIFTS setting: the rules ingest assigns keys by until the first `apply_shifts`."""
     window: DateWindow = field(default_factory=DateWindow)
     lease_ttl: timedelta = timedelta(minutes=10)
     ledger_lease: timedelta = timedelta(seconds=240)  # LEDGER_LEASE_SEC
@@ -163,7 +165,7 @@ async def sync_agents(
             f" {len(known.active)} agent(s)"
         )
     now = ports.clock.now()
-    document = known.merged(snapshot)
+    document = known.merged(snapshot, calendar.business_date(now, config.zone))
     rows = document.rows(now)
 
     async def refresh_gate() -> None:
@@ -228,7 +230,8 @@ async def apply_metrics(
     started = ports.clock.now()
     action = "apply_metrics" if restores is None else "rollback_metrics"
     document.validate()
-    stored = await _stored_unless_stale(document, action, ports, caller, started)
+    stored = await ports.versions.get(document.name)
+    await _refuse_stale(document, stored, action, ports, caller, started)
     if stored is not None and stored.body == document.to_json():
         return await report_unchanged(action, stored, ports, caller, started, dry_run=dry_run)
     others = [
@@ -269,10 +272,19 @@ async def apply_shifts(
     started = ports.clock.now()
     action = "apply_shifts" if restores is None else "rollback_shifts"
     document.validate()
-    stored = await _stored_unless_stale(document, action, ports, caller, started)
+    # Every key a fact can carry came from the applied rules (and the ones they retired) or,
+    # before the first apply, from the SHIFTS setting (whose rows ingest pushed): those stay,
+    # marked Retired. The document is completed before the version check, so the applied
+    # file sent again compares equal to what was stored.
+    stored = await ports.versions.get(document.name)
+    applied = ShiftsDocument.from_json(stored.body) if stored else None
+    before = applied.rows() if applied else calendar.shift_rows(config.shift_rules)
+    document = document.succeeding(
+        (*applied.rules, *applied.retired) if applied else config.shift_rules
+    )
+    await _refuse_stale(document, stored, action, ports, caller, started)
     if stored is not None and stored.body == document.to_json():
         return await report_unchanged(action, stored, ports, caller, started, dry_run=dry_run)
-    before = ShiftsDocument.from_json(stored.body).rows() if stored else []
     rows = document.rows()
     change = DimensionChange(
         action=action,
@@ -339,19 +351,19 @@ async def apply_change(
 # ---- shared steps ----------------------------------------------------------------------------
 
 
-async def _stored_unless_stale(
+async def _refuse_stale(
     document: MetricsDocument | ShiftsDocument,
+    stored: AppliedVersion | None,
     action: str,
     ports: ControlPorts,
     caller: Caller,
     started: datetime,
-) -> AppliedVersion | None:
-    """The applied version of the document, if any, when the payload's version is newer or the
-    payload is the applied version itself (sent again); else audit the refusal and raise
-    `StaleVersion`."""
-    stored = await ports.versions.get(document.name)
+) -> None:
+    """Nothing when the payload's version is newer than the applied one `stored` (or there is
+    none), or the payload is the applied version itself (sent again); else audit the refusal and
+    raise `StaleVersion`."""
     if stored is None or document.version > stored.version or stored.body == document.to_json():
-        return stored
+        return
     message = (
         f"version: {document.version} is not newer than the applied version {stored.version} of"
         f" {stored.document} (applied {stored.applied_at.isoformat()}); send version"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -65,45 +65,76 @@ async def push_once(
 
 @dataclass(frozen=True, slots=True)
 class AgentsDocument:
-    """Every agent the roster ever held (their facts keep needing a row) and who is on it now."""
+    """Every agent the roster ever held (their facts keep needing a row), who is on it now, and
+    each one's period on it: `periods[id] = (first date, last date a sync saw them)`, the first
+    date None for agents already there at the first sync (since before Pulse knew)."""
 
     agents: tuple[RosterAgent, ...]
     active: frozenset[str]
     ring_group_id: str | None = None
+    periods: Mapping[str, tuple[date | None, date | None]] = field(default_factory=dict)
 
     name = "dim_agent"
 
-    def merged(self, snapshot: RosterSnapshot) -> AgentsDocument:
-        """Today's roster on top of everyone seen before."""
+    def merged(self, snapshot: RosterSnapshot, today: date) -> AgentsDocument:
+        """Today's roster on top of everyone seen before. A sync never moves a past day: an
+        agent new today starts today; one already known (or found by the first sync, or kept
+        from before periods were) has no start; one gone keeps the last day a sync saw them."""
         every = {a.agent_id: a for a in self.agents}
+        periods = dict(self.periods)
+        for agent in snapshot.agents:
+            if agent.agent_id in periods:
+                since = periods[agent.agent_id][0]
+            else:
+                since = today if self.agents and agent.agent_id not in every else None
+            periods[agent.agent_id] = (since, today)
         every.update({a.agent_id: a for a in snapshot.agents})
         return AgentsDocument(
             tuple(sorted(every.values(), key=lambda a: a.agent_id)),
             frozenset(a.agent_id for a in snapshot.agents),
             snapshot.ring_group_id,
+            periods,
         )
 
     def rows(self, now: datetime) -> list[DimAgent]:
-        return [
-            DimAgent(
-                AgentKey=a.agent_id,
-                AgentName=a.name,
-                Email=a.email,
-                RingGroupId=self.ring_group_id,
-                Active=a.agent_id in self.active,
-                SyncedAt=now,
+        rows = []
+        for a in self.agents:
+            active = a.agent_id in self.active
+            since, last_seen = self.periods.get(a.agent_id, (None, None))
+            rows.append(
+                DimAgent(
+                    AgentKey=a.agent_id,
+                    AgentName=a.name,
+                    Email=a.email,
+                    RingGroupId=a.ring_group_id or self.ring_group_id,
+                    Active=active,
+                    SyncedAt=now,
+                    ActiveFrom=since,
+                    # An agent who left before periods were kept has none: never counted in a
+                    # goal, as before (Goal counts an agent without ActiveTo only while Active).
+                    ActiveTo=None if active else last_seen,
+                )
             )
-            for a in self.agents
-        ]
+        return rows
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "agents": [
-                    {"id": a.agent_id, "name": a.name, "email": a.email} for a in self.agents
+                    {
+                        "id": a.agent_id,
+                        "name": a.name,
+                        "email": a.email,
+                        "ringGroupId": a.ring_group_id,
+                    }
+                    for a in self.agents
                 ],
                 "active": sorted(self.active),
                 "ringGroupId": self.ring_group_id,
+                "periods": {
+                    key: [_iso(since), _iso(last_seen)]
+                    for key, (since, last_seen) in sorted(self.periods.items())
+                },
             },
             sort_keys=True,
         )
@@ -112,9 +143,22 @@ class AgentsDocument:
     def from_json(cls, body: str) -> AgentsDocument:
         data = json.loads(body)
         agents = tuple(
-            RosterAgent(str(a["id"]), str(a["name"]), a.get("email")) for a in data["agents"]
+            RosterAgent(str(a["id"]), str(a["name"]), a.get("email"), a.get("ringGroupId"))
+            for a in data["agents"]
         )
-        return cls(agents, frozenset(data["active"]), data.get("ringGroupId"))
+        periods = {
+            str(key): (_day(since), _day(last_seen))
+            for key, (since, last_seen) in data.get("periods", {}).items()
+        }
+        return cls(agents, frozenset(data["active"]), data.get("ringGroupId"), periods)
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+def _day(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
 
 
 # ---- DimDate ---------------------------------------------------------------------------------
@@ -149,6 +193,8 @@ class MetricsDocument:
     month: str
     version: int
     goals: Mapping[MetricID, Goal]
+    agent_goals: Mapping[str, Mapping[MetricID, float]] = field(default_factory=dict)
+    """Per-agent overrides of the month's goal: `{AgentKey: {CALLS: 80}}`."""
 
     prefix = "dim_metric:"
 
@@ -169,6 +215,14 @@ class MetricsDocument:
                 problems.append(f"metrics.{metric.value}.defaultGoal: must be ≥ 0")
             if not 0 <= goal.yellow_floor_pct <= 1:
                 problems.append(f"metrics.{metric.value}.yellowFloorPct: must be within 0–1")
+        for agent, goals in self.agent_goals.items():
+            if not agent.strip():
+                problems.append("agents: an agent key must not be empty")
+            problems.extend(
+                f"agents.{agent}.{metric.value}: must be ≥ 0"
+                for metric, goal in goals.items()
+                if goal < 0
+            )
         if problems:
             raise ValidationFailed("; ".join(problems))
 
@@ -181,6 +235,10 @@ class MetricsDocument:
                     m.value: {"defaultGoal": g.default_goal, "yellowFloorPct": g.yellow_floor_pct}
                     for m, g in sorted(self.goals.items())
                 },
+                "agents": {
+                    agent: {m.value: g for m, g in sorted(goals.items())}
+                    for agent, goals in sorted(self.agent_goals.items())
+                },
             },
             sort_keys=True,
         )
@@ -192,7 +250,11 @@ class MetricsDocument:
             MetricID(m): Goal(MetricID(m), float(g["defaultGoal"]), float(g["yellowFloorPct"]))
             for m, g in data["metrics"].items()
         }
-        return cls(str(data["month"]), int(data["version"]), goals)
+        agent_goals = {
+            str(agent): {MetricID(m): float(g) for m, g in by_metric.items()}
+            for agent, by_metric in data.get("agents", {}).items()
+        }
+        return cls(str(data["month"]), int(data["version"]), goals, agent_goals)
 
 
 def metric_rows(
@@ -210,7 +272,26 @@ def metric_rows(
             goal = goal or defaults.get(metric)
             if goal is not None:
                 rows.append(metric_row(month, metric, goal, version))
+                if document is not None:
+                    rows.extend(_agent_rows(document, metric, goal))
     return rows
+
+
+def _agent_rows(document: MetricsDocument, metric: MetricID, goal: Goal) -> list[DimMetric]:
+    """The month's own goals of some agents for one metric, graded on the month's floor."""
+    return [
+        DimMetric(
+            MetricMonthKey=f"{document.month}:{metric.value}:{agent}",
+            MetricID=metric,
+            Month=document.month,
+            DefaultGoal=float(goals[metric]),
+            YellowFloorPct=float(goal.yellow_floor_pct),
+            Version=document.version,
+            AgentKey=agent,
+        )
+        for agent, goals in sorted(document.agent_goals.items())
+        if metric in goals
+    ]
 
 
 def metric_row(month: str, metric: MetricID, goal: Goal, version: int = 0) -> DimMetric:
@@ -236,8 +317,22 @@ class ShiftsDocument:
     version: int
     rules: tuple[ShiftRule, ...]
     allow_unassigned: bool = False
+    retired: tuple[ShiftRule, ...] = ()
+    """Rules of earlier versions (or of the SHIFTS setting) no rule here has the key of: facts
+    may carry their keys, so their rows stay in DimShift, marked Retired."""
 
     name = "dim_shift"
+
+    def succeeding(self, earlier: Sequence[ShiftRule]) -> ShiftsDocument:
+        """This document with every key facts could carry kept: `earlier` are the rules that
+        assigned keys before (the applied document's rules and retired ones, or the SHIFTS
+        setting's); those this document no longer names become its retired rules."""
+        live = {r.key for r in self.rules} | {calendar.UNASSIGNED_SHIFT}
+        retired: dict[str, ShiftRule] = {}
+        for rule in earlier:
+            if rule.key not in live:
+                retired.setdefault(rule.key, rule)
+        return replace(self, retired=tuple(sorted(retired.values(), key=lambda r: r.key)))
 
     def validate(self) -> None:
         problems = []
@@ -257,23 +352,20 @@ class ShiftsDocument:
             raise ValidationFailed("; ".join(problems))
 
     def rows(self) -> list[DimShift]:
-        return calendar.shift_rows(self.rules)
+        retired = [
+            replace(row, Retired=True)
+            for row in calendar.shift_rows(self.retired)
+            if row.ShiftKey != calendar.UNASSIGNED_SHIFT
+        ]
+        return calendar.shift_rows(self.rules) + retired
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "version": self.version,
                 "allowUnassigned": self.allow_unassigned,
-                "shifts": [
-                    {
-                        "key": r.key,
-                        "name": r.name,
-                        "start": r.start.strftime("%H:%M"),
-                        "end": r.end.strftime("%H:%M"),
-                        "days": sorted(r.days),
-                    }
-                    for r in self.rules
-                ],
+                "shifts": [_rule_json(r) for r in self.rules],
+                "retired": [_rule_json(r) for r in self.retired],
             },
             sort_keys=True,
         )
@@ -281,17 +373,29 @@ class ShiftsDocument:
     @classmethod
     def from_json(cls, body: str) -> ShiftsDocument:
         data = json.loads(body)
-        rules = tuple(
-            ShiftRule(
-                key=s["key"],
-                name=s["name"],
-                start=time.fromisoformat(s["start"]),
-                end=time.fromisoformat(s["end"]),
-                days=frozenset(s["days"]),
-            )
-            for s in data["shifts"]
-        )
-        return cls(int(data["version"]), rules, bool(data.get("allowUnassigned", False)))
+        rules = tuple(_rule_of(s) for s in data["shifts"])
+        retired = tuple(_rule_of(s) for s in data.get("retired", []))
+        return cls(int(data["version"]), rules, bool(data.get("allowUnassigned", False)), retired)
+
+
+def _rule_json(rule: ShiftRule) -> dict[str, Any]:
+    return {
+        "key": rule.key,
+        "name": rule.name,
+        "start": rule.start.strftime("%H:%M"),
+        "end": rule.end.strftime("%H:%M"),
+        "days": sorted(rule.days),
+    }
+
+
+def _rule_of(data: Mapping[str, Any]) -> ShiftRule:
+    return ShiftRule(
+        key=data["key"],
+        name=data["name"],
+        start=time.fromisoformat(data["start"]),
+        end=time.fromisoformat(data["end"]),
+        days=frozenset(data["days"]),
+    )
 
 
 def _key_problems(where: str, key: str, keys_before: set[str]) -> list[str]:

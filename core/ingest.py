@@ -363,7 +363,7 @@ def dimension_rows(
                 AgentKey=fact.AgentKey,
                 AgentName=agent.name if agent else fact.AgentKey,
                 Email=agent.email if agent else None,
-                RingGroupId=roster.ring_group_id,
+                RingGroupId=(agent.ring_group_id if agent else None) or roster.ring_group_id,
                 Active=True,
                 SyncedAt=now,
             )

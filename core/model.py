@@ -105,6 +105,8 @@ class RosterAgent:
     agent_id: str
     name: str
     email: str | None = None
+    ring_group_id: str | None = None
+    """The ring group (team) the roster found them in; None: the snapshot's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,10 @@ class DimAgent:
     RingGroupId: str | None
     Active: bool
     SyncedAt: datetime
+    ActiveFrom: date | None = None
+    """The business date a roster sync first saw them; None: on the roster before Pulse knew."""
+    ActiveTo: date | None = None
+    """For an agent who left, the last business date a roster sync saw them; None while on it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +186,8 @@ class DimMetric:
     DefaultGoal: float
     YellowFloorPct: float
     Version: int
+    AgentKey: str | None = None
+    """None: the goal of every agent; else this agent's own goal (key `2026-11:CALLS:<agent>`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +197,8 @@ class DimShift:
     StartLocal: str
     EndLocal: str
     Days: str
+    Retired: bool = False
+    """No rule assigns it any more; kept because facts may carry the key."""
 
 
 DimRow = DimAgent | DimDate | DimMetric | DimShift

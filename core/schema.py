@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from core.model import DimAgent, DimDate, DimMetric, DimShift, FactEvent, Row
 
@@ -71,6 +74,8 @@ DIM_AGENT = Table(
         Column("Email", S, nullable=True),
         Column("RingGroupId", S, nullable=True),
         Column("Active", B),
+        Column("ActiveFrom", T, nullable=True),
+        Column("ActiveTo", T, nullable=True),
         Column("SyncedAt", T),
     ),
     DimAgent,
@@ -104,6 +109,7 @@ DIM_METRIC = Table(
         Column("DefaultGoal", D),
         Column("YellowFloorPct", D),
         Column("Version", INT),
+        Column("AgentKey", S, nullable=True),
     ),
     DimMetric,
 )
@@ -116,6 +122,7 @@ DIM_SHIFT = Table(
         Column("StartLocal", S),
         Column("EndLocal", S),
         Column("Days", S),
+        Column("Retired", B),
     ),
     DimShift,
 )
@@ -123,6 +130,35 @@ DIM_SHIFT = Table(
 TABLES: tuple[Table, ...] = (FACT_EVENT, DIM_AGENT, DIM_DATE, DIM_METRIC, DIM_SHIFT)
 DIMENSIONS: tuple[Table, ...] = (DIM_AGENT, DIM_DATE, DIM_METRIC, DIM_SHIFT)
 BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
+REFERENCES: tuple[Table, ...] = tuple(d for d in DIMENSIONS if d.key in FACT_EVENT.column_names)
+"""The dimensions a FactEvent row points at by key: each key a fact carries must have its row."""
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """Facts whose `column` holds a `key` their dimension `table` has no row for."""
+
+    table: str
+    column: str
+    key: str
+    facts: int
+
+    def __str__(self) -> str:
+        return f"{self.table}[{self.column}] = {self.key!r}: {self.facts:,} fact(s), no row"
+
+
+def orphans(
+    facts: Iterable[Mapping[str, Any]], dimensions: Mapping[str, Iterable[Mapping[str, Any]]]
+) -> list[Orphan]:
+    """Every key facts carry that its dimension (rows by table name) lacks, as a reader of the
+    sink would find them (keys compared as text: sinks return ints as ints or strings)."""
+    found: list[Orphan] = []
+    facts = list(facts)
+    for table in REFERENCES:
+        present = {str(row[table.key]) for row in dimensions.get(table.name, ())}
+        missing = Counter(str(f[table.key]) for f in facts if str(f[table.key]) not in present)
+        found.extend(Orphan(table.name, table.key, k, n) for k, n in sorted(missing.items()))
+    return found
 
 
 def table_of(row: Row) -> Table:

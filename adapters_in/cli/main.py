@@ -20,6 +20,7 @@ from adapters_in.cli import dataset as cli_dataset
 from adapters_in.cli import infra as cli_infra
 from adapters_in.cli import ingest as cli_ingest
 from core.calendar import date_key
+from core.schema import Orphan
 from ports.clock import Clock
 from ports.health import Pingable
 from ports.inbox import DeadLetters
@@ -27,8 +28,12 @@ from ports.inbox import DeadLetters
 
 class ReportSource(Protocol):
     async def daily_metrics(
-        self, date_key: int, agent: str | None = None
+        self, date_key: int, agent: str | None = None, team: str | None = None
     ) -> list[dict[str, Any]]: ...
+
+
+class IntegritySource(Protocol):
+    async def orphans(self) -> list[Orphan]: ...
 
 
 class EffectiveSettings(Protocol):
@@ -70,9 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--date", type=date.fromisoformat, help="YYYY-MM-DD (default: today, business tz)"
     )
     report.add_argument("--agent", help="only this AgentKey")
+    report.add_argument("--team", help="only this ring group (DimAgent RingGroupId)")
     report.add_argument("--format", choices=("table", "json", "csv"), default="table")
 
-    sub.add_parser("check", help="print effective settings (secrets masked) and probe dependencies")
+    check_cmd = sub.add_parser(
+        "check", help="print effective settings (secrets masked) and probe dependencies"
+    )
+    check_cmd.add_argument(
+        "--integrity",
+        action="store_true",
+        help="instead, list facts whose dimension row is missing in the local warehouse",
+    )
 
     dead = sub.add_parser("dead-letters", help="list or replay dead-lettered envelopes")
     dead_sub = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -93,7 +106,7 @@ async def dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         return await report(args)
     if args.command == "check":
-        return await check(args)
+        return await (integrity(args) if args.integrity else check(args))
     if args.command in cli_control.COMMANDS:
         return await cli_control.dispatch(args)
     if args.command in cli_backfill.COMMANDS:
@@ -125,7 +138,7 @@ async def report(
         )
         return 2
     day = args.date or clock.now().astimezone(settings.zone).date()
-    rows = await warehouse.daily_metrics(date_key(day), args.agent)
+    rows = await warehouse.daily_metrics(date_key(day), args.agent, args.team)
     sys.stdout.write(render_report(rows, args.format, day))
     return 0
 
@@ -204,6 +217,28 @@ async def check(
             failed += 1
             print(f"  FAIL  {name}: {type(exc).__name__}: {exc}")
     return 1 if failed else 0
+
+
+@inject
+async def integrity(
+    args: argparse.Namespace,
+    warehouse: IntegritySource = Provide["warehouse"],
+    settings: EffectiveSettings = Provide["settings"],
+) -> int:
+    """Exit 0 when every key a fact carries has its dimension row, 1 (listing them) if not."""
+    if settings.sink != "local":
+        print(
+            f"pulse: check --integrity reads the local warehouse, and SINK={settings.sink}"
+            " writes elsewhere.",
+            file=sys.stderr,
+        )
+        return 2
+    orphans = await warehouse.orphans()
+    for orphan in orphans:
+        print(f"  ORPHAN  {orphan}")
+    facts = sum(o.facts for o in orphans)
+    print(f"integrity: {len(orphans)} missing dimension row(s), {facts:,} fact(s) affected")
+    return 1 if orphans else 0
 
 
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

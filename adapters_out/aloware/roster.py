@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,9 +44,11 @@ for _name in ("httpx", "httpcore"):
 
 
 class AlowareRoster:
-    """Roster (cached snapshot), RosterSource (fresh fetch) and RosterCache (sync refreshes it).
+    """Roster (cached snapshot), RosterSource (fresh fetch) and RosterCache (sync refreshes it)
+    over one or more ring groups (a call center has several: RING_GROUP_ID=8465,8470).
 
     When Aloware cannot answer, the gate keeps the last roster it had rather than stop counting.
+    An agent in several ring groups belongs to the first one listed.
     """
 
     def __init__(
@@ -53,7 +56,7 @@ class AlowareRoster:
         client: httpx.AsyncClient,
         base_url: str,
         token: str,
-        ring_group_id: str,
+        ring_group_id: str | Sequence[str],
         clock: Clock,
         *,
         ttl: timedelta = timedelta(minutes=15),
@@ -63,7 +66,9 @@ class AlowareRoster:
         self._client = client
         self._url = base_url.rstrip("/") + AVAILABILITY
         self._token = token
-        self.ring_group_id = ring_group_id
+        groups = (ring_group_id,) if isinstance(ring_group_id, str) else tuple(ring_group_id)
+        self.ring_group_ids = groups
+        self.ring_group_id = ",".join(groups)
         self._clock = clock
         self._ttl = ttl
         self._retries = retries
@@ -98,7 +103,14 @@ class AlowareRoster:
         await self.fetch()
 
     async def fetch(self) -> RosterSnapshot:
-        params = {"ring_group_id": self.ring_group_id, "api_token": self._token}
+        every: dict[str, RosterAgent] = {}
+        for group in self.ring_group_ids:
+            for agent in await self._fetch_group(group):
+                every.setdefault(agent.agent_id, agent)
+        return RosterSnapshot(agents=tuple(every.values()), ring_group_id=self.ring_group_id)
+
+    async def _fetch_group(self, group: str) -> list[RosterAgent]:
+        params = {"ring_group_id": group, "api_token": self._token}
         for attempt in range(self._retries + 1):
             last = attempt == self._retries
             try:
@@ -121,10 +133,10 @@ class AlowareRoster:
                 elif response.status_code >= 400:
                     raise PermanentError(
                         f"Aloware answered {response.status_code} for ring group"
-                        f" {self.ring_group_id}: {redact(response.text[:200])}"
+                        f" {group}: {redact(response.text[:200])}"
                     )
                 else:
-                    return self._snapshot(response)
+                    return self._agents(response, group)
             if not last:
                 await asyncio.sleep(self._delay(attempt))
         raise TransientError(f"Aloware roster {problem} after {self._retries + 1} attempt(s)")
@@ -132,7 +144,7 @@ class AlowareRoster:
     def _delay(self, attempt: int) -> float:
         return float(self._backoff * 2**attempt)
 
-    def _snapshot(self, response: httpx.Response) -> RosterSnapshot:
+    def _agents(self, response: httpx.Response, group: str) -> list[RosterAgent]:
         try:
             document: Any = response.json()
         except ValueError:
@@ -149,8 +161,8 @@ class AlowareRoster:
             agent_id = str(raw_id).strip()
             name = str(entry.get("name") or "").strip() or agent_id
             email = entry.get("email") if isinstance(entry.get("email"), str) else None
-            agents.append(RosterAgent(agent_id, name, email or None))
-        return RosterSnapshot(agents=tuple(agents), ring_group_id=self.ring_group_id)
+            agents.append(RosterAgent(agent_id, name, email or None, group))
+        return agents
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -174,16 +174,27 @@ PulseDimDate()
 | where DateKey between (fromDateKey .. toDateKey)
 | extend MonthKey = format_datetime(Date, "yyyy-MM"), _all = 1
 | join kind=inner (
-    PulseDimMetric() | project MonthKey = Month, MetricID, DefaultGoal, YellowFloorPct
+    PulseDimMetric() | where isempty(AgentKey)
+    | project MonthKey = Month, MetricID, MetricMonthKey, DefaultGoal, YellowFloorPct
   ) on MonthKey
-| join kind=inner (PulseDimAgent() | project AgentKey, AgentName, Active, _all = 1) on _all
+| join kind=inner (
+    PulseDimAgent()
+    | project AgentKey, AgentName, RingGroupId, Active, ActiveFrom, ActiveTo, _all = 1
+  ) on _all
+| extend OwnKey = strcat(MetricMonthKey, ":", AgentKey)
+| join kind=leftouter (
+    PulseDimMetric() | where isnotempty(AgentKey) | project OwnKey = MetricMonthKey, OwnGoal = DefaultGoal
+  ) on OwnKey
 | join kind=leftouter counts on DateKey, AgentKey, MetricID
 | extend Count = coalesce(Activities, 0)
-| where Active or Count > 0
-| extend Goal = iff(IsWorkday, DefaultGoal, 0.0)
+| extend OnRoster = (isnull(ActiveFrom) or ActiveFrom <= Date)
+    and iff(isnull(ActiveTo), Active, Date <= ActiveTo)
+| where OnRoster or Count > 0
+| extend Goal = iff(IsWorkday and OnRoster, coalesce(OwnGoal, DefaultGoal), 0.0)
 | extend Attainment = iff(Goal > 0, todouble(Count) / Goal, real(null))
 | extend Status = case(Goal <= 0, "", Attainment >= 1.0, "Green", Attainment >= YellowFloorPct, "Yellow", "Red")
-| project DateKey, Date, AgentKey, AgentName, MetricID, Count, Goal, Attainment, Status, YellowFloorPct""",
+| project DateKey, Date, AgentKey, AgentName, RingGroupId, MetricID, Count, Goal, Attainment, Status,
+    YellowFloorPct""",
     "FactDailyMetric: count, goal, attainment and status per business date, agent and metric",
     "[Goal], [Attainment %], [Status] (FactDailyMetric)",
 )

@@ -62,27 +62,65 @@ def _metric_measure(metric: MetricID) -> Measure:
 
 # Activities counts DISTINCT EventKeys: a row replayed after a crash between the sink and the
 # ledger commit never changes a number (DESIGN §2 "Exactly once").
+# Goal: per agent and workday, summed over each workday in context and the agents on the roster
+# that day (ActiveFrom … ActiveTo; no ActiveTo: while Active), so a past day keeps its goal when
+# someone leaves; an agent's own goal (the DimMetric row `<MetricMonthKey>:<AgentKey>`) wins
+# over the month's (AgentKey blank). FactEvent[MetricID] does not filter DimMetric (the
+# relationship runs from the fact), so a visual grouped on it narrows the metrics here.
 GOAL_DAX = """
-VAR Agents =
-    CALCULATE ( COUNTROWS ( DimAgent ), KEEPFILTERS ( DimAgent[Active] = TRUE () ) )
+VAR ByFactMetric = ISFILTERED ( FactEvent[MetricID] )
+VAR FactMetrics = FILTERS ( FactEvent[MetricID] )
+VAR Metrics =
+    FILTER (
+        DimMetric,
+        ISBLANK ( DimMetric[AgentKey] )
+            && ( NOT ByFactMetric || DimMetric[MetricID] IN FactMetrics )
+    )
+VAR Workdays = FILTER ( DimDate, DimDate[IsWorkday] )
+VAR Agents = DimAgent
 RETURN
     SUMX (
-        DimMetric,
+        Metrics,
         VAR MonthKey = DimMetric[Month]
-        VAR Workdays =
-            COUNTROWS (
-                FILTER (
-                    DimDate,
-                    DimDate[IsWorkday] && FORMAT ( DimDate[Date], "yyyy-MM" ) = MonthKey
-                )
+        VAR MetricMonthKey = DimMetric[MetricMonthKey]
+        VAR DefaultGoal = DimMetric[DefaultGoal]
+        RETURN
+            SUMX (
+                FILTER ( Workdays, FORMAT ( DimDate[Date], "yyyy-MM" ) = MonthKey ),
+                VAR Day = DimDate[Date]
+                RETURN
+                    SUMX (
+                        FILTER (
+                            Agents,
+                            ( ISBLANK ( DimAgent[ActiveFrom] ) || DimAgent[ActiveFrom] <= Day )
+                                && IF (
+                                    ISBLANK ( DimAgent[ActiveTo] ),
+                                    DimAgent[Active],
+                                    Day <= DimAgent[ActiveTo]
+                                )
+                        ),
+                        VAR OwnKey = MetricMonthKey & ":" & DimAgent[AgentKey]
+                        VAR OwnGoal =
+                            CALCULATE (
+                                MAX ( DimMetric[DefaultGoal] ),
+                                REMOVEFILTERS ( DimMetric ),
+                                DimMetric[MetricMonthKey] = OwnKey
+                            )
+                        RETURN IF ( ISBLANK ( OwnGoal ), DefaultGoal, OwnGoal )
+                    )
             )
-        RETURN DimMetric[DefaultGoal] * Agents * Workdays
     )
 """.strip()
 
 STATUS_DAX = """
 VAR Attainment = [Attainment %]
-VAR YellowFloor = MAX ( DimMetric[YellowFloorPct] )
+VAR ByFactMetric = ISFILTERED ( FactEvent[MetricID] )
+VAR FactMetrics = FILTERS ( FactEvent[MetricID] )
+VAR YellowFloor =
+    MAXX (
+        FILTER ( DimMetric, NOT ByFactMetric || DimMetric[MetricID] IN FactMetrics ),
+        DimMetric[YellowFloorPct]
+    )
 RETURN
     SWITCH (
         TRUE (),
@@ -96,8 +134,8 @@ RETURN
 MEASURES: tuple[Measure, ...] = (
     Measure("Activities", "DISTINCTCOUNT(FactEvent[EventKey])", "#,0"),
     *(_metric_measure(m) for m in MetricID),
-    # DefaultGoal is per agent per workday: times the active agents in context, times the
-    # workdays of each month in the date context (DESIGN §3, FactDailyMetric computed by DAX).
+    # DefaultGoal is per agent per workday: summed over the workdays in context and the agents
+    # on the roster each day (DESIGN §3, FactDailyMetric computed by DAX).
     Measure("Goal", GOAL_DAX, "#,0"),
     Measure("Attainment %", "DIVIDE([Activities], [Goal])", "0.0%"),
     Measure("Status", STATUS_DAX),

@@ -12,7 +12,7 @@ from typing import Any
 from adapters_out.sqlite.db import Database
 from core.errors import SinkPermanentError, SinkTransientError
 from core.model import DimRow, FactEvent, Row
-from core.schema import BY_NAME, TABLES, ColumnType, Table
+from core.schema import BY_NAME, REFERENCES, TABLES, ColumnType, Orphan, Table
 
 SQL_TYPES = {
     ColumnType.INT64: "INTEGER",
@@ -23,7 +23,10 @@ SQL_TYPES = {
 }
 
 # The Power BI measures of DESIGN §3 (Activities = DISTINCTCOUNT(EventKey), Goal, Attainment,
-# Status) per date, agent and metric, so `pulse report` shows what a dashboard would.
+# Status) per date, agent and metric, so `pulse report` shows what a dashboard would. An agent
+# has a goal on the workdays they were on the roster (ActiveFrom … ActiveTo; no ActiveTo: while
+# Active), so a past day's numbers stay put when someone leaves: their own goal for the month
+# (a DimMetric row with their AgentKey) or else the month's.
 DAILY_METRIC_VIEW = """
 DROP VIEW IF EXISTS fact_daily_metric;
 CREATE VIEW fact_daily_metric AS
@@ -33,18 +36,26 @@ WITH counts AS (
     GROUP BY DateKey, AgentKey, MetricID
 ),
 grid AS (
-    SELECT d.DateKey, d.Date, a.AgentKey, a.AgentName, m.MetricID,
+    SELECT d.DateKey, d.Date, a.AgentKey, a.AgentName, a.RingGroupId, m.MetricID,
            COALESCE(c.Count, 0) AS Count,
-           CASE WHEN d.IsWorkday THEN m.DefaultGoal ELSE 0 END AS Goal,
-           m.YellowFloorPct
+           (a.ActiveFrom IS NULL OR substr(a.ActiveFrom, 1, 10) <= d.Date)
+           AND CASE WHEN a.ActiveTo IS NULL THEN a.Active
+                    ELSE d.Date <= substr(a.ActiveTo, 1, 10) END AS OnRoster,
+           d.IsWorkday, COALESCE(o.DefaultGoal, m.DefaultGoal) AS AgentGoal, m.YellowFloorPct
     FROM DimDate AS d
-    JOIN DimMetric AS m ON m.Month = printf('%04d-%02d', d.Year, d.Month)
+    JOIN DimMetric AS m
+        ON m.Month = printf('%04d-%02d', d.Year, d.Month) AND COALESCE(m.AgentKey, '') = ''
     CROSS JOIN DimAgent AS a
+    LEFT JOIN DimMetric AS o ON o.MetricMonthKey = m.MetricMonthKey || ':' || a.AgentKey
     LEFT JOIN counts AS c
         ON c.DateKey = d.DateKey AND c.AgentKey = a.AgentKey AND c.MetricID = m.MetricID
-    WHERE a.Active OR COALESCE(c.Count, 0) > 0
+),
+graded AS (
+    SELECT *, CASE WHEN IsWorkday AND OnRoster THEN AgentGoal ELSE 0.0 END AS Goal
+    FROM grid
+    WHERE OnRoster OR Count > 0
 )
-SELECT DateKey, Date, AgentKey, AgentName, MetricID, Count, Goal,
+SELECT DateKey, Date, AgentKey, AgentName, RingGroupId, MetricID, Count, Goal,
        CASE WHEN Goal > 0 THEN CAST(Count AS REAL) / Goal END AS Attainment,
        CASE
            WHEN Goal <= 0 THEN NULL
@@ -53,7 +64,7 @@ SELECT DateKey, Date, AgentKey, AgentName, MetricID, Count, Goal,
            ELSE 'Red'
        END AS Status,
        YellowFloorPct
-FROM grid;
+FROM graded;
 """
 
 
@@ -199,15 +210,38 @@ class SqliteWarehouse:
 
     # --- readers ------------------------------------------------------------------------------
 
-    async def daily_metrics(self, date_key: int, agent: str | None = None) -> list[dict[str, Any]]:
-        """The `fact_daily_metric` rows of one business date, by AgentName then MetricID."""
+    async def daily_metrics(
+        self, date_key: int, agent: str | None = None, team: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The `fact_daily_metric` rows of one business date, by AgentName then MetricID; of
+        one agent, or of one ring group (`team`), when given."""
         query = "SELECT * FROM fact_daily_metric WHERE DateKey = ?"
         params: list[Any] = [date_key]
         if agent is not None:
             query += " AND AgentKey = ?"
             params.append(agent)
+        if team is not None:
+            query += " AND RingGroupId = ?"
+            params.append(team)
         query += " ORDER BY AgentName, MetricID"
         return await self.db.run(lambda conn: _dicts(conn.execute(query, params)))
+
+    async def orphans(self) -> list[Orphan]:
+        """Keys facts carry that their dimension has no row for (`pulse check --integrity`)."""
+
+        def find(conn: sqlite3.Connection) -> list[Orphan]:
+            found = []
+            for dim in REFERENCES:
+                key, name = _quote(dim.key), _quote(dim.name)
+                query = (
+                    f"SELECT f.{key}, COUNT(*) FROM FactEvent AS f WHERE NOT EXISTS"
+                    f" (SELECT 1 FROM {name} AS d WHERE d.{key} = f.{key})"
+                    f" GROUP BY f.{key} ORDER BY f.{key}"
+                )
+                found += [Orphan(dim.name, dim.key, str(k), n) for k, n in conn.execute(query)]
+            return found
+
+        return await self.db.run(find)
 
     async def count(self, table: str) -> int:
         name = _quote(_table_named(table).name)

@@ -7,7 +7,7 @@ below. Every test of the suite then runs once per entry (the entry's name is the
 |---------------------|---------------------------------------------|------------------------------|
 | INBOX_FACTORIES     | test_inbox_contract, test_dead_letters_...  | InboxUnderTest               |
 | LEDGER_FACTORIES    | test_ledger_contract                        | LedgerUnderTest              |
-| SINK_FACTORIES      | test_sink_contract                          | SinkUnderTest                |
+| SINK_FACTORIES      | test_sink_contract, test_integrity_contract | SinkUnderTest                |
 | ROSTER_FACTORIES    | test_directory_contract                     | a Roster seeded with agents  |
 | CRM_FACTORIES       | test_directory_contract                     | a CrmDirectory seeded        |
 | BUDGET_FACTORIES    | test_push_budget_contract                   | BudgetUnderTest              |

@@ -39,7 +39,13 @@ async def test_the_roster_holds_the_ring_group_agents(
 
     assert not snapshot.count_everyone
     assert sorted(a.agent_id for a in snapshot.agents) == ["2", "3"]
-    assert snapshot.by_id("2") == AGENTS[0]
+    john_by_id = snapshot.by_id("2")
+    assert john_by_id is not None
+    assert (john_by_id.agent_id, john_by_id.name, john_by_id.email) == (
+        AGENTS[0].agent_id,
+        AGENTS[0].name,
+        AGENTS[0].email,
+    )
     assert snapshot.by_id("99") is None
     john = snapshot.by_email("JOHN.AGENT@example.test")
     assert john is not None and john.agent_id == "2"

@@ -295,7 +295,7 @@ async def test_the_daily_view_grades_green_yellow_and_red(warehouse: SqliteWareh
         [fact(i, "2", MetricID.CALLS) for i in range(10)]  # 10/10 → Green
         + [fact(100 + i, "2", MetricID.TEXTS) for i in range(2)]  # 2/5 = 0.4 < 0.5 → Red
         + [fact(200 + i, "3", MetricID.CALLS) for i in range(8)]  # 8/10 = 0.8 → Yellow
-        + [fact(300, "9", MetricID.CALLS)]  # inactive, but worked: shown
+        + [fact(300, "9", MetricID.CALLS)]  # left (no period known), but worked: shown
     )
 
     rows = await warehouse.daily_metrics(20251105)
@@ -305,10 +305,34 @@ async def test_the_daily_view_grades_green_yellow_and_red(warehouse: SqliteWareh
         ("Jane", "TEXTS", 0, 5.0, 0.0, "Red"),
         ("John", "CALLS", 10, 10.0, 1.0, "Green"),
         ("John", "TEXTS", 2, 5.0, 0.4, "Red"),
-        ("Left", "CALLS", 1, 10.0, 0.1, "Red"),
+        ("Left", "CALLS", 1, 0.0, None, None),  # not on the roster: no goal
     ]
     assert rows[0]["Date"] == "2025-11-05"
     assert rows[0]["YellowFloorPct"] == 0.8
+
+
+async def test_an_agent_has_a_goal_on_the_days_of_their_period_on_the_roster(
+    warehouse: SqliteWarehouse,
+) -> None:
+    tuesday, thursday = WEDNESDAY - timedelta(days=1), WEDNESDAY + timedelta(days=1)
+    await warehouse.upsert(
+        [
+            dim_date(tuesday),
+            dim_date(thursday),
+            dataclasses.replace(agent("9", "Left", active=False), ActiveTo=WEDNESDAY),
+            dataclasses.replace(agent("3", "Jane"), ActiveFrom=WEDNESDAY),
+        ]
+    )
+
+    def calls_goals(rows: list[dict[str, object]]) -> dict[object, object]:
+        return {r["AgentName"]: r["Goal"] for r in rows if r["MetricID"] == "CALLS"}
+
+    tue, wed, thu = [
+        await warehouse.daily_metrics(int(f"{d:%Y%m%d}")) for d in (tuesday, WEDNESDAY, thursday)
+    ]
+    assert calls_goals(tue) == {"John": 10.0, "Left": 10.0}  # Jane joined on Wednesday
+    assert calls_goals(wed) == {"Jane": 10.0, "John": 10.0, "Left": 10.0}  # Left's last day
+    assert calls_goals(thu) == {"Jane": 10.0, "John": 10.0}
 
 
 async def test_a_weekend_has_no_goal_and_no_status(warehouse: SqliteWarehouse) -> None:

@@ -117,3 +117,18 @@ def test_a_bad_reconcile_schedule_is_named() -> None:
         load_settings(aloware_auth="none", hubspot_auth="none", reconcile_cron="nightly")
     with pytest.raises(SettingsError, match="RECONCILE_DAYS"):
         load_settings(aloware_auth="none", hubspot_auth="none", reconcile_days=0)
+
+
+def test_ring_group_id_takes_several_ring_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RING_GROUP_ID", "8465, 8470,")
+    settings = load_settings(aloware_auth="none", hubspot_auth="none")
+    assert settings.ring_group_ids == ("8465", "8470")
+
+    with pytest.raises(SettingsError, match="ROSTER=aloware needs RING_GROUP_ID"):
+        load_settings(
+            aloware_auth="none",
+            hubspot_auth="none",
+            roster="aloware",
+            aloware_api_token="t0ken-" + secrets.token_hex(8),
+            ring_group_id=" , ",
+        )

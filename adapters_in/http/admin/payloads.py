@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import time
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -35,6 +35,10 @@ class MetricsBody(_Strict):
     month: str | None = Field(None, pattern=MONTH)
     version: int = Field(ge=1)
     metrics: list[MetricGoalBody] = Field(min_length=1)
+    agents: dict[str, dict[MetricID, Annotated[float, Field(ge=0)]]] = Field(
+        default_factory=dict,
+        description="per-agent goals overriding the month's: AgentKey → {CALLS: 80}",
+    )
 
     @field_validator("metrics")
     @classmethod
@@ -49,7 +53,7 @@ class MetricsBody(_Strict):
         goals = {
             m.metricId: Goal(m.metricId, m.defaultGoal, m.yellowFloorPct) for m in self.metrics
         }
-        return MetricsDocument(month, self.version, goals)
+        return MetricsDocument(month, self.version, goals, self.agents)
 
 
 class MetricsFile(MetricsBody):

@@ -86,7 +86,7 @@ async def test_a_signed_request_is_accepted_and_applied(make_admin: Any) -> None
     status, answer = await admin.call("PUT", "/admin/dim-shift", SHIFTS)
 
     assert status == 200 and answer["outcome"] == "applied" and answer["version"] == 1
-    assert sorted(admin.world.sink.tables["DimShift"]) == ["DAY", "NIGHT", "UNASSIGNED"]
+    assert sorted(admin.world.sink.tables["DimShift"]) == ["ALLDAY", "DAY", "NIGHT", "UNASSIGNED"]
     assert admin.world.audit.records[-1].who == "admin@127.0.0.1"
 
 

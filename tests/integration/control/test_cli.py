@@ -292,24 +292,75 @@ def test_shifts_apply_dry_run_then_apply(pulse: Pulse) -> None:
     dry = pulse.run("shifts", "apply", "--dry-run", str(rules))
 
     assert dry.code == 0, dry.err
-    assert dry.lines[0].startswith("apply_shifts: dry_run · 3 rows · 3 added")
-    assert dry.lines[1:] == ["  + DAY", "  + NIGHT", "  + UNASSIGNED"]
+    assert dry.lines[0].startswith(
+        "apply_shifts: dry_run · 4 rows · 2 added · 0 removed · 1 changed"
+    )
+    assert dry.lines[1:] == ["  + DAY", "  + NIGHT", "  ~ ALLDAY (Retired: False → True)"]
     assert pulse.dimension_rows() == dict.fromkeys(DIMENSIONS, 0)
 
     run = pulse.run("shifts", "apply", str(rules))
 
     assert run.code == 0, run.err
-    assert run.lines[0].startswith("apply_shifts: applied · 3 rows · 3 added")
+    assert run.lines[0].startswith("apply_shifts: applied · 4 rows · 2 added")
     shifts = {
         r["ShiftKey"]: (r["ShiftName"], r["StartLocal"], r["EndLocal"])
         for r in pulse.rows("DimShift")
     }
     assert shifts["DAY"][1:] == ("08:00", "20:00")
     assert shifts["NIGHT"][1:] == ("20:00", "08:00")
-    assert set(shifts) == {"DAY", "NIGHT", "UNASSIGNED"}
+    assert set(shifts) == {"DAY", "NIGHT", "UNASSIGNED", "ALLDAY"}  # ALLDAY: the SHIFTS default
+    assert {r["ShiftKey"] for r in pulse.rows("DimShift") if r["Retired"]} == {"ALLDAY"}
     assert [(r["action"], r["outcome"]) for r in pulse.audit()] == [
         ("apply_shifts", "dry_run"),
         ("apply_shifts", "applied"),
+    ]
+
+
+def test_report_team_shows_only_that_ring_groups_agents(
+    pulse: Pulse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RING_GROUP_ID", "8465")
+    assert pulse.run("sync", "agents").code == 0  # 7 and 8, in ring group 8465
+    assert pulse.run("dates", "extend").code == 0
+    assert pulse.run("metrics", "apply", str(pulse.file("metrics.json", METRICS))).code == 0
+    today = datetime.now(UTC).date().isoformat()
+    conn = sqlite3.connect(pulse.data_dir / "warehouse.sqlite")
+    with conn:
+        conn.execute("UPDATE DimAgent SET RingGroupId = '8470' WHERE AgentKey = '8'")
+    conn.close()
+
+    team = pulse.run("report", "--date", today, "--team", "8470", "--format", "json")
+    everyone = pulse.run("report", "--date", today, "--format", "json")
+
+    assert team.code == 0, team.err
+    assert {r["AgentKey"] for r in json.loads(team.out)["rows"]} == {"8"}
+    assert {r["AgentKey"] for r in json.loads(everyone.out)["rows"]} == {"7", "8"}
+
+
+def test_check_integrity_lists_facts_whose_row_is_missing_and_exits_non_zero(
+    pulse: Pulse,
+) -> None:
+    assert pulse.run("check", "--integrity").code == 0  # no facts: nothing to miss
+    warehouse = pulse.data_dir / "warehouse.sqlite"
+    conn = sqlite3.connect(warehouse)
+    with conn:
+        conn.execute(
+            "INSERT INTO FactEvent (EventKey, Source, MetricID, AgentKey, DateKey, ShiftKey,"
+            " OccurredAtUtc, OccurredAtLocal, MetricMonthKey) VALUES ('aloware:1', 'aloware',"
+            " 'CALLS', '7', 20251105, 'GONE', '2025-11-05T17:00:00+00:00',"
+            " '2025-11-05T17:00:00', '2025-11:CALLS')"
+        )
+    conn.close()
+
+    run = pulse.run("check", "--integrity")
+
+    assert run.code == 1, run.err
+    assert run.lines == [
+        "  ORPHAN  DimAgent[AgentKey] = '7': 1 fact(s), no row",
+        "  ORPHAN  DimDate[DateKey] = '20251105': 1 fact(s), no row",
+        "  ORPHAN  DimMetric[MetricMonthKey] = '2025-11:CALLS': 1 fact(s), no row",
+        "  ORPHAN  DimShift[ShiftKey] = 'GONE': 1 fact(s), no row",
+        "integrity: 4 missing dimension row(s), 4 fact(s) affected",
     ]
 
 
@@ -326,6 +377,16 @@ BAD_FILES: dict[str, tuple[str, str | None, str]] = {
             }
         ),
         "{file}: metrics[0].defaultGoal: Input should be greater than or equal to 0",
+    ),
+    "metrics: negative agent goal": (
+        "metrics",
+        json.dumps({**METRICS, "agents": {"7": {"CALLS": -5}}}),
+        "{file}: agents.7.CALLS: Input should be greater than or equal to 0",
+    ),
+    "metrics: agent goal of no metric": (
+        "metrics",
+        json.dumps({**METRICS, "agents": {"7": {"CALLZ": 5}}}),
+        "{file}: agents.7.CALLZ.[key]: Input should be",
     ),
     "metrics: no month": (
         "metrics",
@@ -444,7 +505,7 @@ def test_admin_call_signs_requests_to_a_running_daemon(
         "dry_run",
         True,
     )
-    assert answer["changes"] == ["+ DAY", "+ NIGHT", "+ UNASSIGNED"]
+    assert answer["changes"] == ["+ DAY", "+ NIGHT", "~ ALLDAY (Retired: False → True)"]
     assert pulse.rows("DimShift") == []
 
     applied = pulse.run(
@@ -452,7 +513,12 @@ def test_admin_call_signs_requests_to_a_running_daemon(
     )
     assert applied.code == 0, applied.err
     assert json.loads(applied.out)["outcome"] == "applied"
-    assert {r["ShiftKey"] for r in pulse.rows("DimShift")} == {"DAY", "NIGHT", "UNASSIGNED"}
+    assert {r["ShiftKey"] for r in pulse.rows("DimShift")} == {
+        "ALLDAY",
+        "DAY",
+        "NIGHT",
+        "UNASSIGNED",
+    }
 
     # Without --url: the daemon at HOST:PORT from the settings.
     monkeypatch.setenv("HOST", "127.0.0.1")
@@ -484,7 +550,12 @@ def test_admin_call_signs_requests_to_a_running_daemon(
     refused = pulse.run("admin", "call", "PUT", "/admin/dim-shift", "--data", str(changed))
     assert refused.code == 1
     assert json.loads(refused.out)["error"]["code"] == "bad_signature"
-    assert {r["ShiftKey"] for r in pulse.rows("DimShift")} == {"DAY", "NIGHT", "UNASSIGNED"}
+    assert {r["ShiftKey"] for r in pulse.rows("DimShift")} == {
+        "ALLDAY",
+        "DAY",
+        "NIGHT",
+        "UNASSIGNED",
+    }
     assert pulse.audit()[-1]["outcome"] == "rejected: bad_signature"
     assert pulse.audit()[-1]["action"] == "PUT /admin/dim-shift"
 

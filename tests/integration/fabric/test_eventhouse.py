@@ -189,7 +189,11 @@ def test_the_kql_functions_are_the_twins_of_the_dax_measures() -> None:
     assert 'where MetricID == "CALLS"' in by_name["PulseCalls"].body
     daily = by_name["PulseDailyMetric"].body
     assert 'Attainment >= 1.0, "Green", Attainment >= YellowFloorPct, "Yellow", "Red"' in daily
-    assert "Goal = iff(IsWorkday, DefaultGoal, 0.0)" in daily
+    assert "Goal = iff(IsWorkday and OnRoster, coalesce(OwnGoal, DefaultGoal), 0.0)" in daily
+    assert 'OwnKey = strcat(MetricMonthKey, ":", AgentKey)' in daily  # an agent's own goal
+    # on the roster that day (ActiveFrom … ActiveTo), not Active now: past days stay put
+    assert "isnull(ActiveFrom) or ActiveFrom <= Date" in daily
+    assert "iff(isnull(ActiveTo), Active, Date <= ActiveTo)" in daily
     assert {f.measure for f in kql.FUNCTIONS} >= {
         "[Activities] = DISTINCTCOUNT(FactEvent[EventKey])",
         "[Goal], [Attainment %], [Status] (FactDailyMetric)",

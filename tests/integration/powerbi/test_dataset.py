@@ -108,6 +108,27 @@ async def test_ensure_fixes_drift_without_dropping_data(emulator: PowerBIEmulato
     assert "drift: relationship FactEvent[ShiftKey] → DimShift[ShiftKey] cannot be added" in text
 
 
+async def test_ensure_adds_the_history_and_retired_columns_to_a_dataset_made_before_them(
+    emulator: PowerBIEmulator,
+) -> None:
+    body = copy.deepcopy(dataset_body("Pulse"))
+    new = {"DimAgent": ("ActiveFrom", "ActiveTo"), "DimShift": ("Retired",)}
+    for table in body["tables"]:
+        table["columns"] = [
+            c for c in table["columns"] if c["name"] not in new.get(table["name"], ())
+        ]
+    dataset = emulator.create_dataset(body)
+    dataset.tables["DimShift"].add([{"ShiftKey": "ALLDAY", "ShiftName": "All day"}])
+
+    report = await ensure(emulator)
+
+    text = str(report)
+    assert "applied: DimAgent: add column ActiveFrom (DateTime)" in text
+    assert "applied: DimAgent: add column ActiveTo (DateTime)" in text
+    assert "applied: DimShift: add column Retired (Boolean)" in text
+    assert dataset.tables["DimShift"].rows == [{"ShiftKey": "ALLDAY", "ShiftName": "All day"}]
+
+
 async def test_ensure_reports_a_type_conflict_and_leaves_it(emulator: PowerBIEmulator) -> None:
     body = dataset_body("Pulse")
     date = next(t for t in body["tables"] if t["name"] == "DimDate")

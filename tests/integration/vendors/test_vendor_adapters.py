@@ -74,6 +74,25 @@ async def test_the_roster_is_the_ring_groups_test_results(
     ]
 
 
+async def test_several_ring_groups_make_one_roster_each_agent_in_their_first_group(
+    aloware: AlowareEmulator, http: httpx.AsyncClient
+) -> None:
+    aloware.ring_groups["8470"] = [
+        {"id": 9, "name": "Olga Ruiz", "email": "olga@example.test"},
+        {"id": "3", "name": "Jane Agent", "email": "jane.agent@example.test"},  # in both
+    ]
+    roster = AlowareRoster(http, aloware.base_url, aloware.token, ("8465", "8470"), FakeClock())
+
+    snapshot = await roster.fetch()
+
+    assert [(a.agent_id, a.ring_group_id) for a in snapshot.agents] == [
+        ("2", "8465"),
+        ("3", "8465"),
+        ("9", "8470"),
+    ]
+    assert snapshot.ring_group_id == "8465,8470"
+
+
 async def test_5xx_429_and_timeouts_are_retried(
     aloware: AlowareEmulator, http: httpx.AsyncClient
 ) -> None:

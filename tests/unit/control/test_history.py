@@ -76,6 +76,7 @@ async def test_the_applied_shift_rules_sent_again_are_unchanged_and_other_rules_
     world = World()
     await apply_shifts(ShiftsDocument(1, (DAY, NIGHT)), world.ports, config(), CALLER)
 
+    # the stored v1 also retires the SHIFTS default (ALLDAY): the file sent again still matches
     again = await apply_shifts(ShiftsDocument(1, (DAY, NIGHT)), world.ports, config(), CALLER)
 
     assert again.outcome == "unchanged" and world.sink.writes == 1
@@ -160,7 +161,11 @@ async def test_a_shift_rollback_restores_the_earlier_rules_and_shows_in_history(
     summary = await rollback_shifts(1, world.ports, config(), CALLER)
 
     assert (summary.action, summary.version) == ("rollback_shifts", 3)
-    assert sorted(world.sink.tables["DimShift"]) == ["DAY", "NIGHT", "UNASSIGNED"]
+    table = world.sink.tables["DimShift"]
+    live = sorted(key for key, row in table.items() if not row.Retired)
+    assert live == ["DAY", "NIGHT", "UNASSIGNED"]
+    # the keys facts may carry from v2 (and the SHIFTS default before v1) stay, retired
+    assert sorted(key for key, row in table.items() if row.Retired) == ["ALLDAY", "EARLY", "LATE"]
     entries = await history("dim_shift", world.ports)
     assert [(e.version, e.restored_from) for e in entries] == [(1, None), (2, None), (3, 1)]
     assert "restores v1" in entries[-1].line()

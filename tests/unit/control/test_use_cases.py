@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,10 +21,12 @@ from core.control import (
 from core.dimensions import MetricsDocument, ShiftsDocument
 from core.errors import SinkTransientError, ValidationFailed
 from core.model import DimAgent, DimRow, Goal, MetricID, RosterAgent, RosterSnapshot, ShiftRule
+from ports.control import AppliedVersion
 from tests.fakes import CALLER, World, config
 
 JOHN = RosterAgent("2", "John Agent", "john.agent@example.test")
 JANE = RosterAgent("3", "Jane Agent", "jane.agent@example.test")
+MAX = RosterAgent("4", "Max Agent", "max.agent@example.test")
 ROSTER = RosterSnapshot(agents=(JOHN, JANE), ring_group_id="8465")
 
 
@@ -250,9 +252,43 @@ async def test_shift_rules_replace_dim_shift_with_an_explicit_unassigned_row() -
 
     summary = await apply_shifts(shifts(DAY, NIGHT), world.ports, config(), CALLER)
 
-    assert sorted(world.sink.tables["DimShift"]) == ["DAY", "NIGHT", "UNASSIGNED"]
+    table = world.sink.tables["DimShift"]
+    assert sorted(k for k, r in table.items() if not r.Retired) == ["DAY", "NIGHT", "UNASSIGNED"]
     assert summary.outcome == "applied" and summary.version == 1
     assert "dim:DimShift:DAY" in world.ledger.done
+
+
+async def test_the_setting_shift_facts_carry_stays_in_dim_shift_marked_retired() -> None:
+    world = World()
+
+    await apply_shifts(shifts(DAY, NIGHT), world.ports, config(), CALLER)
+
+    allday = world.sink.tables["DimShift"]["ALLDAY"]  # the SHIFTS default ingest assigned
+    assert (allday.Retired, allday.ShiftName, allday.StartLocal) == (True, "All day", "00:00")
+    assert not world.sink.tables["DimShift"]["DAY"].Retired
+
+
+async def test_every_shift_key_ever_applied_stays_retired_and_a_reapplied_key_is_live_again() -> (
+    None
+):
+    world = World()
+    allday = calendar.ALL_DAY
+    await apply_shifts(shifts(DAY, NIGHT), world.ports, config(), CALLER)
+    await apply_shifts(shifts(allday, version=2), world.ports, config(), CALLER)
+
+    table = world.sink.tables["DimShift"]
+    assert {k: r.Retired for k, r in table.items()} == {
+        "ALLDAY": False,
+        "DAY": True,
+        "NIGHT": True,
+        "UNASSIGNED": False,
+    }
+
+    summary = await apply_shifts(shifts(DAY, NIGHT, version=3), world.ports, config(), CALLER)
+
+    table = world.sink.tables["DimShift"]
+    assert {k for k, r in table.items() if r.Retired} == {"ALLDAY"}
+    assert "~ DAY (Retired: True → False)" in summary.changes
 
 
 async def test_ingest_sees_applied_shift_rules_within_the_ttl_without_a_restart() -> None:
@@ -325,10 +361,67 @@ async def test_on_dst_days_every_instant_maps_to_exactly_one_shift(day: str) -> 
 async def test_stale_shift_versions_are_rejected_and_dry_runs_write_nothing() -> None:
     world = World()
     dry = await apply_shifts(shifts(DAY, NIGHT), world.ports, config(), CALLER, dry_run=True)
-    assert world.wrote_nothing() and dry.changes == ("+ DAY", "+ NIGHT", "+ UNASSIGNED")
+    assert world.wrote_nothing()
+    assert dry.changes == ("+ DAY", "+ NIGHT", "~ ALLDAY (Retired: False → True)")
 
     await apply_shifts(shifts(DAY, NIGHT, version=3), world.ports, config(), CALLER)
     with pytest.raises(StaleVersion, match="version: 3 is not newer"):
         await apply_shifts(
             shifts(DAY, allow_unassigned=True, version=3), world.ports, config(), CALLER
         )
+
+
+async def test_agents_stored_before_periods_were_kept_keep_their_history_at_the_next_sync() -> None:
+    world = World(RosterSnapshot(agents=(JOHN,), ring_group_id="8465"))
+    body = '{"agents": [{"id": "2", "name": "John Agent", "email": null},'
+    body += ' {"id": "3", "name": "Jane Agent", "email": null}], "active": ["2"]}'
+    await world.versions.put(AppliedVersion("dim_agent", 4, body, world.clock.now()))
+
+    await sync_agents(world.ports, config(), CALLER)
+
+    by_key = {r.AgentKey: r for r in world.sink.rows("DimAgent")}
+    assert (by_key["2"].ActiveFrom, by_key["2"].ActiveTo, by_key["2"].Active) == (None, None, True)
+    # left before periods were kept: no period, so no goal on any day (as before)
+    assert (by_key["3"].ActiveFrom, by_key["3"].ActiveTo, by_key["3"].Active) == (None, None, False)
+
+
+async def test_the_roster_period_of_each_agent_survives_the_stored_document() -> None:
+    world = World(ROSTER)
+    await sync_agents(world.ports, config(), CALLER)
+    world.clock.advance(86_400)
+    world.roster.current = RosterSnapshot(agents=(JANE, MAX), ring_group_id="8465")
+
+    await sync_agents(world.ports, config(), CALLER)
+
+    by_key = {r.AgentKey: r for r in world.sink.rows("DimAgent")}
+    assert (by_key["2"].ActiveFrom, by_key["2"].ActiveTo) == (None, date(2026, 11, 5))
+    assert (by_key["3"].ActiveFrom, by_key["3"].ActiveTo) == (None, None)
+    assert (by_key["4"].ActiveFrom, by_key["4"].ActiveTo) == (date(2026, 11, 6), None)
+
+
+async def test_an_agents_own_goals_become_their_rows_beside_the_months() -> None:
+    world = World()
+    document = MetricsDocument(
+        "2026-11",
+        1,
+        {MetricID.CALLS: Goal(MetricID.CALLS, 60, 0.8)},
+        {"3": {MetricID.CALLS: 80, MetricID.TEXTS: 5}},
+    )
+
+    summary = await apply_metrics(document, world.ports, config(), CALLER)
+
+    table = world.sink.tables["DimMetric"]
+    own = table["2026-11:CALLS:3"]
+    assert (own.AgentKey, own.MetricID, own.Month, own.DefaultGoal) == ("3", "CALLS", "2026-11", 80)
+    assert (own.YellowFloorPct, own.Version) == (0.8, 1)  # graded on the month's floor
+    assert table["2026-11:TEXTS:3"].DefaultGoal == 5
+    assert table["2026-11:CALLS"].AgentKey is None and table["2026-11:CALLS"].DefaultGoal == 60
+    assert "+ 2026-11:CALLS:3" in summary.changes
+    assert MetricsDocument.from_json(document.to_json()) == document
+
+
+async def test_a_negative_agent_goal_names_the_agent_and_metric() -> None:
+    month = {MetricID.CALLS: Goal(MetricID.CALLS, 1, 0.5)}
+    document = MetricsDocument("2026-11", 1, month, {"3": {MetricID.CALLS: -1}})
+    with pytest.raises(ValidationFailed, match=r"agents\.3\.CALLS: must be ≥ 0"):
+        await apply_metrics(document, World().ports, config(), CALLER)

@@ -56,7 +56,6 @@ def test_the_measures_count_distinct_event_keys() -> None:
         ("Cases", "CASES"),
     ]:
         assert measures[name] == f'CALCULATE([Activities], FactEvent[MetricID] = "{metric}")'
-    assert "DimMetric[DefaultGoal] * Agents * Workdays" in measures["Goal"]
     assert "DimDate[IsWorkday]" in measures["Goal"]
     assert measures["Attainment %"] == "DIVIDE([Activities], [Goal])"
     status = measures["Status"]
@@ -117,3 +116,37 @@ def test_a_value_power_bi_would_refuse_fails_before_any_request(
     with pytest.raises(SinkPermanentError, match=message) as caught:
         encode_row(replace(fact(0), **change), FACT_EVENT)  # type: ignore[arg-type]
     assert "EventKey=aloware:0" in str(caught.value)
+
+
+def test_the_goal_counts_the_agents_on_the_roster_each_day_not_those_active_now() -> None:
+    """No DAX engine runs here: the expression is checked for the rule the local view computes
+    (tests/integration/test_history.py proves that rule keeps past days put)."""
+    goal = " ".join({m.name: m.expression for m in MEASURES}["Goal"].split())
+
+    assert "KEEPFILTERS ( DimAgent[Active] = TRUE () )" not in goal
+    assert "ISBLANK ( DimAgent[ActiveFrom] ) || DimAgent[ActiveFrom] <= Day" in goal
+    assert (
+        "IF ( ISBLANK ( DimAgent[ActiveTo] ), DimAgent[Active], Day <= DimAgent[ActiveTo] )" in goal
+    )
+    assert 'FILTER ( Workdays, FORMAT ( DimDate[Date], "yyyy-MM" ) = MonthKey )' in goal
+
+
+def test_goal_and_status_follow_a_visual_grouped_on_the_facts_metric_column() -> None:
+    """FactEvent[MetricID] does not filter DimMetric (the relationship runs from the fact):
+    Goal and Status narrow DimMetric to the fact column's filter, so grouping on either
+    metric column gives one metric's goal, not every metric's summed."""
+    measures = {m.name: " ".join(m.expression.split()) for m in MEASURES}
+
+    for name in ("Goal", "Status"):
+        assert "VAR ByFactMetric = ISFILTERED ( FactEvent[MetricID] )" in measures[name]
+        assert "VAR FactMetrics = FILTERS ( FactEvent[MetricID] )" in measures[name]
+        assert "NOT ByFactMetric || DimMetric[MetricID] IN FactMetrics" in measures[name]
+    assert "IF ( ISFILTERED" not in measures["Goal"]  # a table-valued IF is not DAX
+
+
+def test_an_agents_own_goal_wins_over_the_months_in_the_goal() -> None:
+    goal = " ".join({m.name: m.expression for m in MEASURES}["Goal"].split())
+
+    assert "FILTER ( DimMetric, ISBLANK ( DimMetric[AgentKey] )" in goal  # the month's rows
+    assert 'VAR OwnKey = MetricMonthKey & ":" & DimAgent[AgentKey]' in goal
+    assert "RETURN IF ( ISBLANK ( OwnGoal ), DefaultGoal, OwnGoal )" in goal
