@@ -25,7 +25,9 @@ from tests.support.powerbi.daemon import daemon_settings, ensure_with
 from tests.support.powerbi.serve import EMULATOR_URL, TIME_FACTOR, TIME_ORIGIN
 
 SERVE = "tests.support.powerbi.serve"
-SETTLE_SEC = 150.0
+# Recovery after the 90 s outage is ~75 s on an idle machine (bench/faults.py); a 2-core host
+# busy with other work has taken over 150 s, which is load, not loss: wait longer before failing.
+SETTLE_SEC = 240.0
 POISON = [
     disposed_call(call_id, **fields)
     for call_id, fields in (
