@@ -20,6 +20,7 @@ from ports.clock import Clock
 from ports.inbox import DeadLetter, InboxStats
 
 POLL_SEC = 0.1  # another process (a CLI replay) may write; its rows are seen within this
+CHECKPOINT_RETRY_SEC = 1.0  # a WAL checkpoint another process's read made busy is tried again
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
@@ -100,8 +101,10 @@ class SqliteInbox:
     def __init__(
         self, path: Path, clock: Clock, visibility: timedelta = timedelta(seconds=60)
     ) -> None:
-        self.db = Database(path, SCHEMA)
+        self.db = Database(path, SCHEMA, secure_delete=True)
         self.clock = clock
+        self._checkpoint_queued = False  # these two are touched on the loop only
+        self._deleted_since_queued = False
         self.visibility = visibility
         self._pending: list[_PendingPut] = []
         self._pending_lock = threading.Lock()  # shared by the loop (put) and the db thread (flush)
@@ -217,6 +220,38 @@ class SqliteInbox:
                 conn.executemany("DELETE FROM inbox WHERE id = ? AND receipt = ?", pairs)
 
         await self.db.run(delete)
+        self.forget_deleted()
+
+    def forget_deleted(self) -> None:
+        """Queue one WAL checkpoint behind the deletes already queued: acked (and replayed or
+        purged) raw bodies are zeroed in the file (secure_delete) and gone from the WAL.
+        Acks queued before it runs share it, so under load it costs one per burst, not per ack."""
+        if self._checkpoint_queued:
+            # It may already be running: a delete that lands after it needs one more.
+            self._deleted_since_queued = True
+            return
+        if self.db.closed:
+            return
+        self._checkpoint_queued = True
+        loop = asyncio.get_running_loop()
+
+        def checkpoint(conn: sqlite3.Connection) -> None:
+            done = False
+            try:
+                done = self.db.checkpoint(conn)
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop is already closed
+                    loop.call_soon_threadsafe(self._checkpoint_done, done)
+
+        self.db.submit(checkpoint)
+
+    def _checkpoint_done(self, done: bool) -> None:
+        self._checkpoint_queued = False
+        if not done:  # another process was reading: try again shortly, even if no ack comes
+            asyncio.get_running_loop().call_later(CHECKPOINT_RETRY_SEC, self.forget_deleted)
+        elif self._deleted_since_queued:
+            self._deleted_since_queued = False
+            self.forget_deleted()
 
     async def retry(self, receipts: Sequence[str], delay: timedelta) -> None:
         await self._hide(receipts, delay, "visible_at = ?, receipt = NULL")  # given back
