@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from adapters_out.sqlite.db import Database
+from core.dead_letters import DeadLetterFilter
 from core.model import Delivery, IngestEnvelope
 from ports.clock import Clock
 from ports.inbox import DeadLetter, InboxStats
@@ -345,12 +346,16 @@ class SqliteDeadLetters:
 
         await db.run(upsert)
 
-    async def list(self, limit: int = 100) -> list[DeadLetter]:
+    async def list(
+        self, limit: int = 100, where: DeadLetterFilter | None = None, offset: int = 0
+    ) -> list[DeadLetter]:
+        clause, params = _where(where)
+
         def read(conn: sqlite3.Connection) -> list[DeadLetter]:
             rows = conn.execute(
                 "SELECT request_id, source, received_at, headers, body, reason, dead_at, attempts"
-                " FROM dead_letters ORDER BY dead_at, request_id LIMIT ?",
-                (max(0, limit),),
+                f" FROM dead_letters{clause} ORDER BY dead_at, request_id LIMIT ? OFFSET ?",
+                (*params, max(0, limit), max(0, offset)),
             ).fetchall()
             return [
                 DeadLetter(
@@ -364,24 +369,28 @@ class SqliteDeadLetters:
 
         return await self.inbox.db.run(read)
 
-    async def replay(self, request_ids: Sequence[str] | None = None) -> int:
+    async def count(self, where: DeadLetterFilter | None = None) -> int:
+        clause, params = _where(where)
+
+        def read(conn: sqlite3.Connection) -> int:
+            (found,) = conn.execute(f"SELECT COUNT(*) FROM dead_letters{clause}", params).fetchone()
+            return int(found)
+
+        return await self.inbox.db.run(read)
+
+    async def replay(
+        self, request_ids: Sequence[str] | None = None, where: DeadLetterFilter | None = None
+    ) -> int:
         db = self.inbox.db
-        wanted = None if request_ids is None else list(dict.fromkeys(request_ids))
+        clause, params = _where(where, request_ids)
 
         def move(conn: sqlite3.Connection) -> int:
             with db.transaction(conn):
-                query = (
+                rows = conn.execute(
                     "SELECT request_id, source, received_at, headers, body, letter_key"
-                    " FROM dead_letters"
-                )
-                if wanted is None:
-                    rows = conn.execute(query + " ORDER BY dead_at, request_id").fetchall()
-                else:
-                    rows = [
-                        row
-                        for rid in wanted
-                        for row in conn.execute(query + " WHERE request_id = ?", (rid,))
-                    ]
+                    f" FROM dead_letters{clause} ORDER BY dead_at, request_id",
+                    params,
+                ).fetchall()
                 self.inbox.requeue(conn, [_envelope(*row[:5]) for row in rows])
                 conn.executemany(
                     "DELETE FROM dead_letters WHERE letter_key = ?", [(row[5],) for row in rows]
@@ -392,6 +401,41 @@ class SqliteDeadLetters:
         if moved:
             self.inbox.announce_arrival()
         return moved
+
+    async def purge(self, dead_before: datetime) -> int:
+        clause, params = _where(DeadLetterFilter(until=dead_before))
+
+        def delete(conn: sqlite3.Connection) -> int:
+            with self.inbox.db.transaction(conn):
+                return conn.execute(f"DELETE FROM dead_letters{clause}", params).rowcount
+
+        purged = await self.inbox.db.run(delete)
+        if purged:
+            self.inbox.forget_deleted()  # the purged bodies leave the WAL too
+        return purged
+
+
+def _where(
+    where: DeadLetterFilter | None, request_ids: Sequence[str] | None = None
+) -> tuple[str, tuple[object, ...]]:
+    """The filter as SQL. `dead_at` is ISO-8601 in UTC, so text order is time order."""
+    terms: list[str] = []
+    params: list[object] = []
+    if where is not None:
+        for term, value in (
+            ("source = ?", where.source),
+            ("instr(lower(reason), ?) > 0", where.reason and where.reason.lower()),
+            ("dead_at >= ?", where.since and _iso(where.since)),
+            ("dead_at < ?", where.until and _iso(where.until)),
+        ):
+            if value is not None:
+                terms.append(term)
+                params.append(value)
+    if request_ids is not None:
+        wanted = list(dict.fromkeys(request_ids))
+        terms.append(f"request_id IN ({', '.join('?' * len(wanted))})" if wanted else "0")
+        params.extend(wanted)
+    return (" WHERE " + " AND ".join(terms) if terms else ""), tuple(params)
 
 
 def _letter_key(envelope: IngestEnvelope) -> str:

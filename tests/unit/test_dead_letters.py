@@ -1,0 +1,102 @@
+"""Dead letters by filter: the preview, the replay and the retention purge, each audited."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core import dead_letters
+from core.control import Caller
+from core.dead_letters import DeadLetterFilter, DeadLetterPorts
+from core.errors import ValidationFailed
+from core.model import Delivery, IngestEnvelope
+from tests.fakes import FakeAudit, FakeClock, FakeDeadLetters
+
+START = datetime(2026, 11, 1, 12, tzinfo=UTC)
+CLI = Caller("cli:ops", "cli:1")
+
+
+def letter_ports() -> tuple[DeadLetterPorts, FakeDeadLetters, FakeAudit, FakeClock]:
+    clock = FakeClock(START)
+    store, audit = FakeDeadLetters(clock), FakeAudit()
+    return DeadLetterPorts(store, audit, clock), store, audit, clock
+
+
+async def kill(
+    store: FakeDeadLetters, request_id: str, reason: str, source: str = "aloware"
+) -> None:
+    envelope = IngestEnvelope(request_id, source, START, b'{"lead_number": "+12025550142"}', {})
+    await store.add(Delivery(envelope, f"receipt-{request_id}", 1), reason)
+
+
+async def test_a_dry_run_replay_previews_how_many_and_which_and_moves_nothing() -> None:
+    ports, store, audit, _ = letter_ports()
+    await kill(store, "r-1", "unparseable: no id")
+    await kill(store, "r-2", "sink rejected: 400", source="hubspot")
+
+    summary = await dead_letters.replay(
+        ports, CLI, DeadLetterFilter(source="aloware"), dry_run=True
+    )
+
+    assert summary.counts == {"matched": 1, "replayed": 0}
+    assert summary.outcome == "dry_run"
+    assert summary.changes[0] == "source=aloware"
+    assert "r-1" in summary.changes[1] and "unparseable: no id" in summary.changes[1]
+    assert not any("+1202" in line for line in summary.changes)  # never a raw body
+    assert len(store.letters) == 2
+    assert [(r.action, r.outcome, r.who) for r in audit.records] == [
+        ("replay_dead_letters", "dry_run", "cli:ops")
+    ]
+
+
+async def test_replaying_an_incident_window_moves_what_died_inside_it_and_is_audited() -> None:
+    ports, store, audit, clock = letter_ports()
+    await kill(store, "before", "powerbi: schema rejected")
+    clock.advance(3600)
+    opened = clock.now()
+    await kill(store, "during", "powerbi: schema rejected")
+    clock.advance(600)
+    resolved = clock.now()
+    clock.advance(60)
+    await kill(store, "after", "powerbi: schema rejected")
+
+    summary = await dead_letters.replay(ports, CLI, DeadLetterFilter(since=opened, until=resolved))
+
+    assert summary.counts == {"matched": 1, "replayed": 1}
+    assert [d.envelope.request_id for d in store.replayed] == ["during"]
+    assert sorted(d.envelope.request_id for d in store.letters) == ["after", "before"]
+    assert audit.records[-1].counts == {"matched": 1, "replayed": 1}
+    assert audit.records[-1].outcome == "applied"
+
+
+async def test_the_purge_deletes_letters_older_than_the_retention_and_counts_them() -> None:
+    ports, store, audit, clock = letter_ports()
+    await kill(store, "old", "unparseable")
+    clock.advance(timedelta(days=29).total_seconds())
+    await kill(store, "young", "unparseable")
+    clock.advance(timedelta(days=2).total_seconds())
+
+    dry = await dead_letters.purge_expired(ports, CLI, timedelta(days=30), dry_run=True)
+    summary = await dead_letters.purge_expired(ports, CLI, timedelta(days=30))
+    again = await dead_letters.purge_expired(ports, CLI, timedelta(days=30))
+
+    assert (dry.counts, dry.outcome) == ({"purged": 1}, "dry_run")
+    assert (summary.counts, summary.outcome) == ({"purged": 1}, "applied")
+    assert (again.counts, again.outcome) == ({"purged": 0}, "unchanged")
+    assert [d.envelope.request_id for d in store.letters] == ["young"]
+    assert [r.action for r in audit.records] == ["purge_dead_letters"] * 3
+
+
+def test_a_filter_refuses_a_naive_instant_and_an_empty_window() -> None:
+    with pytest.raises(ValidationFailed, match="since"):
+        DeadLetterFilter(since=datetime(2026, 11, 1))
+    with pytest.raises(ValidationFailed, match="until"):
+        DeadLetterFilter(since=START, until=START)
+
+
+def test_a_reason_filter_matches_text_inside_the_reason_in_any_case() -> None:
+    where = DeadLetterFilter(reason="Schema")
+
+    assert where.matches("powerbi", "powerbi: schema rejected", START)
+    assert not where.matches("powerbi", "unparseable", START)
