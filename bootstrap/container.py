@@ -72,6 +72,7 @@ from bootstrap.daemon import Daemon
 from bootstrap.settings import Settings
 from core import control
 from core.control import ControlConfig, ControlPorts
+from core.dead_letters import DeadLetterPorts, purge_expired
 from core.dimensions import DateWindow
 from core.ingest import IngestConfig, IngestPorts
 from core.rules import Policy
@@ -256,7 +257,12 @@ def control_config(settings: Settings) -> ControlConfig:
     )
 
 
-def control_jobs(settings: Settings, ports: ControlPorts, config: ControlConfig) -> list[Job]:
+def control_jobs(
+    settings: Settings,
+    ports: ControlPorts,
+    config: ControlConfig,
+    letters: DeadLetterPorts,
+) -> list[Job]:
     """The nightly jobs: the same use cases the admin API and the CLI call."""
 
     async def sync(caller: control.Caller) -> control.Summary:
@@ -265,9 +271,14 @@ def control_jobs(settings: Settings, ports: ControlPorts, config: ControlConfig)
     async def extend(caller: control.Caller) -> control.Summary:
         return await control.extend_dates(ports, config, caller)
 
+    async def purge(caller: control.Caller) -> control.Summary:
+        retention = timedelta(days=settings.dead_letter_retention_days)
+        return await purge_expired(letters, caller, retention)
+
     return [
         Job("sync_agents", settings.sync_agents_cron, sync),
         Job("extend_dates", settings.extend_dates_cron, extend),
+        Job("purge_dead_letters", settings.purge_dead_letters_cron, purge),
     ]
 
 
@@ -527,10 +538,15 @@ class Container(containers.DeclarativeContainer):
         roster_cache=roster,
     )
     control_config = providers.Singleton(control_config, settings)
+    dead_letter_ports = providers.Singleton(
+        DeadLetterPorts, dead_letters=dead_letters, audit=audit_log, clock=clock
+    )
     job_board = providers.Singleton(JobBoard, metrics)
     scheduler = providers.Singleton(
         ControlScheduler,
-        jobs=providers.Singleton(control_jobs, settings, control_ports, control_config),
+        jobs=providers.Singleton(
+            control_jobs, settings, control_ports, control_config, dead_letter_ports
+        ),
         leases=job_leases,
         clock=clock,
         zone=settings.provided.zone,

@@ -394,6 +394,13 @@ class ScheduleSettings(BaseModel):
 
     sync_agents_cron: str = Field("15 2 * * *", description="crontab, BUSINESS_TIMEZONE")
     extend_dates_cron: str = Field("30 2 * * *", description="crontab, BUSINESS_TIMEZONE")
+    purge_dead_letters_cron: str = Field("45 2 * * *", description="crontab, BUSINESS_TIMEZONE")
+    dead_letter_retention_days: int = Field(
+        30,
+        ge=1,
+        description="Dead letters (raw bodies hold lead phone numbers) are purged after this;"
+        " the SQS DLQ itself keeps a message 14 days at most",
+    )
     job_misfire_grace_sec: int = Field(3600, ge=1)
     dim_date_back_days: int = Field(730, ge=0)
     dim_date_ahead_days: int = Field(365, ge=0)
@@ -404,6 +411,7 @@ class ScheduleSettings(BaseModel):
             for name, cron in (
                 ("SYNC_AGENTS_CRON", self.sync_agents_cron),
                 ("EXTEND_DATES_CRON", self.extend_dates_cron),
+                ("PURGE_DEAD_LETTERS_CRON", self.purge_dead_letters_cron),
             )
             if len(cron.split()) not in (5, 6)
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from ports.inbox import DeadLetter, DeadLetters
 
 PREVIEW_LIMIT = 20  # letters a preview names; the count is of every match
+MAX_NAMED_SCAN = 10_000  # letters a preview of request ids named by hand looks through
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +84,16 @@ def describe_letter(letter: DeadLetter) -> str:
 
 
 async def preview(
-    ports: DeadLetterPorts, where: DeadLetterFilter = EVERY, limit: int = PREVIEW_LIMIT
+    ports: DeadLetterPorts,
+    where: DeadLetterFilter = EVERY,
+    limit: int = PREVIEW_LIMIT,
+    request_ids: Sequence[str] | None = None,
 ) -> Preview:
+    if request_ids is not None:  # few, named by hand: look at the filter's matches for them
+        wanted = set(request_ids)
+        listed = await ports.dead_letters.list(MAX_NAMED_SCAN, where)
+        named = [x for x in listed if x.envelope.request_id in wanted]
+        return Preview(len(named), tuple(named[:limit]))
     count = await ports.dead_letters.count(where)
     first = await ports.dead_letters.list(limit, where) if count else []
     return Preview(count, tuple(first))
@@ -94,12 +104,14 @@ async def replay(
     caller: Caller,
     where: DeadLetterFilter = EVERY,
     *,
+    request_ids: Sequence[str] | None = None,
     dry_run: bool = False,
 ) -> Summary:
-    """Dry: how many and which would go back to the inbox. Else put them back. Audited."""
+    """Dry: how many and which would go back to the inbox (of those `where` matches, only
+    these request ids when given). Else put them back. Audited."""
     started = ports.clock.now()
-    shown = await preview(ports, where)
-    replayed = 0 if dry_run else await ports.dead_letters.replay(where=where)
+    shown = await preview(ports, where, request_ids=request_ids)
+    replayed = 0 if dry_run else await ports.dead_letters.replay(request_ids, where)
     if dry_run:
         outcome = "dry_run"
     else:
@@ -112,7 +124,8 @@ async def replay(
         duration_sec=(ports.clock.now() - started).total_seconds(),
         changes=(where.describe(), *(describe_letter(letter) for letter in shown.first)),
     )
-    await _audit(ports, caller, summary, where.describe())
+    named = f" ids={','.join(sorted(request_ids))}" if request_ids is not None else ""
+    await _audit(ports, caller, summary, where.describe() + named)
     return summary
 
 

@@ -6,12 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from adapters_in.metrics import Metrics
+from adapters_in.scheduler import ControlScheduler, JobBoard
+from bootstrap.container import control_jobs
+from bootstrap.settings import load_settings
 from core import dead_letters
 from core.control import Caller
 from core.dead_letters import DeadLetterFilter, DeadLetterPorts
 from core.errors import ValidationFailed
 from core.model import Delivery, IngestEnvelope
-from tests.fakes import FakeAudit, FakeClock, FakeDeadLetters
+from tests.fakes import FakeAudit, FakeClock, FakeDeadLetters, FakeLeases
 
 START = datetime(2026, 11, 1, 12, tzinfo=UTC)
 CLI = Caller("cli:ops", "cli:1")
@@ -100,3 +104,24 @@ def test_a_reason_filter_matches_text_inside_the_reason_in_any_case() -> None:
 
     assert where.matches("powerbi", "powerbi: schema rejected", START)
     assert not where.matches("powerbi", "unparseable", START)
+
+
+async def test_the_nightly_purge_job_runs_under_its_lease_with_the_configured_retention() -> None:
+    ports, store, audit, clock = letter_ports()
+    await kill(store, "old", "unparseable")
+    clock.advance(timedelta(days=7).total_seconds())
+    await kill(store, "young", "unparseable")
+    clock.current = datetime(2026, 11, 9, 2, 45, 5, tzinfo=UTC)  # the nightly firing
+    settings = load_settings(dead_letter_retention_days=7, aloware_auth="none", hubspot_auth="none")
+    jobs = control_jobs(settings, None, None, ports)  # type: ignore[arg-type]  # purge needs neither
+    leases = FakeLeases()
+    scheduler = ControlScheduler(jobs, leases, clock, UTC, JobBoard(Metrics()), replica="a")
+
+    assert await scheduler.fire("purge_dead_letters") is True
+
+    assert [d.envelope.request_id for d in store.letters] == ["young"]
+    assert leases.taken == ["job:purge_dead_letters:2026-11-09T02:45:00+00:00"]
+    assert scheduler.board.as_dict()["purge_dead_letters"]["detail"].startswith(
+        "purge_dead_letters: applied · 1 purged"
+    )
+    assert audit.records[-1].who == "scheduler"
