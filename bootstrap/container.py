@@ -324,6 +324,7 @@ def admin_api(
     config: ControlConfig,
     nonces: Any,
     status: OperatorStatus,
+    letters: DeadLetterPorts,
 ) -> AdminApi | None:
     """The signed admin API, or None: it is off unless ADMIN_HMAC_SECRET is set."""
     if settings.admin_hmac_secret is None:
@@ -336,6 +337,7 @@ def admin_api(
         admin_auth.parse_networks(settings.admin_ip_allowlist),
         admin_auth.parse_networks(settings.trusted_proxies),
         status.snapshot,
+        letters,
     )
 
 
@@ -620,6 +622,7 @@ class Container(containers.DeclarativeContainer):
         control_config,
         nonces,
         providers.Singleton(OperatorStatus, job_board, breakers, inbox),
+        dead_letter_ports,
     )
     app = providers.Singleton(
         build_app,
