@@ -234,6 +234,7 @@ def aws_infra(settings: Settings) -> Callable[[bool], Awaitable[list[str]]]:
             dead_letter_queue=settings.sqs_dlq if sqs else None,
             max_receive_count=settings.sqs_max_receive_count,
             visibility_sec=math.ceil(settings.inbox_visibility_sec),
+            dead_letter_retention_days=settings.dead_letter_retention_days,
             dry_run=dry_run,
         )
 
