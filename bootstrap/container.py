@@ -263,6 +263,7 @@ def control_jobs(
     ports: ControlPorts,
     config: ControlConfig,
     letters: DeadLetterPorts,
+    metrics: Metrics,
 ) -> list[Job]:
     """The nightly jobs: the same use cases the admin API and the CLI call."""
 
@@ -274,7 +275,13 @@ def control_jobs(
 
     async def purge(caller: control.Caller) -> control.Summary:
         retention = timedelta(days=settings.dead_letter_retention_days)
-        return await purge_expired(letters, caller, retention)
+        summary = await purge_expired(letters, caller, retention)
+        metrics.inc(
+            "dead_letters_purged_total",
+            summary.counts["purged"],
+            help="Dead letters deleted past DEAD_LETTER_RETENTION_DAYS",
+        )
+        return summary
 
     return [
         Job("sync_agents", settings.sync_agents_cron, sync),
@@ -548,7 +555,7 @@ class Container(containers.DeclarativeContainer):
     scheduler = providers.Singleton(
         ControlScheduler,
         jobs=providers.Singleton(
-            control_jobs, settings, control_ports, control_config, dead_letter_ports
+            control_jobs, settings, control_ports, control_config, dead_letter_ports, metrics
         ),
         leases=job_leases,
         clock=clock,

@@ -113,9 +113,10 @@ async def test_the_nightly_purge_job_runs_under_its_lease_with_the_configured_re
     await kill(store, "young", "unparseable")
     clock.current = datetime(2026, 11, 9, 2, 45, 5, tzinfo=UTC)  # the nightly firing
     settings = load_settings(dead_letter_retention_days=7, aloware_auth="none", hubspot_auth="none")
-    jobs = control_jobs(settings, None, None, ports)  # type: ignore[arg-type]  # purge needs neither
+    metrics = Metrics()
+    jobs = control_jobs(settings, None, None, ports, metrics)  # type: ignore[arg-type]  # purge needs neither
     leases = FakeLeases()
-    scheduler = ControlScheduler(jobs, leases, clock, UTC, JobBoard(Metrics()), replica="a")
+    scheduler = ControlScheduler(jobs, leases, clock, UTC, JobBoard(metrics), replica="a")
 
     assert await scheduler.fire("purge_dead_letters") is True
 
@@ -125,3 +126,5 @@ async def test_the_nightly_purge_job_runs_under_its_lease_with_the_configured_re
         "purge_dead_letters: applied · 1 purged"
     )
     assert audit.records[-1].who == "scheduler"
+    assert metrics.value("dead_letters_purged_total") == 1
+    assert metrics.value("job_runs_total", job="purge_dead_letters") == 1
