@@ -102,6 +102,8 @@ class Database:
         conn.execute("PRAGMA busy_timeout = 0")
         try:
             (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError:  # "database is locked": another process writes
+            busy = 1
         finally:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self.checkpoints += 0 if busy else 1

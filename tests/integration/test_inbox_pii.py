@@ -81,3 +81,22 @@ async def test_a_checkpoint_made_busy_by_a_reader_is_tried_again_without_another
             break
         await asyncio.sleep(0.02)
     assert files_holding(tmp_path, PHONE) == []
+
+
+async def test_a_checkpoint_never_waits_on_another_process_holding_the_write_lock(
+    inbox: SqliteInbox, tmp_path: Path
+) -> None:
+    await inbox.put(envelope("other", b'{"id": 2}'))
+    writer = sqlite3.connect(tmp_path / "inbox.sqlite", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # `pulse dead-letters replay` mid-transaction, say
+    try:
+        started = asyncio.get_running_loop().time()
+        done = await inbox.db.run(inbox.db.checkpoint)
+        waited = asyncio.get_running_loop().time() - started
+    finally:
+        writer.rollback()
+        writer.close()
+
+    assert done is False
+    assert waited < 1.0  # not the 5 s busy timeout
+    assert await inbox.db.run(inbox.db.checkpoint) is True
