@@ -20,6 +20,7 @@ async def create_infra(
     dead_letter_queue: str | None = None,
     max_receive_count: int = 100,
     visibility_sec: int = 60,
+    dead_letter_retention_days: int = 14,
     dry_run: bool = False,
     access_key_id: str | None = None,
     secret_access_key: str | None = None,
@@ -57,5 +58,6 @@ async def create_infra(
                 max_receive_count=max_receive_count,
                 visibility_sec=visibility_sec,
                 dry_run=dry_run,
+                dead_letter_retention_days=dead_letter_retention_days,
             )
     return lines

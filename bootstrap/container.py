@@ -73,6 +73,7 @@ from bootstrap.daemon import Daemon
 from bootstrap.settings import Settings
 from core import control
 from core.control import ControlConfig, ControlPorts
+from core.dead_letters import DeadLetterPorts, purge_expired
 from core.dimensions import DateWindow
 from core.ingest import IngestConfig, IngestPorts
 from core.reconcile import ReconcilePorts
@@ -235,6 +236,7 @@ def aws_infra(settings: Settings) -> Callable[[bool], Awaitable[list[str]]]:
             dead_letter_queue=settings.sqs_dlq if sqs else None,
             max_receive_count=settings.sqs_max_receive_count,
             visibility_sec=math.ceil(settings.inbox_visibility_sec),
+            dead_letter_retention_days=settings.dead_letter_retention_days,
             dry_run=dry_run,
         )
 
@@ -259,7 +261,13 @@ def control_config(settings: Settings) -> ControlConfig:
     )
 
 
-def control_jobs(settings: Settings, ports: ControlPorts, config: ControlConfig) -> list[Job]:
+def control_jobs(
+    settings: Settings,
+    ports: ControlPorts,
+    config: ControlConfig,
+    letters: DeadLetterPorts,
+    metrics: Metrics,
+) -> list[Job]:
     """The nightly jobs: the same use cases the admin API and the CLI call."""
 
     async def sync(caller: control.Caller) -> control.Summary:
@@ -268,9 +276,20 @@ def control_jobs(settings: Settings, ports: ControlPorts, config: ControlConfig)
     async def extend(caller: control.Caller) -> control.Summary:
         return await control.extend_dates(ports, config, caller)
 
+    async def purge(caller: control.Caller) -> control.Summary:
+        retention = timedelta(days=settings.dead_letter_retention_days)
+        summary = await purge_expired(letters, caller, retention)
+        metrics.inc(
+            "dead_letters_purged_total",
+            summary.counts["purged"],
+            help="Dead letters deleted past DEAD_LETTER_RETENTION_DAYS",
+        )
+        return summary
+
     return [
         Job("sync_agents", settings.sync_agents_cron, sync),
         Job("extend_dates", settings.extend_dates_cron, extend),
+        Job("purge_dead_letters", settings.purge_dead_letters_cron, purge),
     ]
 
 
@@ -324,6 +343,7 @@ def admin_api(
     config: ControlConfig,
     nonces: Any,
     status: OperatorStatus,
+    letters: DeadLetterPorts,
 ) -> AdminApi | None:
     """The signed admin API, or None: it is off unless ADMIN_HMAC_SECRET is set."""
     if settings.admin_hmac_secret is None:
@@ -336,6 +356,7 @@ def admin_api(
         admin_auth.parse_networks(settings.admin_ip_allowlist),
         admin_auth.parse_networks(settings.trusted_proxies),
         status.snapshot,
+        letters,
     )
 
 
@@ -539,6 +560,9 @@ class Container(containers.DeclarativeContainer):
         roster_cache=roster,
     )
     control_config = providers.Singleton(control_config, settings)
+    dead_letter_ports = providers.Singleton(
+        DeadLetterPorts, dead_letters=dead_letters, audit=audit_log, clock=clock
+    )
     job_board = providers.Singleton(JobBoard, metrics)
     ingest_config = providers.Singleton(ingest_config, settings)
     ingest_ports = providers.Singleton(
@@ -566,7 +590,9 @@ class Container(containers.DeclarativeContainer):
         ControlScheduler,
         jobs=providers.Callable(
             scheduled_jobs,
-            providers.Singleton(control_jobs, settings, control_ports, control_config),
+            providers.Singleton(
+                control_jobs, settings, control_ports, control_config, dead_letter_ports, metrics
+            ),
             providers.List(
                 providers.Singleton(
                     reconcile_job,
@@ -638,6 +664,7 @@ class Container(containers.DeclarativeContainer):
         control_config,
         nonces,
         providers.Singleton(OperatorStatus, job_board, breakers, inbox),
+        dead_letter_ports,
     )
     app = providers.Singleton(
         build_app,

@@ -414,6 +414,13 @@ class ScheduleSettings(BaseModel):
     reconcile_days: int = Field(
         3, ge=1, description="The nightly reconcile lists what was created in the last N days"
     )
+    purge_dead_letters_cron: str = Field("0 3 * * *", description="crontab, BUSINESS_TIMEZONE")
+    dead_letter_retention_days: int = Field(
+        30,
+        ge=1,
+        description="Dead letters (raw bodies hold lead phone numbers) are purged after this;"
+        " the SQS DLQ itself keeps a message 14 days at most",
+    )
     job_misfire_grace_sec: int = Field(3600, ge=1)
     dim_date_back_days: int = Field(730, ge=0)
     dim_date_ahead_days: int = Field(365, ge=0)
@@ -425,6 +432,7 @@ class ScheduleSettings(BaseModel):
                 ("SYNC_AGENTS_CRON", self.sync_agents_cron),
                 ("EXTEND_DATES_CRON", self.extend_dates_cron),
                 ("RECONCILE_CRON", self.reconcile_cron),
+                ("PURGE_DEAD_LETTERS_CRON", self.purge_dead_letters_cron),
             )
             if len(cron.split()) not in (5, 6)
         ]

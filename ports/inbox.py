@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from core.dead_letters import DeadLetterFilter
 from core.model import Delivery, IngestEnvelope
 
 
@@ -64,8 +65,23 @@ class DeadLetters(Protocol):
         """Keep the envelope with the reason, replayable; the caller acks the delivery after."""
         ...
 
-    async def list(self, limit: int = 100) -> list[DeadLetter]: ...
+    async def list(
+        self, limit: int = 100, where: DeadLetterFilter | None = None, offset: int = 0
+    ) -> list[DeadLetter]:
+        """The letters `where` matches (all when None), oldest first, `offset` skipped."""
+        ...
 
-    async def replay(self, request_ids: Sequence[str] | None = None) -> int:
-        """Put dead letters back into the inbox (all when `request_ids` is None); returns how many."""
+    async def count(self, where: DeadLetterFilter | None = None) -> int:
+        """How many letters `where` matches (all when None)."""
+        ...
+
+    async def replay(
+        self, request_ids: Sequence[str] | None = None, where: DeadLetterFilter | None = None
+    ) -> int:
+        """Put dead letters back into the inbox: those with these request ids (any when None)
+        that `where` matches (any when None); returns how many."""
+        ...
+
+    async def purge(self, dead_before: datetime) -> int:
+        """Delete, for good, the letters dead before `dead_before`; returns how many."""
         ...

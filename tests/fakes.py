@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from core.control import Caller, ControlConfig, ControlPorts
+from core.dead_letters import DeadLetterFilter
 from core.errors import SinkPermanentError, SinkTransientError, TransientError
 from core.model import CrmObject, Delivery, DimRow, FactEvent, IngestEnvelope, RosterSnapshot
 from core.schema import key_of, table_of
@@ -73,6 +74,7 @@ class FakeDeadLetters:
     def __init__(self, clock: FakeClock | None = None) -> None:
         self.clock = clock or FakeClock()
         self.letters: list[DeadLetter] = []
+        self.replayed: list[DeadLetter] = []
 
     async def add(self, delivery: Delivery, reason: str) -> None:
         self.letters.append(
@@ -82,11 +84,37 @@ class FakeDeadLetters:
     def reason_for(self, request_id: str) -> str | None:
         return next((d.reason for d in self.letters if d.envelope.request_id == request_id), None)
 
-    async def list(self, limit: int = 100) -> list[DeadLetter]:
-        return self.letters[:limit]
+    def _matching(self, where: DeadLetterFilter | None) -> list[DeadLetter]:
+        return [
+            d
+            for d in sorted(self.letters, key=lambda d: d.dead_at)
+            if where is None or where.matches(d.envelope.source, d.reason, d.dead_at)
+        ]
 
-    async def replay(self, request_ids: Sequence[str] | None = None) -> int:
-        raise NotImplementedError("core never replays")
+    async def list(
+        self, limit: int = 100, where: DeadLetterFilter | None = None, offset: int = 0
+    ) -> list[DeadLetter]:
+        return self._matching(where)[offset : offset + limit]
+
+    async def count(self, where: DeadLetterFilter | None = None) -> int:
+        return len(self._matching(where))
+
+    async def replay(
+        self, request_ids: Sequence[str] | None = None, where: DeadLetterFilter | None = None
+    ) -> int:
+        moved = [
+            d
+            for d in self._matching(where)
+            if request_ids is None or d.envelope.request_id in request_ids
+        ]
+        self.replayed += moved
+        self.letters = [d for d in self.letters if d not in moved]
+        return len(moved)
+
+    async def purge(self, dead_before: datetime) -> int:
+        kept = [d for d in self.letters if d.dead_at >= dead_before]
+        purged, self.letters = len(self.letters) - len(kept), kept
+        return purged
 
 
 NO_EXPIRY = datetime.max.replace(tzinfo=UTC)

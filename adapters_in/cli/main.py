@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import getpass
 import io
 import json
 import sys
+import uuid
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from dependency_injector.wiring import Provide, inject
@@ -19,11 +21,14 @@ from adapters_in.cli import control as cli_control
 from adapters_in.cli import dataset as cli_dataset
 from adapters_in.cli import infra as cli_infra
 from adapters_in.cli import ingest as cli_ingest
+from core import dead_letters as letters
 from core.calendar import date_key
+from core.control import Caller
+from core.dead_letters import DeadLetterFilter, DeadLetterPorts
+from core.errors import ValidationFailed
 from core.schema import Orphan
 from ports.clock import Clock
 from ports.health import Pingable
-from ports.inbox import DeadLetters
 
 
 class ReportSource(Protocol):
@@ -87,12 +92,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead, list facts whose dimension row is missing in the local warehouse",
     )
 
-    dead = sub.add_parser("dead-letters", help="list or replay dead-lettered envelopes")
+    dead = sub.add_parser("dead-letters", help="list, replay or purge dead-lettered envelopes")
     dead_sub = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
-    dl_list = dead_sub.add_parser("list", help="show dead letters with their reasons")
+    dl_list = dead_sub.add_parser("list", help="show dead letters with their reasons, oldest first")
     dl_list.add_argument("--limit", type=int, default=50)
-    dl_replay = dead_sub.add_parser("replay", help="put dead letters back into the inbox")
-    dl_replay.add_argument("request_ids", nargs="*", help="only these (default: all)")
+    dl_list.add_argument("--offset", type=int, default=0, help="skip this many (paging)")
+    dl_replay = dead_sub.add_parser(
+        "replay", help="preview how many and which, then put them back into the inbox"
+    )
+    dl_replay.add_argument("request_ids", nargs="*", help="only these (default: all that match)")
+    dl_replay.add_argument("--dry-run", action="store_true", help="preview only")
+    dl_purge = dead_sub.add_parser(
+        "purge", help="delete those dead longer than DEAD_LETTER_RETENTION_DAYS (nightly job)"
+    )
+    dl_purge.add_argument("--dry-run", action="store_true", help="count only")
+    for filtered in (dl_list, dl_replay):
+        filtered.add_argument("--source", help="aloware or hubspot")
+        filtered.add_argument("--reason", help="text the reason contains (any case)")
+        filtered.add_argument(
+            "--since", type=instant, help="dead at or after (ISO 8601; no offset: UTC)"
+        )
+        filtered.add_argument(
+            "--until", type=instant, help="dead before (ISO 8601; no offset: UTC)"
+        )
     cli_control.add_commands(sub)
     cli_backfill.add_commands(sub)
     cli_ingest.add_commands(sub)
@@ -252,20 +274,50 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def instant(text: str) -> datetime:
+    """`--since` / `--until`: ISO 8601; without an offset, UTC."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 instant") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 @inject
 async def dead_letters(
     args: argparse.Namespace,
-    store: DeadLetters = Provide["dead_letters"],
+    ports: DeadLetterPorts = Provide["dead_letter_ports"],
+    settings: Any = Provide["settings"],
 ) -> int:
-    if args.action == "list":
-        letters = await store.list(args.limit)
-        for letter in letters:
-            print(
-                f"{letter.dead_at.isoformat()}  {letter.envelope.source:8}  "
-                f"{letter.envelope.request_id}  attempts={letter.attempts}  {letter.reason}"
-            )
-        print(f"{len(letters)} dead letter(s)")
+    caller = Caller(f"cli:{getpass.getuser()}", f"cli:{uuid.uuid4().hex}")
+    if args.action == "purge":
+        retention = timedelta(days=settings.dead_letter_retention_days)
+        summary = await letters.purge_expired(ports, caller, retention, dry_run=args.dry_run)
+        print(summary.line())
         return 0
-    replayed = await store.replay(args.request_ids or None)
-    print(f"replayed {replayed} envelope(s) into the inbox")
+    try:
+        where = DeadLetterFilter(args.source, args.reason, args.since, args.until)
+    except ValidationFailed as exc:
+        print(f"pulse: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "list":
+        found = await ports.dead_letters.list(args.limit, where, args.offset)
+        for letter in found:
+            print(letters.describe_letter(letter))
+        total = await ports.dead_letters.count(where)
+        print(f"{len(found)} of {total} dead letter(s) ({where.describe()})")
+        return 0
+    summary = await letters.replay(
+        ports, caller, where, request_ids=args.request_ids or None, dry_run=args.dry_run
+    )
+    matched, replayed = summary.counts["matched"], summary.counts["replayed"]
+    print(f"{matched} dead letter(s) match {summary.changes[0]}:")
+    for line in summary.changes[1:]:
+        print(f"  {line}")
+    if matched > len(summary.changes) - 1:
+        print(f"  … and {matched - len(summary.changes) + 1} more")
+    if args.dry_run:
+        print("dry run: nothing replayed")
+    else:
+        print(f"replayed {replayed} envelope(s) into the inbox")
     return 0

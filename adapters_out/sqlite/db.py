@@ -41,9 +41,11 @@ class Database:
     both executed in order on the single worker thread.
     """
 
-    def __init__(self, path: Path, schema: str = "") -> None:
+    def __init__(self, path: Path, schema: str = "", *, secure_delete: bool = False) -> None:
         self.path = path
+        self.secure_delete = secure_delete
         self.commits = 0  # write transactions committed; lets tests see group commit batch
+        self.checkpoints = 0  # WAL truncations that succeeded
         path.parent.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{path.stem}")
         self._closed = False
@@ -57,6 +59,9 @@ class Database:
         _to_wal(conn)
         # FULL: once put/commit returned, a power cut cannot lose the row (WAL + NORMAL could).
         conn.execute("PRAGMA synchronous = FULL")
+        # ON: deleted rows (raw bodies hold lead phone numbers) are overwritten with zeros, not
+        # left readable in free space. Set either way: builds differ (Debian's defaults to ON).
+        conn.execute(f"PRAGMA secure_delete = {'ON' if self.secure_delete else 'OFF'}")
         if schema:
             conn.executescript(schema)
         return conn
@@ -88,6 +93,21 @@ class Database:
             raise
         conn.execute("COMMIT")
         self.commits += 1
+
+    def checkpoint(self, conn: sqlite3.Connection) -> bool:
+        """Copy the WAL into the database and truncate it (call on the store's thread), so
+        what a delete overwrote no longer survives in an older WAL frame. Never waits: while
+        another process reads, SQLite answers busy and False is returned (the next call tries
+        again)."""
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError:  # "database is locked": another process writes
+            busy = 1
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.checkpoints += 0 if busy else 1
+        return not busy
 
     async def close(self) -> None:
         """Finish queued work, then close the connection and the thread. Safe to call twice."""

@@ -15,11 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from adapters_out.sqlite.db import Database
+from core.dead_letters import DeadLetterFilter
 from core.model import Delivery, IngestEnvelope
 from ports.clock import Clock
 from ports.inbox import DeadLetter, InboxStats
 
 POLL_SEC = 0.1  # another process (a CLI replay) may write; its rows are seen within this
+CHECKPOINT_RETRY_SEC = 1.0  # a WAL checkpoint another process's read made busy is tried again
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
@@ -100,8 +102,10 @@ class SqliteInbox:
     def __init__(
         self, path: Path, clock: Clock, visibility: timedelta = timedelta(seconds=60)
     ) -> None:
-        self.db = Database(path, SCHEMA)
+        self.db = Database(path, SCHEMA, secure_delete=True)
         self.clock = clock
+        self._checkpoint_queued = False  # these two are touched on the loop only
+        self._deleted_since_queued = False
         self.visibility = visibility
         self._pending: list[_PendingPut] = []
         self._pending_lock = threading.Lock()  # shared by the loop (put) and the db thread (flush)
@@ -217,6 +221,38 @@ class SqliteInbox:
                 conn.executemany("DELETE FROM inbox WHERE id = ? AND receipt = ?", pairs)
 
         await self.db.run(delete)
+        self.forget_deleted()
+
+    def forget_deleted(self) -> None:
+        """Queue one WAL checkpoint behind the deletes already queued: acked (and replayed or
+        purged) raw bodies are zeroed in the file (secure_delete) and gone from the WAL.
+        Acks queued before it runs share it, so under load it costs one per burst, not per ack."""
+        if self._checkpoint_queued:
+            # It may already be running: a delete that lands after it needs one more.
+            self._deleted_since_queued = True
+            return
+        if self.db.closed:
+            return
+        self._checkpoint_queued = True
+        loop = asyncio.get_running_loop()
+
+        def checkpoint(conn: sqlite3.Connection) -> None:
+            done = False
+            try:
+                done = self.db.checkpoint(conn)
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop is already closed
+                    loop.call_soon_threadsafe(self._checkpoint_done, done)
+
+        self.db.submit(checkpoint)
+
+    def _checkpoint_done(self, done: bool) -> None:
+        self._checkpoint_queued = False
+        if not done:  # another process was reading: try again shortly, even if no ack comes
+            asyncio.get_running_loop().call_later(CHECKPOINT_RETRY_SEC, self.forget_deleted)
+        elif self._deleted_since_queued:
+            self._deleted_since_queued = False
+            self.forget_deleted()
 
     async def retry(self, receipts: Sequence[str], delay: timedelta) -> None:
         await self._hide(receipts, delay, "visible_at = ?, receipt = NULL")  # given back
@@ -310,12 +346,16 @@ class SqliteDeadLetters:
 
         await db.run(upsert)
 
-    async def list(self, limit: int = 100) -> list[DeadLetter]:
+    async def list(
+        self, limit: int = 100, where: DeadLetterFilter | None = None, offset: int = 0
+    ) -> list[DeadLetter]:
+        clause, params = _where(where)
+
         def read(conn: sqlite3.Connection) -> list[DeadLetter]:
             rows = conn.execute(
                 "SELECT request_id, source, received_at, headers, body, reason, dead_at, attempts"
-                " FROM dead_letters ORDER BY dead_at, request_id LIMIT ?",
-                (max(0, limit),),
+                f" FROM dead_letters{clause} ORDER BY dead_at, request_id LIMIT ? OFFSET ?",
+                (*params, max(0, limit), max(0, offset)),
             ).fetchall()
             return [
                 DeadLetter(
@@ -329,24 +369,28 @@ class SqliteDeadLetters:
 
         return await self.inbox.db.run(read)
 
-    async def replay(self, request_ids: Sequence[str] | None = None) -> int:
+    async def count(self, where: DeadLetterFilter | None = None) -> int:
+        clause, params = _where(where)
+
+        def read(conn: sqlite3.Connection) -> int:
+            (found,) = conn.execute(f"SELECT COUNT(*) FROM dead_letters{clause}", params).fetchone()
+            return int(found)
+
+        return await self.inbox.db.run(read)
+
+    async def replay(
+        self, request_ids: Sequence[str] | None = None, where: DeadLetterFilter | None = None
+    ) -> int:
         db = self.inbox.db
-        wanted = None if request_ids is None else list(dict.fromkeys(request_ids))
+        clause, params = _where(where, request_ids)
 
         def move(conn: sqlite3.Connection) -> int:
             with db.transaction(conn):
-                query = (
+                rows = conn.execute(
                     "SELECT request_id, source, received_at, headers, body, letter_key"
-                    " FROM dead_letters"
-                )
-                if wanted is None:
-                    rows = conn.execute(query + " ORDER BY dead_at, request_id").fetchall()
-                else:
-                    rows = [
-                        row
-                        for rid in wanted
-                        for row in conn.execute(query + " WHERE request_id = ?", (rid,))
-                    ]
+                    f" FROM dead_letters{clause} ORDER BY dead_at, request_id",
+                    params,
+                ).fetchall()
                 self.inbox.requeue(conn, [_envelope(*row[:5]) for row in rows])
                 conn.executemany(
                     "DELETE FROM dead_letters WHERE letter_key = ?", [(row[5],) for row in rows]
@@ -357,6 +401,41 @@ class SqliteDeadLetters:
         if moved:
             self.inbox.announce_arrival()
         return moved
+
+    async def purge(self, dead_before: datetime) -> int:
+        clause, params = _where(DeadLetterFilter(until=dead_before))
+
+        def delete(conn: sqlite3.Connection) -> int:
+            with self.inbox.db.transaction(conn):
+                return conn.execute(f"DELETE FROM dead_letters{clause}", params).rowcount
+
+        purged = await self.inbox.db.run(delete)
+        if purged:
+            self.inbox.forget_deleted()  # the purged bodies leave the WAL too
+        return purged
+
+
+def _where(
+    where: DeadLetterFilter | None, request_ids: Sequence[str] | None = None
+) -> tuple[str, tuple[object, ...]]:
+    """The filter as SQL. `dead_at` is ISO-8601 in UTC, so text order is time order."""
+    terms: list[str] = []
+    params: list[object] = []
+    if where is not None:
+        for term, value in (
+            ("source = ?", where.source),
+            ("instr(lower(reason), ?) > 0", where.reason and where.reason.lower()),
+            ("dead_at >= ?", where.since and _iso(where.since)),
+            ("dead_at < ?", where.until and _iso(where.until)),
+        ):
+            if value is not None:
+                terms.append(term)
+                params.append(value)
+    if request_ids is not None:
+        wanted = list(dict.fromkeys(request_ids))
+        terms.append(f"request_id IN ({', '.join('?' * len(wanted))})" if wanted else "0")
+        params.extend(wanted)
+    return (" WHERE " + " AND ".join(terms) if terms else ""), tuple(params)
 
 
 def _letter_key(envelope: IngestEnvelope) -> str:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from adapters_out.sqs.queue import MAX_BATCH, Message, decode, encode
+from core.dead_letters import DeadLetterFilter
 from core.model import Delivery, IngestEnvelope
 from ports.inbox import DeadLetter
 
@@ -54,6 +55,10 @@ def _envelope_of(message: Message) -> IngestEnvelope:
         )
 
 
+def _matches(where: DeadLetterFilter, letter: DeadLetter) -> bool:
+    return where.matches(letter.envelope.source, letter.reason, letter.dead_at)
+
+
 def _sent_at(message: Message) -> datetime:
     return datetime.fromtimestamp(message.sent_ms / 1000, UTC)
 
@@ -74,7 +79,19 @@ class SqsDeadLetters:
         attributes = letter_attributes(reason, self._clock.now(), delivery.attempt)
         await self._dead_letter_queue.send(encode(delivery.envelope), attributes)
 
-    async def list(self, limit: int = 100) -> list[DeadLetter]:
+    async def list(
+        self, limit: int = 100, where: DeadLetterFilter | None = None, offset: int = 0
+    ) -> list[DeadLetter]:
+        wanted = max(0, offset) + max(0, limit)
+        found = await self._distinct(where, stop_at=wanted)
+        return sorted(found.values(), key=lambda d: d.dead_at)[max(0, offset) : wanted]
+
+    async def count(self, where: DeadLetterFilter | None = None) -> int:
+        return len(await self._distinct(where, stop_at=None))
+
+    async def _distinct(
+        self, where: DeadLetterFilter | None, stop_at: int | None
+    ) -> dict[str, DeadLetter]:
         # A standard queue cannot refuse a second copy, so letters are one per distinct
         # envelope (the same envelope encodes to the same body; the newest copy wins).
         redriven = await self._queue.max_receive_count()
@@ -83,25 +100,34 @@ class SqsDeadLetters:
         async def keep(page: list[Message]) -> list[Message]:
             for message in page:
                 letter = read_letter(message, redriven)
+                if where is not None and not _matches(where, letter):
+                    continue
                 known = found.get(message.body)
                 if known is None or letter.dead_at >= known.dead_at:
                     found[message.body] = letter
             return []
 
-        await self._page(keep, stop=lambda: len(found) >= limit)
-        return sorted(found.values(), key=lambda d: d.dead_at)[:limit]
+        await self._page(keep, stop=lambda: stop_at is not None and len(found) >= stop_at)
+        return found
 
-    async def replay(self, request_ids: Sequence[str] | None = None) -> int:
+    async def replay(
+        self, request_ids: Sequence[str] | None = None, where: DeadLetterFilter | None = None
+    ) -> int:
         wanted = None if request_ids is None else set(request_ids)
         await self._queue.url()  # the main queue must exist before anything leaves the DLQ
+        redriven = await self._queue.max_receive_count()
         replayed: set[str] = set()  # bodies (distinct envelopes) sent back to the main queue
+
+        def chosen(message: Message) -> bool:
+            letter = read_letter(message, redriven)
+            return (wanted is None or letter.envelope.request_id in wanted) and (
+                where is None or _matches(where, letter)
+            )
 
         async def send_back(page: list[Message]) -> list[Message]:
             fresh: dict[str, Message] = {}
             copies: list[Message] = []
-            for message in page:
-                if wanted is not None and _envelope_of(message).request_id not in wanted:
-                    continue
+            for message in filter(chosen, page):
                 if message.body in replayed or message.body in fresh:
                     copies.append(message)
                 else:
@@ -113,6 +139,19 @@ class SqsDeadLetters:
 
         await self._page(send_back, stop=lambda: False)
         return len(replayed)
+
+    async def purge(self, dead_before: datetime) -> int:
+        redriven = await self._queue.max_receive_count()
+        expired = DeadLetterFilter(until=dead_before)
+        purged: set[str] = set()
+
+        async def delete(page: list[Message]) -> list[Message]:
+            done = [m for m in page if _matches(expired, read_letter(m, redriven))]
+            purged.update(m.body for m in done)
+            return done
+
+        await self._page(delete, stop=lambda: False)
+        return len(purged)
 
     async def _page(self, handle: _PageHandler, stop: Callable[[], bool]) -> None:
         """Walk the DLQ a page at a time (hiding each page so the next one advances); `handle`

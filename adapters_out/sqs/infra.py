@@ -20,9 +20,14 @@ async def ensure_queues(
     max_receive_count: int,
     visibility_sec: int,
     dry_run: bool,
+    dead_letter_retention_days: int = 14,
 ) -> list[str]:
-    """Create the DLQ, then the queue redriving into it; fix a drifted redrive policy."""
-    dlq_arn, dlq_line = await _ensure_dead_letter_queue(client, dead_letter_queue, dry_run)
+    """Create the DLQ, then the queue redriving into it; fix a drifted redrive policy or DLQ
+    retention (DEAD_LETTER_RETENTION_DAYS, at most SQS's 14 days)."""
+    retention_sec = min(RETENTION_SEC, dead_letter_retention_days * 86_400)
+    dlq_arn, dlq_line = await _ensure_dead_letter_queue(
+        client, dead_letter_queue, retention_sec, dry_run
+    )
     redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
     # A backstop for a message that keeps crashing processes: outages hold deliveries.
     described = f"redrive to {dead_letter_queue} after {max_receive_count} receives, crash backstop"
@@ -39,21 +44,40 @@ async def ensure_queues(
     return [dlq_line, await _ensure_redrive(client, queue, url, redrive, described, dry_run)]
 
 
-async def _ensure_dead_letter_queue(client: SqsClient, name: str, dry_run: bool) -> tuple[str, str]:
-    """The DLQ's ARN (a placeholder when a dry run would create it) and what was done."""
+async def _ensure_dead_letter_queue(
+    client: SqsClient, name: str, retention_sec: int, dry_run: bool
+) -> tuple[str, str]:
+    """The DLQ's ARN (a placeholder when a dry run would create it) and what was done. SQS
+    drops a DLQ message `retention_sec` after it was first sent (for one its redrive moved:
+    after it was first sent to the main queue)."""
+    kept = f"dead letters, {retention_sec // 86_400:g} days"
     url = await _url(client, name)
-    if url is not None:
-        line = f"sqs queue {name}: exists"
-    elif dry_run:
-        line = f"sqs queue {name}: would create (dead letters, 14 days)"
-        return "<arn of the new dead-letter queue>", line
+    if url is None and dry_run:
+        return "<arn of the new dead-letter queue>", f"sqs queue {name}: would create ({kept})"
+    if url is None:
+        url = await _create(client, name, {"MessageRetentionPeriod": str(retention_sec)})
+        line = f"sqs queue {name}: created ({kept})"
     else:
-        url = await _create(client, name, {})
-        line = f"sqs queue {name}: created (dead letters, 14 days)"
+        line = f"sqs queue {name}: exists"
     attrs = await call(
-        client.get_queue_attributes, _BACKOFF, QueueUrl=url, AttributeNames=["QueueArn"]
+        client.get_queue_attributes,
+        _BACKOFF,
+        QueueUrl=url,
+        AttributeNames=["QueueArn", "MessageRetentionPeriod"],
     )
-    return str(attrs["Attributes"]["QueueArn"]), line
+    found = attrs["Attributes"]
+    if int(found.get("MessageRetentionPeriod", retention_sec)) != retention_sec:
+        if dry_run:
+            line += f"; would set {kept}"
+        else:
+            await call(
+                client.set_queue_attributes,
+                _BACKOFF,
+                QueueUrl=url,
+                Attributes={"MessageRetentionPeriod": str(retention_sec)},
+            )
+            line += f"; set {kept}"
+    return str(found["QueueArn"]), line
 
 
 async def _ensure_redrive(

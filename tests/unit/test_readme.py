@@ -32,6 +32,13 @@ def test_the_readme_and_the_guide_name_every_goals_and_shifts_command() -> None:
             assert f"pulse {command} {action}" in guide, (command, action)
 
 
+def test_the_readme_covers_dead_letter_retention_and_every_dead_letters_command() -> None:
+    for action in _actions("dead-letters"):
+        assert f"pulse dead-letters {action}" in README, action
+    for name in ("DEAD_LETTER_RETENTION_DAYS", "PURGE_DEAD_LETTERS_CRON", "/admin/dead-letters"):
+        assert name in README, name
+
+
 def _actions(command: str) -> list[str]:
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters_in.http.admin import auth as admin_auth
+from adapters_in.http.admin.dead_letters import DeadLetterRoutes
 from adapters_in.http.admin.payloads import MetricsBody, RollbackBody, ShiftsBody, parse
 from adapters_in.http.middleware import JsonError
 from core import control, history
@@ -23,6 +24,7 @@ from core.control import (
     Summary,
     UnknownVersion,
 )
+from core.dead_letters import DeadLetterPorts
 from core.dimensions import MONTH, ShiftsDocument
 from core.errors import PermanentError, TransientError, ValidationFailed
 from ports.control import AuditRecord, NonceStore
@@ -43,6 +45,8 @@ class AdminApi:
     status: Callable[[], Awaitable[Mapping[str, Any]]] | None = None
     """What `GET /admin/status` shows beside the applied documents: the jobs' last runs, the
     breakers, the inbox (`OperatorStatus.snapshot`)."""
+    letters: DeadLetterPorts | None = None
+    """`/admin/dead-letters` (list, replay by filter) when given."""
 
     def register(self, app: web.Application) -> None:
         app.router.add_post("/admin/dim-agent/sync", self.sync_agents)
@@ -55,6 +59,8 @@ class AdminApi:
         app.router.add_post("/admin/dim-shift/rollback", self.rollback_shifts)
         app.router.add_get("/admin/audit", self.audit)
         app.router.add_get("/admin/status", self.status_view)
+        if self.letters is not None:
+            DeadLetterRoutes(self.letters, self.authenticate).register(app)
 
     # --- routes -------------------------------------------------------------------------------
 

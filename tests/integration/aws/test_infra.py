@@ -98,3 +98,43 @@ async def test_a_table_only_setup_touches_no_queue(moto_url: str) -> None:
         f"dynamodb table {table}: created (pk: string hash key, PAY_PER_REQUEST)",
         f"dynamodb table {table}: TTL enabled on expires_at",
     ]
+
+
+async def test_the_dead_letter_queue_keeps_letters_the_retention_at_most_14_days(
+    moto_url: str, sqs_client: Any
+) -> None:
+    names = _names()
+    del names["table"]  # queues only
+
+    async def retention() -> str:
+        url = (await sqs_client.get_queue_url(QueueName=names["dead_letter_queue"]))["QueueUrl"]
+        attrs = await sqs_client.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["MessageRetentionPeriod"]
+        )
+        return str(attrs["Attributes"]["MessageRetentionPeriod"])
+
+    created = await create_infra(
+        region=REGION,
+        endpoint_url=moto_url,
+        dead_letter_retention_days=30,  # past what SQS keeps: its 14 days
+        **names,
+        **CREDENTIALS,
+    )
+    assert created[0] == f"sqs queue {names['dead_letter_queue']}: created (dead letters, 14 days)"
+    assert await retention() == str(14 * 86_400)
+
+    planned = await create_infra(
+        region=REGION,
+        endpoint_url=moto_url,
+        dead_letter_retention_days=7,
+        dry_run=True,
+        **names,
+        **CREDENTIALS,
+    )
+    applied = await create_infra(
+        region=REGION, endpoint_url=moto_url, dead_letter_retention_days=7, **names, **CREDENTIALS
+    )
+
+    assert planned[0].endswith(": exists; would set dead letters, 7 days")
+    assert applied[0].endswith(": exists; set dead letters, 7 days")
+    assert await retention() == str(7 * 86_400)
