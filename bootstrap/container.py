@@ -20,6 +20,7 @@ from adapters_in.http.admin.api import AdminApi
 from adapters_in.http.app import build_app
 from adapters_in.http.health import Health, OperatorStatus, readiness_checks
 from adapters_in.http.webhooks import StoreHealth, WebhookEdge
+from adapters_in.instrumented import MeasuredLedger, MeasuredSink
 from adapters_in.metrics import Metrics
 from adapters_in.scheduler import ControlScheduler, Job, JobBoard
 from adapters_in.sources.aloware import AlowareSource
@@ -544,8 +545,9 @@ class Container(containers.DeclarativeContainer):
         parsers=sources,
         inbox=inbox,
         dead_letters=dead_letters,
-        ledger=ledger,
-        sink=sink,
+        # timed for /metrics and traced under the batch span (the control plane's are not)
+        ledger=providers.Singleton(MeasuredLedger, ledger, metrics),
+        sink=providers.Singleton(MeasuredSink, sink, metrics, settings.provided.sink),
         roster=roster,
         crm=crm,
         shifts=providers.Singleton(control.AppliedShiftRules, versions, clock),
