@@ -40,6 +40,8 @@ lint: $(VENV)/.installed-test $(VENV)/.promtool
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python .ci/complexity.py
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts_test.yml
 
 test: lint
 	$(BIN)/pytest -q -p no:cacheprovider -n 3 --dist worksteal
