@@ -25,12 +25,23 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run .env
 	$(BIN)/pulse serve
 
-lint: $(VENV)/.installed-test
+# promtool (Debian's prometheus package) checks the alert rules here and the /metrics page in
+# the tests; installed once if missing (sudo when not root).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(VENV)/.promtool: | $(BIN)/python
+	@command -v promtool >/dev/null || $(SUDO) apt-get install -y --no-install-recommends prometheus >/dev/null \
+		|| ($(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y --no-install-recommends prometheus >/dev/null)
+	@promtool --version | head -1
+	touch $@
+
+lint: $(VENV)/.installed-test $(VENV)/.promtool
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python .ci/complexity.py
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts_test.yml
 
 test: lint
 	$(BIN)/pytest -q -p no:cacheprovider -n 3 --dist worksteal

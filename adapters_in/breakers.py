@@ -144,4 +144,5 @@ class Breakers:
             for state in State:
                 labels = {"dependency": name, "state": state.value}
                 found.append(("breaker_state", labels, float(breaker.state is state)))
+            found.append(("breaker_opened_total", {"dependency": name}, float(breaker.opened)))
         return found

@@ -40,7 +40,6 @@ def reconcile_job(
         metrics.inc(
             "webhook_gap_events_total",
             gap,
-            help="Events a reconcile counted that no webhook had delivered",
             source="hubspot",
         )
         level = logging.WARNING if gap else logging.INFO

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -61,12 +61,20 @@ class JobBoard:
 
     metrics: Metrics
     last: dict[str, JobRun] = field(default_factory=dict)
+    _last_at: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.metrics.gauge_source(self._gauges)
 
     def record(self, name: str, run: JobRun) -> None:
         self.last[name] = run
-        self.metrics.inc("job_runs_total", help="Scheduled control-plane job runs", job=name)
-        if not run.ok:
-            self.metrics.inc("job_failures_total", help="Failed control-plane job runs", job=name)
+        outcome = "ok" if run.ok else "failed"
+        self.metrics.inc("job_runs_total", job=name, outcome=outcome)
+        self._last_at[name, outcome] = run.started_at.timestamp()
+
+    def _gauges(self) -> Iterator[tuple[str, dict[str, str], float]]:
+        for (job, outcome), at in sorted(self._last_at.items()):
+            yield "job_last_run_timestamp_seconds", {"job": job, "outcome": outcome}, at
 
     def as_dict(self) -> dict[str, Any]:
         return {

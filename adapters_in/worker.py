@@ -182,7 +182,7 @@ class InboxWorkers:
                 )
         except Exception as exc:
             self.last_error = f"batch failed: {exc!r}"
-            self.metrics.inc("batch_failures_total", help="Batches that raised")
+            self.metrics.inc("batch_failures_total")
             # A probe that raised proved nothing: its breakers wait out another cool-down.
             self.breakers.record(dict.fromkeys(probed, f"probe batch raised {exc!r}"))
             if isinstance(exc, TransientError):
@@ -246,13 +246,15 @@ class InboxWorkers:
         events = outcome.event_counts()
         self.acked += sum(n for s, n in envs.items() if s != "retry")
         self.dead_lettered += envs.get("dead_lettered", 0)
+        self.metrics.observe("batch_duration_seconds", seconds)
         for env in outcome.envelopes:
+            self.metrics.inc("envelopes_total", source=env.source, outcome=env.status.value)
             for event in env.events:
                 self.metrics.inc(
                     "events_total",
-                    help="Events by outcome",
                     source=env.source,
-                    status=event.status.value,
+                    outcome=event.status.value,
+                    reason=event.code,
                 )
             if env.status.value == "dead_lettered":
                 log.warning(

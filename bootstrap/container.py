@@ -20,6 +20,7 @@ from adapters_in.http.admin.api import AdminApi
 from adapters_in.http.app import build_app
 from adapters_in.http.health import Health, OperatorStatus, readiness_checks
 from adapters_in.http.webhooks import StoreHealth, WebhookEdge
+from adapters_in.instrumented import MeasuredLedger, MeasuredSink
 from adapters_in.metrics import Metrics
 from adapters_in.reconcile import reconcile_job
 from adapters_in.scheduler import ControlScheduler, Job, JobBoard
@@ -279,11 +280,7 @@ def control_jobs(
     async def purge(caller: control.Caller) -> control.Summary:
         retention = timedelta(days=settings.dead_letter_retention_days)
         summary = await purge_expired(letters, caller, retention)
-        metrics.inc(
-            "dead_letters_purged_total",
-            summary.counts["purged"],
-            help="Dead letters deleted past DEAD_LETTER_RETENTION_DAYS",
-        )
+        metrics.inc("dead_letters_purged_total", summary.counts["purged"])
         return summary
 
     return [
@@ -570,8 +567,9 @@ class Container(containers.DeclarativeContainer):
         parsers=sources,
         inbox=inbox,
         dead_letters=dead_letters,
-        ledger=ledger,
-        sink=sink,
+        # timed for /metrics and traced under the batch span (the control plane's are not)
+        ledger=providers.Singleton(MeasuredLedger, ledger, metrics),
+        sink=providers.Singleton(MeasuredSink, sink, metrics, settings.provided.sink),
         roster=roster,
         crm=crm,
         shifts=providers.Singleton(control.AppliedShiftRules, versions, clock),

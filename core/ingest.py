@@ -68,6 +68,9 @@ class EventOutcome:
     metric: MetricID | None = None
     outage: str | None = None
     """RETRY because this dependency failed transiently: `sink`, `ledger` or `crm`."""
+    code: str = ""
+    """The reason as a fixed word (`not_on_roster`, `sink_unavailable`): never an id or an
+    error's text, so `/metrics` can count by it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +152,12 @@ class _Candidate:
     fact: FactEvent | None = None
     outcome: EventOutcome | None = None
 
-    def settle(self, status: Status, reason: str, outage: str | None = None) -> None:
+    def settle(
+        self, status: Status, reason: str, outage: str | None = None, code: str = ""
+    ) -> None:
+        """`code` defaults to `reason`, for reasons that are codes already (the rules')."""
         metric = self.fact.MetricID if self.fact else None
-        self.outcome = EventOutcome(self.key, status, reason, metric, outage)
+        self.outcome = EventOutcome(self.key, status, reason, metric, outage, code or reason)
 
 
 async def process_batch(
@@ -178,7 +184,7 @@ async def process_batch(
 
     unique, repeats = first_of_each(live, key=lambda c: str(c.key))
     for cand in repeats:
-        cand.settle(Status.DUPLICATE, "repeat within batch")
+        cand.settle(Status.DUPLICATE, "repeat within batch", code="repeat_in_batch")
 
     await _claim_and_push(unique, ports, config, roster, now)
 
@@ -289,11 +295,13 @@ async def _enrich(
         try:
             seen[ref] = await crm.lookup(*ref)
         except TransientError as exc:
-            cand.settle(Status.RETRY, f"crm unavailable: {exc}", outage="crm")
+            cand.settle(
+                Status.RETRY, f"crm unavailable: {exc}", outage="crm", code="crm_unavailable"
+            )
             return False
     obj = seen[ref]
     if obj is None:
-        cand.settle(Status.DEAD_LETTERED, f"crm has no {ref[0]} {ref[1]}")
+        cand.settle(Status.DEAD_LETTERED, f"crm has no {ref[0]} {ref[1]}", code="crm_not_found")
         return False
     direction = event.direction
     if event.kind is Kind.EMAIL:
@@ -389,14 +397,19 @@ async def _claim_and_push(
         claim = await ports.ledger.claim([str(c.key) for c in cands], config.ledger_lease)
     except TransientError as exc:
         for cand in cands:
-            cand.settle(Status.RETRY, f"ledger unavailable: {exc}", outage="ledger")
+            cand.settle(
+                Status.RETRY,
+                f"ledger unavailable: {exc}",
+                outage="ledger",
+                code="ledger_unavailable",
+            )
         return
     ours = _settle_taken(cands, claim)
     if not ours:
         return
-    status, reason, outage = await _push(ours, claim, ports, config, roster, now)
+    status, reason, outage, code = await _push(ours, claim, ports, config, roster, now)
     for cand in ours:
-        cand.settle(status, reason, outage)
+        cand.settle(status, reason, outage, code)
 
 
 def _settle_taken(cands: Sequence[_Candidate], claim: Claim) -> list[_Candidate]:
@@ -406,9 +419,9 @@ def _settle_taken(cands: Sequence[_Candidate], claim: Claim) -> list[_Candidate]
     ours: list[_Candidate] = []
     for cand in cands:
         if cand.key in done:
-            cand.settle(Status.DUPLICATE, "already counted")
+            cand.settle(Status.DUPLICATE, "already counted", code="already_counted")
         elif cand.key in busy:
-            cand.settle(Status.RETRY, "in flight elsewhere")
+            cand.settle(Status.RETRY, "in flight elsewhere", code="in_flight_elsewhere")
         else:
             ours.append(cand)
     return ours
@@ -421,10 +434,10 @@ async def _push(
     config: IngestConfig,
     roster: RosterSnapshot,
     now: datetime,
-) -> tuple[Status, str, str | None]:
+) -> tuple[Status, str, str | None, str]:
     """The dimension rows the facts refer to, then the facts; commit the claim, or release it
     so a later delivery can take the keys. The status, reason and outage of every claimed
-    event. A commit that fails leaves rows the sink accepted uncommitted: the events come
+    event (and its reason's code). A commit that fails leaves rows the sink accepted uncommitted: the events come
     back, and the read side's distinct EventKey keeps them counted once."""
     facts = [c.fact for c in ours if c.fact is not None]
     try:
@@ -438,15 +451,15 @@ async def _push(
     except TransientError as exc:
         await _release(ports.ledger, claim)
         outage = "sink" if isinstance(exc, SinkTransientError) else "ledger"
-        return Status.RETRY, f"{outage} unavailable: {exc}", outage
+        return Status.RETRY, f"{outage} unavailable: {exc}", outage, f"{outage}_unavailable"
     except SinkPermanentError as exc:
         await _release(ports.ledger, claim)
-        return Status.DEAD_LETTERED, f"sink rejected: {exc}", None
+        return Status.DEAD_LETTERED, f"sink rejected: {exc}", None, "sink_rejected"
     try:
         await ports.ledger.commit(claim)
     except TransientError as exc:
-        return Status.RETRY, f"ledger unavailable: {exc}", "ledger"
-    return Status.ACCEPTED, "counted", None
+        return Status.RETRY, f"ledger unavailable: {exc}", "ledger", "ledger_unavailable"
+    return Status.ACCEPTED, "counted", None, "counted"
 
 
 async def _release(ledger: Ledger, claim: Claim) -> None:

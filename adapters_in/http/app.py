@@ -6,7 +6,7 @@ from aiohttp import web
 
 from adapters_in.http.admin.api import AdminApi
 from adapters_in.http.health import Health
-from adapters_in.http.middleware import edge_middleware
+from adapters_in.http.middleware import edge_middleware, measured
 from adapters_in.http.webhooks import WebhookEdge
 
 
@@ -14,7 +14,9 @@ def build_app(
     edge: WebhookEdge, health: Health, body_limit: int, admin: AdminApi | None = None
 ) -> web.Application:
     """`admin` is None while no ADMIN_HMAC_SECRET is set: the /admin routes do not exist."""
-    app = web.Application(middlewares=[edge_middleware], client_max_size=body_limit)
+    app = web.Application(
+        middlewares=[measured(health.metrics), edge_middleware], client_max_size=body_limit
+    )
     app.router.add_post("/webhooks/{source}", edge.receive)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)

@@ -9,8 +9,11 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
+
+from adapters_in.metrics import Metrics
 
 log = logging.getLogger("pulse.http")
 
@@ -120,3 +123,36 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     elif log.isEnabledFor(logging.INFO):
         log.info("request", extra={"fields": fields})
     return response
+
+
+def route_of(request: web.Request) -> str:
+    """The route's template (`/webhooks/{source}`), never the raw path: a label must stay
+    bounded whatever a client sends."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def measured(metrics: Metrics) -> Any:  # aiohttp's Middleware type is private
+    """Outside `edge_middleware`: count and time every answer, errors included."""
+
+    @web.middleware
+    async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:  # a redirect `edge_middleware` lets through
+            status = exc.status
+            raise
+        finally:
+            route = route_of(request)
+            metrics.inc(
+                "http_requests_total", route=route, method=request.method, status=str(status)
+            )
+            metrics.observe(
+                "http_request_duration_seconds", time.perf_counter() - started, route=route
+            )
+
+    return measure

@@ -108,7 +108,7 @@ class WebhookEdge:
                 await self._store(IngestEnvelope(rid, source.name, now, body, headers), rid, name)
         else:
             await self._store(IngestEnvelope(rid, source.name, now, body, headers), rid, name)
-        self.metrics.inc("webhooks_received_total", help="Webhook requests stored", source=name)
+        self.metrics.inc("webhooks_received_total", source=name)
         return accepted(rid)
 
     async def _store(self, envelope: IngestEnvelope, rid: str, name: str) -> None:

@@ -38,7 +38,12 @@ async def main(db_path: Path, runs_file: Path, seconds: float) -> None:
     scheduler.shutdown()
     occurrences = [run.occurrence for run in board.last.values()]
     print(
-        json.dumps({"runs": board.metrics.value("job_runs_total", job="tick"), "last": occurrences})
+        json.dumps(
+            {
+                "runs": board.metrics.value("job_runs_total", job="tick", outcome="ok"),
+                "last": occurrences,
+            }
+        )
     )
     await db.close()
 

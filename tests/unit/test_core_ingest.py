@@ -747,3 +747,63 @@ async def test_a_duplicate_outranks_gated_which_outranks_ignored(world: World) -
     assert status_of(outcome, ignored) is Status.IGNORED
     assert reason_of(outcome, ignored) == "no_rule; not_outbound"
     assert all(world.acked(d) for d in (seen_again, gated, ignored))
+
+
+# --- reason codes (what /metrics counts by) -----------------------------------------------------
+
+
+def codes_of(outcome: BatchOutcome) -> list[tuple[str, str]]:
+    return sorted((e.status.value, e.code) for env in outcome.envelopes for e in env.events)
+
+
+async def test_every_outcome_carries_a_fixed_reason_code_not_the_reason_text(world: World) -> None:
+    world.ledger.hold("aloware:7", lease=timedelta(seconds=30))
+    world.crm.add(email(556, "nobody@example.test"))
+
+    outcome = await world.run(
+        aloware(),
+        aloware("Communication-Disposed"),
+        aloware(communication_id=5, user_id=99),
+        aloware(communication_id=6, direction=1),
+        aloware(communication_id=7),
+        hubspot(email_created(404404)),
+        hubspot(email_created(556)),
+    )
+
+    assert codes_of(outcome) == [
+        ("accepted", "counted"),
+        ("dead_lettered", "crm_not_found"),
+        ("duplicate", "repeat_in_batch"),
+        ("gated", "not_on_roster"),
+        ("gated", "unknown_owner"),
+        ("ignored", "not_outbound"),
+        ("retry", "in_flight_elsewhere"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        ("transient", ("retry", "sink_unavailable")),
+        ("permanent", ("dead_lettered", "sink_rejected")),
+    ],
+)
+async def test_a_sink_failure_has_its_code(
+    world: World, failure: str, expected: tuple[str, str]
+) -> None:
+    world.sink.fail_next(failure)
+
+    outcome = await world.run(aloware())
+
+    assert codes_of(outcome) == [expected]
+
+
+async def test_a_crm_outage_and_a_repeat_in_a_later_batch_have_their_codes(world: World) -> None:
+    world.crm.unavailable = True
+    crm_down = await world.run(hubspot(email_created()))
+    world.crm.unavailable = False
+    await world.run(aloware())
+    again = await world.run(aloware())
+
+    assert codes_of(crm_down) == [("retry", "crm_unavailable")]
+    assert codes_of(again) == [("duplicate", "already_counted")]

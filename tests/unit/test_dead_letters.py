@@ -127,4 +127,4 @@ async def test_the_nightly_purge_job_runs_under_its_lease_with_the_configured_re
     )
     assert audit.records[-1].who == "scheduler"
     assert metrics.value("dead_letters_purged_total") == 1
-    assert metrics.value("job_runs_total", job="purge_dead_letters") == 1
+    assert metrics.value("job_runs_total", job="purge_dead_letters", outcome="ok") == 1

@@ -4,6 +4,7 @@ shifts commands."""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from adapters_in.cli.main import build_parser
@@ -46,3 +47,19 @@ def _actions(command: str) -> list[str]:
         a for a in commands.choices[command]._actions if isinstance(a, argparse._SubParsersAction)
     )
     return sorted(actions.choices)
+
+
+def test_the_readme_explains_every_metrics_series_and_reason_code() -> None:
+    from adapters_in.metrics import FAMILIES, exposed_name
+
+    section = README.split("## Reading /metrics", 1)[1].split("\n## ", 1)[0]
+    for name in FAMILIES:
+        assert f"`{exposed_name(name)}`" in section, name
+    ingest = (ROOT / "core" / "ingest.py").read_text()
+    codes = set(re.findall(r'code="([a-z_]+)"', ingest)) | set(
+        re.findall(r'"([a-z]+_unavailable|counted|sink_rejected)"', ingest)
+    )
+    codes |= {r.then.reason for r in COUNTING_RULES if r.then.metric is None}
+    codes |= {"not_on_roster", "unknown_owner", "no_rule"}
+    for code in codes:
+        assert f"`{code}`" in section, code

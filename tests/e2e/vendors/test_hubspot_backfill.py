@@ -140,7 +140,7 @@ async def pulse_cli(env: dict[str, str], *argv: str) -> tuple[int, str, str]:
 
 
 async def accepted(http: aiohttp.ClientSession, url: str, wanted: float) -> dict[str, float]:
-    return await settled(http, url, 'source="hubspot",status="accepted"', wanted)
+    return await settled(http, url, 'outcome="accepted",reason="counted",source="hubspot"', wanted)
 
 
 async def settled(
@@ -184,7 +184,9 @@ async def test_half_a_week_of_webhooks_then_pulse_backfill_counts_every_event_on
             # The daemon's webhooks and the backfill's process share one ledger: a late
             # retry of a webhook HubSpot had given up on is now a duplicate.
             await sender.post(counting[1].webhook())
-            events = await settled(http, url, 'source="hubspot",status="duplicate"', 1)
+            events = await settled(
+                http, url, 'outcome="duplicate",reason="already_counted",source="hubspot"', 1
+            )
 
     assert statuses == [202] * len(delivered)
     missing = sorted(c.key for c in counting[1::2])
@@ -202,7 +204,7 @@ async def test_half_a_week_of_webhooks_then_pulse_backfill_counts_every_event_on
     assert second[0] == 0, second[2]
     assert second[1].startswith("backfill_hubspot: unchanged · 35 found · 0 new · 28 already")
     assert fact_keys(tmp_path) == dict.fromkeys((c.key for c in counting), 1)
-    assert events['source="hubspot",status="duplicate"'] == 1
+    assert events['outcome="duplicate",reason="already_counted",source="hubspot"'] == 1
     audit = select(tmp_path / "control.sqlite", "SELECT action, outcome FROM audit ORDER BY seq")
     assert [r for r in audit if r[0] == "backfill_hubspot"] == [
         ("backfill_hubspot", "dry_run"),
@@ -230,7 +232,7 @@ async def test_the_nightly_reconcile_counts_the_gap_and_shows_it_on_metrics_and_
             assert datetime.now(UTC) < fire_at, "the webhooks settled after the reconcile fired"
             page = ""
             deadline = time.monotonic() + SETTLE_TIMEOUT_SEC
-            while "pulse_webhook_gap_events_total" not in page:
+            while "pulse_webhook_gap_events_total{" not in page:  # a sample, not its HELP
                 assert time.monotonic() < deadline, "the reconcile did not run"
                 await asyncio.sleep(0.2)
                 async with http.get(url + "/metrics") as response:

@@ -64,7 +64,7 @@ async def test_a_failed_run_is_recorded_for_readiness_and_metrics() -> None:
 
     last = s.board.as_dict()["sync_agents"]
     assert last["ok"] is False and last["detail"] == "RuntimeError: aloware down"
-    assert s.board.metrics.value("job_failures_total", job="sync_agents") == 1
+    assert s.board.metrics.value("job_runs_total", job="sync_agents", outcome="failed") == 1
 
 
 async def test_jobs_fire_on_a_short_cron_in_the_running_loop() -> None:
