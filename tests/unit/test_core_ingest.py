@@ -747,3 +747,27 @@ async def test_a_duplicate_outranks_gated_which_outranks_ignored(world: World) -
     assert status_of(outcome, ignored) is Status.IGNORED
     assert reason_of(outcome, ignored) == "no_rule; not_outbound"
     assert all(world.acked(d) for d in (seen_again, gated, ignored))
+
+
+# --- failure signatures (incidents, DESIGN §7) ----------------------------------------------------
+
+
+async def test_a_bad_created_at_is_counted_under_its_own_parse_signature(world: World) -> None:
+    outcome = await world.run(aloware(created_at="yesterday"), aloware(created_at="soon"))
+
+    count, sample = outcome.failures()["parse:aloware:bad_created_at"]
+    assert count == 2 and "created_at 'soon'" in sample
+
+
+async def test_a_sink_outage_is_counted_once_per_event_under_the_sinks_port(world: World) -> None:
+    world.sink.fail_next("transient")
+
+    outcome = await world.run(aloware(), sms())
+
+    assert outcome.failures() == {
+        "sink:unavailable": (2, "sink unavailable: 429 Too Many Requests (fake)")
+    }
+
+
+async def test_a_batch_that_went_well_met_no_failure(world: World) -> None:
+    assert (await world.run(aloware(), sms())).failures() == {}
