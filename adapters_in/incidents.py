@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import ClassVar, Protocol
 
 from core import incidents
-from core.incidents import IncidentRules, State, Transition, silence_signature
+from core.incidents import Incident, IncidentRules, State, Transition, silence_signature
 from core.silence import BusinessHours, silent
 from ports.clock import Clock
 from ports.incidents import IncidentStore
@@ -157,6 +157,17 @@ class IncidentMonitor:
             f" (last: {since.isoformat(timespec='seconds')})"
         )
         return await incidents.record(self.store, signature, 1, sample, now, self.rules)
+
+    # --- the operator (admin API) ---------------------------------------------------------------
+
+    async def acknowledge(self, incident_id: str, who: str, *, resolve: bool = False) -> Incident:
+        """Ack (and, asked, resolve) one incident; a resolve is alerted like any other."""
+        incident, change = await incidents.acknowledge(
+            self.store, incident_id, who, self.clock.now(), resolve_it=resolve
+        )
+        if change is not None:
+            self.alerts.offer(change)
+        return incident
 
     # --- /metrics -----------------------------------------------------------------------------
 

@@ -366,6 +366,7 @@ def admin_api(
     config: ControlConfig,
     nonces: Any,
     status: OperatorStatus,
+    incidents: IncidentMonitor,
 ) -> AdminApi | None:
     """The signed admin API, or None: it is off unless ADMIN_HMAC_SECRET is set."""
     if settings.admin_hmac_secret is None:
@@ -378,6 +379,7 @@ def admin_api(
         admin_auth.parse_networks(settings.admin_ip_allowlist),
         admin_auth.parse_networks(settings.trusted_proxies),
         status.snapshot,
+        incidents,
     )
 
 
@@ -668,7 +670,8 @@ class Container(containers.DeclarativeContainer):
         control_ports,
         control_config,
         nonces,
-        providers.Singleton(OperatorStatus, job_board, breakers, inbox),
+        providers.Singleton(OperatorStatus, job_board, breakers, inbox, incidents),
+        incidents,
     )
     app = providers.Singleton(
         build_app,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from adapters_in.cli import control as cli_control
 from adapters_in.cli import dataset as cli_dataset
+from adapters_in.cli import incidents as cli_incidents
 from adapters_in.cli import infra as cli_infra
 from adapters_in.cli import main as cli
 from bootstrap.container import Container
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level)
     tracing = setup_tracing(settings.otel_exporter_otlp_endpoint)
     container = Container(settings=settings)
-    container.wire(modules=[cli, cli_control, cli_dataset, cli_infra])
+    container.wire(modules=[cli, cli_control, cli_dataset, cli_infra, cli_incidents])
     try:
         return asyncio.run(_run(container, args))
     except KeyboardInterrupt:

@@ -62,6 +62,12 @@ class WebhookAlerts:
                 extra={"fields": {"signature": transition.incident.signature}},
             )
 
+    async def send_now(self, transition: Transition) -> bool:
+        """Deliver at once, with the retries (the CLI, which runs no sender task)."""
+        before = self.sent
+        await self._deliver(transition)
+        return self.sent > before
+
     @property
     def waiting(self) -> int:
         return self._queue.qsize()
@@ -129,6 +135,9 @@ class NoAlerts:
 
     def offer(self, transition: Transition) -> None:
         return None
+
+    async def send_now(self, transition: Transition) -> bool:
+        return False
 
     async def run(self) -> None:
         await asyncio.Event().wait()
