@@ -170,3 +170,28 @@ def test_a_json_alert_carries_the_whole_incident_and_a_resolve_says_by_whom() ->
     body = alerts.render(done, "json")
     assert body["event"] == "incident.resolved"
     assert body["summary"] == "[pulse] incident resolved: powerbi:429 (by quiet)"
+
+
+# --- the README's examples are what Pulse sends ---------------------------------------------
+
+
+def test_the_readmes_alert_examples_are_what_each_format_renders() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    alerts_section = readme.split("### Alerts", 1)[1].split("\n## ", 1)[0]
+    examples = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", alerts_section, re.S)]
+    at = datetime(2026, 12, 1, 14, 2, 11, tzinfo=UTC)
+    sample = "sink unavailable: PostRows throttled: HTTP 429, Retry-After 30"
+    incident = observed(None, "powerbi:429", 5, sample, at, IncidentRules())
+    opened = Transition(Change.OPENED, incident)
+    done = Transition(Change.RESOLVED, resolved(incident, at + timedelta(minutes=14), "quiet"))
+
+    assert examples == [
+        alerts.render(opened, "slack"),
+        alerts.render(opened, "teams"),
+        alerts.render(done, "json"),
+    ]
+    for command in ("pulse incidents list", "pulse incidents ack", "GET /admin/incidents"):
+        assert command in readme
