@@ -8,6 +8,7 @@ import collections
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -38,6 +39,8 @@ class WebhookAlerts:
         queue_size: int = QUEUE_SIZE,
         attempts: int = ATTEMPTS,
         backoff_base_sec: float = BACKOFF_BASE_SEC,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._client = client
         self._url = url
@@ -48,6 +51,8 @@ class WebhookAlerts:
         self._backoff_base = backoff_base_sec
         self._queue: asyncio.Queue[Transition] = asyncio.Queue(queue_size)
         self._sent_at: collections.deque[float] = collections.deque()
+        self._monotonic = monotonic
+        self._sleep = sleep
         self.sent = 0
         self.failed = 0
         self.dropped = 0
@@ -81,12 +86,12 @@ class WebhookAlerts:
 
     async def _within_rate(self) -> None:
         while len(self._sent_at) >= self._max_per_minute:
-            wait = self._sent_at[0] + 60 - time.monotonic()
+            wait = self._sent_at[0] + 60 - self._monotonic()
             if wait <= 0:
                 self._sent_at.popleft()
             else:
-                await asyncio.sleep(wait)
-        self._sent_at.append(time.monotonic())
+                await self._sleep(wait)
+        self._sent_at.append(self._monotonic())
 
     async def _deliver(self, transition: Transition) -> None:
         body = render(transition, self._format, self._service)
@@ -107,7 +112,7 @@ class WebhookAlerts:
                     "alert not delivered; retrying",
                     extra={"fields": {**fields, "problem": problem, "retry_in_sec": delay}},
                 )
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
         self.failed += 1
         log.error("alert given up", extra={"fields": {**fields, "attempts": self._attempts}})
 

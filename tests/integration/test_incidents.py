@@ -282,3 +282,48 @@ async def _until(check: Any) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("condition not met in time")
+
+
+async def test_alerts_past_the_rate_wait_for_the_minute_to_pass() -> None:
+    now = [1000.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    async with AlertReceiver() as receiver, httpx.AsyncClient(timeout=2) as client:
+        alerts = WebhookAlerts(
+            client,
+            receiver.webhook_url,
+            "json",
+            max_per_minute=2,
+            monotonic=lambda: now[0],
+            sleep=sleep,
+        )
+        sender = asyncio.create_task(alerts.run())
+        for _ in range(3):
+            alerts.offer(_opened())
+        await _until(lambda: alerts.sent == 3)
+        sender.cancel()
+
+    assert waits == [60.0]  # the third waited out the minute the first two opened
+    assert len(receiver.received) == 3
+
+
+async def test_admin_status_lists_the_open_incidents(control: Database) -> None:
+    from adapters_in.breakers import Breakers
+    from adapters_in.http.health import OperatorStatus
+    from adapters_in.scheduler import JobBoard
+    from tests.fakes import FakeInbox
+
+    clock = FakeClock(MONDAY_9)
+    watcher = monitor(control, clock, RecordedAlerts())
+    watcher.note({"hubspot-crm:401": (3, "HubSpot refused the private-app token (401)")})
+    await watcher.round()
+    status = OperatorStatus(JobBoard(Metrics()), Breakers(clock), FakeInbox(), watcher)
+
+    snapshot = await status.snapshot()
+
+    (shown,) = snapshot["incidents"]
+    assert (shown["signature"], shown["state"], shown["count"]) == ("hubspot-crm:401", "open", 3)
