@@ -108,15 +108,16 @@ class IncidentMonitor:
         return changes
 
     async def _record_failures(self, now: datetime) -> list[Transition]:
-        noted, self._failures = self._failures, {}
+        noted, self._failures = list(self._failures.items()), {}
         changes: list[Transition] = []
-        for signature, failures in noted.items():
+        for done, (signature, failures) in enumerate(noted):
             try:
                 change = await incidents.record(
                     self.store, signature, failures.count, failures.sample, now, self.rules
                 )
             except Exception:
-                self.note({signature: (failures.count, failures.sample)})  # kept for next round
+                # The store is down: what was not recorded waits for the next round.
+                self.note({s: (f.count, f.sample) for s, f in noted[done:]})
                 raise
             if change is not None:
                 changes.append(change)
@@ -124,8 +125,13 @@ class IncidentMonitor:
 
     async def _check_silences(self, now: datetime) -> list[Transition]:
         seen, self._seen = self._seen, {}
-        for source, at in seen.items():
-            await self.store.saw(source, at)
+        try:
+            for source, at in seen.items():
+                await self.store.saw(source, at)
+        except Exception:
+            for source, at in seen.items():  # kept (unless a later request came) for next round
+                self._seen[source] = max(at, self._seen.get(source, at))
+            raise
         if self.silence is None:
             return []
         last = await self.store.last_seen()

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from adapters_in.breakers import Breakers
 from adapters_in.http.middleware import edge_middleware
 from adapters_in.http.webhooks import WebhookEdge
 from adapters_in.incidents import IncidentMonitor, SilenceRules
@@ -26,6 +27,7 @@ from adapters_in.sources.aloware import AlowareSource
 from adapters_in.worker import InboxWorkers
 from adapters_out.alerts.webhook import WebhookAlerts
 from adapters_out.clock import SystemClock
+from adapters_out.powerbi.errors import PowerBIThrottled
 from adapters_out.sqlite.control import open_control_db
 from adapters_out.sqlite.db import Database
 from adapters_out.sqlite.incidents import SqliteIncidentStore
@@ -36,7 +38,8 @@ from core.silence import parse_business_hours
 from tests.emulators.alerts import AlertReceiver
 from tests.emulators.faults import Fault
 from tests.fakes import FakeClock
-from tests.support.local import disposed_call, local_stores
+from tests.support.local import call_envelope, disposed_call, local_stores
+from tests.support.outage_sink import OutageSink
 
 MONDAY_9 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 RULES = IncidentRules(threshold=3, resolve_after=timedelta(minutes=10))
@@ -312,7 +315,6 @@ async def test_alerts_past_the_rate_wait_for_the_minute_to_pass() -> None:
 
 
 async def test_admin_status_lists_the_open_incidents(control: Database) -> None:
-    from adapters_in.breakers import Breakers
     from adapters_in.http.health import OperatorStatus
     from adapters_in.scheduler import JobBoard
     from tests.fakes import FakeInbox
@@ -327,3 +329,95 @@ async def test_admin_status_lists_the_open_incidents(control: Database) -> None:
 
     (shown,) = snapshot["incidents"]
     assert (shown["signature"], shown["state"], shown["count"]) == ("hubspot-crm:401", "open", 3)
+
+
+class FlakyStore:
+    """An incident store whose writes fail while `down`, as a throttled control table would."""
+
+    def __init__(self, store: SqliteIncidentStore) -> None:
+        self.store, self.down = store, True
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.store, name)
+        if name in ("save", "saw"):
+
+            async def guarded(*args: Any) -> Any:
+                if self.down:
+                    raise RuntimeError("control store unavailable")
+                return await attr(*args)
+
+            return guarded
+        return attr
+
+
+async def test_what_a_round_could_not_record_is_recorded_by_the_next(control: Database) -> None:
+    clock, alerts = FakeClock(MONDAY_9), RecordedAlerts()
+    store = FlakyStore(SqliteIncidentStore(control))
+    watcher = IncidentMonitor(store, clock, RULES, alerts)  # type: ignore[arg-type]
+    watcher.note({"powerbi:5xx": (2, "502"), "fabric:429": (3, "429")})
+    watcher.saw("aloware")
+    with pytest.raises(RuntimeError):
+        await watcher.round()
+
+    store.down = False
+    await watcher.round()
+
+    assert sorted(t.incident.signature for t in alerts.offered) == ["fabric:429"]
+    assert {i.signature: i.count for i in await store.store.recent()} == {"fabric:429": 3}
+    head, _ = await store.store.head("powerbi:5xx")
+    assert head is not None and head.count == 2  # pending: kept, below the threshold
+    assert await store.store.last_seen() == {"aloware": MONDAY_9}
+
+
+class ThrottledSink(OutageSink):
+    """The warehouse behind a switch that, while down, answers as Power BI's 429 does."""
+
+    def _check(self) -> None:
+        if self.down:
+            self.refused += 1
+            raise PowerBIThrottled("PostRows throttled: HTTP 429", retry_after=1)
+
+
+async def test_a_power_bi_429_outage_opens_powerbi_429_and_resolves_after_recovery(
+    tmp_path: Path, control: Database
+) -> None:
+    source = AlowareSource("none", None)
+    alerts = RecordedAlerts()
+    quick = IncidentRules(threshold=3, resolve_after=timedelta(milliseconds=600))
+    async with local_stores(tmp_path, {"aloware": source}, sink=ThrottledSink) as stores:
+        sink = stores.ports.sink
+        assert isinstance(sink, ThrottledSink)
+        clock = SystemClock()
+        watcher = IncidentMonitor(SqliteIncidentStore(control), clock, quick, alerts)
+        breakers = Breakers(clock, first_cooldown=timedelta(milliseconds=100))
+        workers = InboxWorkers(
+            stores.ports,
+            IngestConfig(zone=UTC),
+            clock,
+            Metrics(),
+            take_wait=0.05,
+            breakers=breakers,
+            incidents=watcher,
+        )
+        sink.down = True
+        for n in range(5):
+            await stores.inbox.put(call_envelope(f"r{n}", f"call-{n}"))
+        workers.start()
+        try:
+            await _until(lambda: sink.refused >= 2)
+            await watcher.round()
+            assert [(t.change, t.incident.signature) for t in alerts.offered] == [
+                (Change.OPENED, "powerbi:429")
+            ]
+            sink.down = False
+            await _until(stores.settled)
+            await asyncio.sleep(0.7)
+            await watcher.round()
+        finally:
+            await workers.drain(1)
+
+    assert [(t.change, t.incident.signature) for t in alerts.offered] == [
+        (Change.OPENED, "powerbi:429"),
+        (Change.RESOLVED, "powerbi:429"),
+    ]
+    assert alerts.offered[1].incident.resolved_by == "quiet"
