@@ -28,6 +28,8 @@ class PowerBIThrottled(PowerBIUnavailable):
 class PowerBIAuthError(EntraAuthError):
     """Microsoft Entra ID gave no token for the Power BI scope (transient: see EntraAuthError)."""
 
+    dependency = "powerbi"  # its incidents' signature (core.incidents)
+
 
 class PowerBIAccessDenied(SinkTransientError):
     """401/403/404 that no retry fixes until an operator acts; the message says what to do."""

@@ -9,8 +9,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from adapters_out.dynamodb.client import DynamoThrottled
+from adapters_out.entra.tokens import EntraAuthError
 from adapters_out.fabric.errors import FabricUnavailable
-from adapters_out.powerbi.errors import PowerBIAccessDenied, PowerBIThrottled, PowerBIUnavailable
+from adapters_out.powerbi.errors import (
+    PowerBIAccessDenied,
+    PowerBIAuthError,
+    PowerBIThrottled,
+    PowerBIUnavailable,
+)
 from core import alerts, silence
 from core.calendar import ALL_DAY
 from core.errors import ValidationFailed
@@ -52,6 +58,12 @@ def _timeout() -> FabricUnavailable:
         (PowerBIAccessDenied("no access", status=401), "sink", "powerbi:401"),
         (DynamoThrottled("ThrottlingException for 9 attempts"), "ledger", "dynamodb:throttled"),
         (_timeout(), "sink", "fabric:timeout"),
+        (
+            PowerBIAuthError("invalid_client", "AADSTS7000215: Invalid secret"),
+            "sink",
+            "powerbi:auth",
+        ),
+        (EntraAuthError("invalid_client", "AADSTS7000215"), "sink", "entra:auth"),
         (RuntimeError("odd"), "crm", "crm:unavailable"),
     ],
 )
