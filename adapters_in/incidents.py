@@ -54,6 +54,7 @@ class IncidentMonitor:
     _started: datetime | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     last_event_at: dict[str, datetime] = field(default_factory=dict)
+    _silent: set[str] = field(default_factory=set)  # sources silent at the last round
     open_count: int = 0
 
     # --- noted from the ingest path: memory only ------------------------------------------------
@@ -73,8 +74,8 @@ class IncidentMonitor:
         now = self.clock.now()
         self._seen[source] = now
         self.last_event_at[source] = now
-        if self.silence is not None and source in self.silence.limits:
-            self._wake.set()  # a silence this request ends resolves now, not next round
+        if source in self._silent:
+            self._wake.set()  # the silence this request ends resolves now, not next round
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -152,9 +153,11 @@ class IncidentMonitor:
         head, _ = await self.store.head(signature)
         is_open = head is not None and head.state is State.OPEN
         if not silent(since, now, limit, self.silence.hours):
+            self._silent.discard(source)
             return (
                 await incidents.resolve(self.store, signature, now, "request") if is_open else None
             )
+        self._silent.add(source)
         if is_open:
             return None
         minutes = limit.total_seconds() / 60

@@ -411,6 +411,7 @@ async def test_a_power_bi_429_outage_opens_powerbi_429_and_resolves_after_recove
             ]
             sink.down = False
             await _until(stores.settled)
+            await watcher.round()  # records any probe that failed before the sink came back
             await asyncio.sleep(0.7)
             await watcher.round()
         finally:
@@ -421,3 +422,18 @@ async def test_a_power_bi_429_outage_opens_powerbi_429_and_resolves_after_recove
         (Change.RESOLVED, "powerbi:429"),
     ]
     assert alerts.offered[1].incident.resolved_by == "quiet"
+
+
+async def test_requests_wake_the_monitor_only_to_end_an_open_silence(control: Database) -> None:
+    clock = FakeClock(MONDAY_9)
+    watcher = monitor(control, clock, RecordedAlerts(), aloware=30)
+    await watcher.round()
+    watcher.saw("aloware")
+    assert not watcher._wake.is_set()  # busy traffic: no round per request
+
+    clock.advance(31 * 60)
+    watcher._seen.clear()
+    await watcher.round()  # the silence opens
+    watcher.saw("aloware")
+
+    assert watcher._wake.is_set()
