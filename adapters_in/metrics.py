@@ -123,6 +123,15 @@ FAMILIES: dict[str, Family] = {
     "inbox_dead_letters": Family(
         "gauge", "Dead letters kept (replayable with pulse dead-letters)", scraped=True
     ),
+    "last_event_timestamp_seconds": Family(
+        "gauge",
+        "Unix time of the last webhook request stored, by source",
+        ("source",),
+        scraped=True,
+    ),
+    "incidents_open": Family(
+        "gauge", "Incidents open now across replicas, by signature", ("signature",), scraped=True
+    ),
     "dead_letters_purged_total": Family(
         "counter", "Dead letters deleted past DEAD_LETTER_RETENTION_DAYS"
     ),

@@ -8,15 +8,20 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from opentelemetry import propagate, trace
 
 from adapters_in.breakers import Breakers
 from adapters_in.metrics import Metrics
 from core.errors import TransientError
+from core.incidents import signature_of
 from core.ingest import BatchOutcome, IngestConfig, IngestPorts, process_batch
 from core.model import Delivery
 from ports.clock import Clock
+
+if TYPE_CHECKING:
+    from adapters_in.incidents import IncidentMonitor
 
 log = logging.getLogger("pulse.worker")
 tracer = trace.get_tracer("pulse.worker")
@@ -58,6 +63,7 @@ class InboxWorkers:
         crash_retry_delay: timedelta = CRASH_RETRY_DELAY,
         breakers: Breakers | None = None,
         hold_extension: timedelta = HOLD_EXTENSION,
+        incidents: IncidentMonitor | None = None,
     ) -> None:
         self.ports = ports
         self.config = config
@@ -70,6 +76,7 @@ class InboxWorkers:
         self.crash_retry_delay = crash_retry_delay
         self.breakers = breakers if breakers is not None else Breakers(clock)
         self.hold_extension = hold_extension
+        self.incidents = incidents
         self._tasks: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -188,6 +195,7 @@ class InboxWorkers:
             if isinstance(exc, TransientError):
                 # A store the batch needs is down: back off like any outage (not a poison).
                 self.breakers.record({STORES: f"{type(exc).__name__}: {exc}"}, probed)
+                self._note(signature_of(exc, STORES), f"batch failed: {exc}")
                 await self._failed(deliveries, exc)
                 return None
             if len(deliveries) == 1:
@@ -224,6 +232,7 @@ class InboxWorkers:
                 log.exception("could not dead-letter the envelope; it comes back")
             else:
                 self.dead_lettered += 1
+                self._note(f"crash:{delivery.envelope.source}", reason)
                 log.warning(
                     "dead-lettered",
                     extra={
@@ -240,8 +249,14 @@ class InboxWorkers:
         except Exception:
             log.exception("could not hand the batch back; visibility timeout will")
 
+    def _note(self, signature: str, sample: str) -> None:
+        if self.incidents is not None:
+            self.incidents.note_one(signature, sample)
+
     def _record(self, outcome: BatchOutcome, seconds: float) -> None:
         self.batches += 1
+        if self.incidents is not None:
+            self.incidents.note(outcome.failures())
         envs = outcome.envelope_counts()
         events = outcome.event_counts()
         self.acked += sum(n for s, n in envs.items() if s != "retry")

@@ -20,6 +20,7 @@ from adapters_in.http.admin.api import AdminApi
 from adapters_in.http.app import build_app
 from adapters_in.http.health import Health, OperatorStatus, readiness_checks
 from adapters_in.http.webhooks import StoreHealth, WebhookEdge
+from adapters_in.incidents import IncidentMonitor, SilenceRules
 from adapters_in.instrumented import MeasuredLedger, MeasuredSink
 from adapters_in.metrics import Metrics
 from adapters_in.reconcile import reconcile_job
@@ -27,6 +28,7 @@ from adapters_in.scheduler import ControlScheduler, Job, JobBoard
 from adapters_in.sources.aloware import AlowareSource
 from adapters_in.sources.hubspot import HubSpotSource
 from adapters_in.worker import InboxWorkers
+from adapters_out.alerts.webhook import NoAlerts, WebhookAlerts
 from adapters_out.aloware.roster import AlowareRoster
 from adapters_out.aws_infra import create_infra
 from adapters_out.clock import SystemClock
@@ -40,6 +42,7 @@ from adapters_out.dynamodb.control import (
     DynamoRowCounts,
     DynamoVersionStore,
 )
+from adapters_out.dynamodb.incidents import DynamoIncidentStore
 from adapters_out.dynamodb.ledger import DynamoLedger
 from adapters_out.entra.config import EntraConfig
 from adapters_out.entra.tokens import ServicePrincipalAuth
@@ -63,6 +66,7 @@ from adapters_out.sqlite.control import (
     open_control_db,
 )
 from adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
+from adapters_out.sqlite.incidents import SqliteIncidentStore
 from adapters_out.sqlite.ledger import SqliteLedger
 from adapters_out.sqlite.warehouse import SqliteWarehouse
 from adapters_out.sqs.client import SqsClient, sqs_client
@@ -76,9 +80,11 @@ from core import control
 from core.control import ControlConfig, ControlPorts
 from core.dead_letters import DeadLetterPorts, purge_expired
 from core.dimensions import DateWindow
+from core.incidents import IncidentRules
 from core.ingest import IngestConfig, IngestPorts
 from core.reconcile import ReconcilePorts
 from core.rules import Policy
+from core.silence import from_shifts, parse_business_hours
 
 T = TypeVar("T")
 
@@ -216,6 +222,53 @@ async def vendor_http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+async def alert_http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The alert webhook's own client: a slow receiver never holds the vendor APIs' pool."""
+    async with httpx.AsyncClient(timeout=settings.alert_timeout_sec) as client:
+        yield client
+
+
+def alerts(settings: Settings, client: httpx.AsyncClient) -> WebhookAlerts | NoAlerts:
+    if settings.alert_webhook_url is None:
+        return NoAlerts()
+    return WebhookAlerts(
+        client,
+        settings.alert_webhook_url.get_secret_value(),
+        settings.alert_format,
+        max_per_minute=settings.alert_max_per_minute,
+    )
+
+
+def silence_rules(settings: Settings) -> SilenceRules | None:
+    """SILENCE__* in BUSINESS_HOURS, or in the SHIFTS' working times; None when all unset."""
+    limits = settings.silence.limits()
+    if not limits:
+        return None
+    if settings.business_hours:
+        hours = parse_business_hours(settings.business_hours, settings.zone)
+    else:
+        hours = from_shifts(settings.shift_rules(), settings.zone)
+    return SilenceRules(limits, hours)
+
+
+def incident_monitor(
+    settings: Settings, store: Any, clock: Any, alerts: Any, metrics: Metrics
+) -> IncidentMonitor:
+    monitor = IncidentMonitor(
+        store,
+        clock,
+        IncidentRules(
+            threshold=settings.incident_threshold,
+            resolve_after=timedelta(seconds=settings.incident_resolve_after_sec),
+        ),
+        alerts,
+        silence_rules(settings),
+        settings.incident_check_every_sec,
+    )
+    metrics.gauge_source(monitor.gauges)
+    return monitor
+
+
 def control_table(settings: Settings) -> str:
     return settings.dynamo_control_table or settings.dynamo_table
 
@@ -341,6 +394,7 @@ def admin_api(
     nonces: Any,
     status: OperatorStatus,
     letters: DeadLetterPorts,
+    incidents: IncidentMonitor,
 ) -> AdminApi | None:
     """The signed admin API, or None: it is off unless ADMIN_HMAC_SECRET is set."""
     if settings.admin_hmac_secret is None:
@@ -354,6 +408,7 @@ def admin_api(
         admin_auth.parse_networks(settings.trusted_proxies),
         status.snapshot,
         letters,
+        incidents,
     )
 
 
@@ -436,6 +491,16 @@ class Container(containers.DeclarativeContainer):
         settings.provided.ledger,
         sqlite=providers.Singleton(SqliteJobLease, control_db, clock),
         dynamodb=providers.Singleton(DynamoJobLease, dynamodb, dynamo_control_table, clock),
+    )
+    incident_store = providers.Selector(
+        settings.provided.ledger,
+        sqlite=providers.Singleton(SqliteIncidentStore, control_db),
+        dynamodb=providers.Singleton(DynamoIncidentStore, dynamodb, dynamo_control_table, clock),
+    )
+    alert_http = providers.Resource(alert_http, settings)
+    alerts = providers.Singleton(alerts, settings, alert_http)
+    incidents = providers.Singleton(
+        incident_monitor, settings, incident_store, clock, alerts, metrics
     )
     # the Power BI sink's table sizes, beside the ledger (each a Resource: see `store_in`)
     sqlite_row_counts = providers.Resource(store_in, SqliteRowCounts, control_db, clock)
@@ -636,6 +701,7 @@ class Container(containers.DeclarativeContainer):
         max_attempts=settings.provided.max_attempts,
         breakers=breakers,
         hold_extension=providers.Factory(timedelta, seconds=settings.provided.inbox_visibility_sec),
+        incidents=incidents,
     )
     store_health = providers.Singleton(StoreHealth, clock)
     edge = providers.Singleton(
@@ -648,6 +714,7 @@ class Container(containers.DeclarativeContainer):
         # no exporter: no spans on the edge
         tracing=providers.Callable(bool, settings.provided.otel_exporter_otlp_endpoint),
         store_health=store_health,
+        activity=incidents.provided.saw,
     )
     readiness = providers.Singleton(
         Health,
@@ -661,8 +728,9 @@ class Container(containers.DeclarativeContainer):
         control_ports,
         control_config,
         nonces,
-        providers.Singleton(OperatorStatus, job_board, breakers, inbox),
+        providers.Singleton(OperatorStatus, job_board, breakers, inbox, incidents),
         dead_letter_ports,
+        incidents,
     )
     app = providers.Singleton(
         build_app,
@@ -683,4 +751,5 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         drain_timeout_sec=settings.provided.drain_timeout_sec,
         describe=providers.Callable(listening_fields, settings),
+        background=providers.List(incidents, alerts),
     )

@@ -8,8 +8,8 @@ import dataclasses
 import errno
 import logging
 import signal
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -24,6 +24,12 @@ from ports.sink import FactSink
 log = logging.getLogger("pulse.daemon")
 
 SITE_SHUTDOWN_SEC = 5.0  # requests being stored when SIGTERM comes get this long to finish
+
+
+class Background(Protocol):
+    """A loop the daemon runs beside the workers until stop (incident monitor, alert sender)."""
+
+    async def run(self) -> None: ...
 
 
 class StartFailed(Exception):
@@ -49,6 +55,7 @@ class Daemon:
         clock: Clock,
         drain_timeout_sec: float,
         describe: Mapping[str, Any] | None = None,
+        background: Sequence[Background] = (),
     ) -> None:
         self.app = app
         self.workers = workers
@@ -59,6 +66,7 @@ class Daemon:
         self.clock = clock
         self.drain_timeout_sec = drain_timeout_sec
         self.describe = dict(describe or {})
+        self.background = tuple(background)
         self.stop_requested = asyncio.Event()
         self.started = asyncio.Event()  # set once every start step has run
         self.port: int | None = None
@@ -101,6 +109,7 @@ class Daemon:
         self._tasks = [
             asyncio.create_task(self.scheduler.run_once("sync_agents", occurrence)),
             asyncio.create_task(self.housekeeping.run()),
+            *(asyncio.create_task(part.run()) for part in self.background),
         ]
         started.push_async_callback(self._cancel_tasks)
         loop = asyncio.get_running_loop()

@@ -121,6 +121,9 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # aiohttp's access log would duplicate ours; its server errors still reach the root.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # httpx and httpcore log every request's full URL, and ALERT_WEBHOOK_URL is a secret.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 atexit.register(_close_handler)

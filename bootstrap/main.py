@@ -13,6 +13,7 @@ from pathlib import Path
 from adapters_in.cli import backfill as cli_backfill
 from adapters_in.cli import control as cli_control
 from adapters_in.cli import dataset as cli_dataset
+from adapters_in.cli import incidents as cli_incidents
 from adapters_in.cli import infra as cli_infra
 from adapters_in.cli import ingest as cli_ingest
 from adapters_in.cli import main as cli
@@ -87,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level)
     tracing = setup_tracing(settings.otel_exporter_otlp_endpoint)
     container = Container(settings=settings)
-    container.wire(modules=[cli, cli_control, cli_backfill, cli_dataset, cli_infra, cli_ingest])
+    container.wire(
+        modules=[cli, cli_control, cli_backfill, cli_dataset, cli_infra, cli_ingest, cli_incidents]
+    )
     try:
         return asyncio.run(_run(container, args))
     except KeyboardInterrupt:

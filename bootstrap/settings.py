@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import UTC, time, timedelta
 from ipaddress import ip_network
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -17,7 +17,9 @@ from adapters_out.fabric.config import EventhouseConfig, EventstreamConfig, Send
 from adapters_out.fabric.sas import parse_connection_string
 from adapters_out.powerbi.config import PowerBIConfig
 from adapters_out.powerbi.limiter import Budgets
+from core.errors import ValidationFailed
 from core.model import Goal, MetricID, ShiftRule
+from core.silence import parse_business_hours
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "<secret>"}
 
@@ -448,7 +450,52 @@ class ScheduleSettings(BaseModel):
         ]
 
 
+class SilenceSettings(BaseModel):
+    """SILENCE__ALOWARE_MINUTES, SILENCE__HUBSPOT_MINUTES: unset, that source is never silent."""
+
+    aloware_minutes: float | None = Field(None, gt=0)
+    hubspot_minutes: float | None = Field(None, gt=0)
+
+    def limits(self) -> dict[str, timedelta]:
+        found = {"aloware": self.aloware_minutes, "hubspot": self.hubspot_minutes}
+        return {s: timedelta(minutes=m) for s, m in found.items() if m is not None}
+
+
+class IncidentSettings(BaseModel):
+    """Incidents, alerts and the silence alarm (DESIGN §7 "Knowing when something is wrong")."""
+
+    alert_webhook_url: SecretStr | None = Field(
+        None, description="Slack / Teams incoming webhook or any URL; unset: no alerts sent"
+    )
+    alert_format: Literal["slack", "teams", "json"] = "slack"
+    alert_max_per_minute: int = Field(10, ge=1)
+    alert_timeout_sec: float = Field(10, gt=0)
+    incident_threshold: int = Field(5, ge=1, description="Failures of one signature that open")
+    incident_resolve_after_sec: float = Field(
+        600, gt=0, description="Quiet (no failure) after which an incident resolves itself"
+    )
+    incident_check_every_sec: float = Field(15, gt=0)
+    business_hours: str | None = Field(
+        None, description="'Mon-Fri 08:00-18:00' (BUSINESS_TIMEZONE); unset: the shift rules"
+    )
+    silence: SilenceSettings = SilenceSettings()
+
+    def incident_problems(self) -> list[str]:
+        found = _placeholder(self.alert_webhook_url, "ALERT_WEBHOOK_URL")
+        url = _text(self.alert_webhook_url)
+        if url and not _https_or_loopback(url):
+            # never echo the URL itself: it is the secret
+            found.append("ALERT_WEBHOOK_URL must be an https:// URL")
+        if self.business_hours is not None:
+            try:
+                parse_business_hours(self.business_hours, UTC)
+            except ValidationFailed as exc:
+                found.append(str(exc))
+        return found
+
+
 class Settings(
+    IncidentSettings,
     AlowareWebhookSettings,
     HubSpotWebhookSettings,
     DirectorySettings,
@@ -546,6 +593,7 @@ class Settings(
             *self.reconcile_problems(*self.ledger_ttl()),
             *self.directory_problems(),
             *self.sink_problems(self.ledger_lease_sec),
+            *self.incident_problems(),
         ]
 
     # --- derived ---

@@ -8,7 +8,22 @@ class PulseError(Exception):
 
 
 class UnparseableEnvelope(PulseError):
-    """The envelope cannot be turned into source events; it is dead-lettered with this reason."""
+    """The envelope cannot be turned into source events; it is dead-lettered with this reason.
+
+    `code` names the kind of fault for its incident signature (`parse:aloware:bad_created_at`):
+    given, or `bad_<field>` when the message starts with the field it names, else `malformed`."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code or _code_of(message)
+
+
+def _code_of(message: str) -> str:
+    words = message.removeprefix("`").split(" ", 1)
+    field = words[0].rstrip("`:").lower()
+    if len(words) == 2 and field.replace("_", "").isalpha() and "_" in field:
+        return f"bad_{field}"
+    return "malformed"
 
 
 class TransientError(PulseError):

@@ -13,6 +13,7 @@ from core import calendar
 from core.dimensions import dimension_key, metric_row, push_once
 from core.errors import SinkPermanentError, SinkTransientError, TransientError, UnparseableEnvelope
 from core.identity import event_key, first_of_each
+from core.incidents import parse_signature, signature_of
 from core.model import (
     CrmObject,
     DimAgent,
@@ -71,6 +72,8 @@ class EventOutcome:
     code: str = ""
     """The reason as a fixed word (`not_on_roster`, `sink_unavailable`): never an id or an
     error's text, so `/metrics` can count by it."""
+    signature: str | None = None
+    """The failure's incident signature (`powerbi:429`), when a dependency failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,8 @@ class EnvelopeOutcome:
     status: Status
     events: tuple[EventOutcome, ...]
     reason: str = ""
+    signature: str | None = None
+    """A parse failure's incident signature (`parse:aloware:bad_created_at`)."""
 
     @property
     def outages(self) -> frozenset[str]:
@@ -100,6 +105,18 @@ class BatchOutcome:
             for event in env.events:
                 if event.outage is not None:
                     found.setdefault(event.outage, event.reason)
+        return found
+
+    def failures(self) -> dict[str, tuple[int, str]]:
+        """Each incident signature this batch met: how often, and one reason as a sample."""
+        found: dict[str, tuple[int, str]] = {}
+        for env in self.envelopes:
+            signed = [(env.signature, env.reason)] if env.signature else []
+            signed += [(e.signature, e.reason) for e in env.events if e.signature]
+            for signature, reason in signed:
+                assert signature is not None
+                count, _ = found.get(signature, (0, ""))
+                found[signature] = (count + 1, reason)
         return found
 
     def event_counts(self) -> Counter[str]:
@@ -153,11 +170,18 @@ class _Candidate:
     outcome: EventOutcome | None = None
 
     def settle(
-        self, status: Status, reason: str, outage: str | None = None, code: str = ""
+        self,
+        status: Status,
+        reason: str,
+        outage: str | None = None,
+        code: str = "",
+        signature: str | None = None,
     ) -> None:
         """`code` defaults to `reason`, for reasons that are codes already (the rules')."""
         metric = self.fact.MetricID if self.fact else None
-        self.outcome = EventOutcome(self.key, status, reason, metric, outage, code or reason)
+        self.outcome = EventOutcome(
+            self.key, status, reason, metric, outage, code or reason, signature
+        )
 
 
 async def process_batch(
@@ -211,15 +235,18 @@ async def preview(
             live.append(cand)
     unique, repeats = first_of_each(live, key=lambda c: str(c.key))
     for cand in repeats:
-        cand.settle(Status.DUPLICATE, "repeat within batch")
+        cand.settle(Status.DUPLICATE, "repeat within batch", code="repeat_in_batch")
     done = await ports.ledger.done_among([str(c.key) for c in unique]) if unique else frozenset()
     for cand in unique:
         if cand.key in done:
-            cand.settle(Status.DUPLICATE, "already counted")
+            cand.settle(Status.DUPLICATE, "already counted", code="already_counted")
         else:
-            cand.settle(Status.ACCEPTED, "would count")
+            cand.settle(Status.ACCEPTED, "would count", code="counted")
     outcomes = [c.outcome for c in candidates if c.outcome is not None]
-    return outcomes + [EventOutcome(None, Status.DEAD_LETTERED, reason) for reason in dead.values()]
+    return outcomes + [
+        EventOutcome(None, Status.DEAD_LETTERED, reason, code="unparseable", signature=signature)
+        for reason, signature in dead.values()
+    ]
 
 
 async def _with_applied_shifts(
@@ -235,20 +262,22 @@ async def _with_applied_shifts(
 
 def _parse(
     deliveries: Sequence[Delivery], parsers: Mapping[str, EnvelopeParser]
-) -> tuple[list[_Candidate], dict[int, str]]:
+) -> tuple[list[_Candidate], dict[int, tuple[str, str]]]:
     """Each delivery's events as candidates (an event without a time happened when received),
-    and the reason of each delivery that cannot be parsed, by index."""
-    dead: dict[int, str] = {}
+    and the reason and signature of each delivery that cannot be parsed, by index."""
+    dead: dict[int, tuple[str, str]] = {}
     candidates: list[_Candidate] = []
     for index, delivery in enumerate(deliveries):
         parser = parsers.get(delivery.envelope.source)
         if parser is None:
-            dead[index] = f"no parser for source {delivery.envelope.source!r}"
+            source = delivery.envelope.source
+            dead[index] = (f"no parser for source {source!r}", parse_signature(source, "no_parser"))
             continue
         try:
             events = parser.parse(delivery.envelope)
         except UnparseableEnvelope as exc:
-            dead[index] = f"unparseable: {exc}"
+            signature = parse_signature(delivery.envelope.source, exc.code)
+            dead[index] = (f"unparseable: {exc}", signature)
             continue
         for event in events:
             occurred = event.occurred_at or delivery.envelope.received_at
@@ -296,7 +325,11 @@ async def _enrich(
             seen[ref] = await crm.lookup(*ref)
         except TransientError as exc:
             cand.settle(
-                Status.RETRY, f"crm unavailable: {exc}", outage="crm", code="crm_unavailable"
+                Status.RETRY,
+                f"crm unavailable: {exc}",
+                "crm",
+                "crm_unavailable",
+                signature_of(exc, "crm"),
             )
             return False
     obj = seen[ref]
@@ -396,20 +429,18 @@ async def _claim_and_push(
     try:
         claim = await ports.ledger.claim([str(c.key) for c in cands], config.ledger_lease)
     except TransientError as exc:
+        failed = signature_of(exc, "ledger")
         for cand in cands:
             cand.settle(
-                Status.RETRY,
-                f"ledger unavailable: {exc}",
-                outage="ledger",
-                code="ledger_unavailable",
+                Status.RETRY, f"ledger unavailable: {exc}", "ledger", "ledger_unavailable", failed
             )
         return
     ours = _settle_taken(cands, claim)
     if not ours:
         return
-    status, reason, outage, code = await _push(ours, claim, ports, config, roster, now)
+    status, reason, outage, code, signature = await _push(ours, claim, ports, config, roster, now)
     for cand in ours:
-        cand.settle(status, reason, outage, code)
+        cand.settle(status, reason, outage, code, signature)
 
 
 def _settle_taken(cands: Sequence[_Candidate], claim: Claim) -> list[_Candidate]:
@@ -434,7 +465,7 @@ async def _push(
     config: IngestConfig,
     roster: RosterSnapshot,
     now: datetime,
-) -> tuple[Status, str, str | None, str]:
+) -> tuple[Status, str, str | None, str, str | None]:
     """The dimension rows the facts refer to, then the facts; commit the claim, or release it
     so a later delivery can take the keys. The status, reason and outage of every claimed
     event (and its reason's code). A commit that fails leaves rows the sink accepted uncommitted: the events come
@@ -451,15 +482,18 @@ async def _push(
     except TransientError as exc:
         await _release(ports.ledger, claim)
         outage = "sink" if isinstance(exc, SinkTransientError) else "ledger"
-        return Status.RETRY, f"{outage} unavailable: {exc}", outage, f"{outage}_unavailable"
+        reason = f"{outage} unavailable: {exc}"
+        return Status.RETRY, reason, outage, f"{outage}_unavailable", signature_of(exc, outage)
     except SinkPermanentError as exc:
         await _release(ports.ledger, claim)
-        return Status.DEAD_LETTERED, f"sink rejected: {exc}", None, "sink_rejected"
+        reason = f"sink rejected: {exc}"
+        return Status.DEAD_LETTERED, reason, None, "sink_rejected", signature_of(exc, "sink")
     try:
         await ports.ledger.commit(claim)
     except TransientError as exc:
-        return Status.RETRY, f"ledger unavailable: {exc}", "ledger", "ledger_unavailable"
-    return Status.ACCEPTED, "counted", None, "counted"
+        reason = f"ledger unavailable: {exc}"
+        return Status.RETRY, reason, "ledger", "ledger_unavailable", signature_of(exc, "ledger")
+    return Status.ACCEPTED, "counted", None, "counted", None
 
 
 async def _release(ledger: Ledger, claim: Claim) -> None:
@@ -471,7 +505,9 @@ async def _release(ledger: Ledger, claim: Claim) -> None:
 
 
 def _envelope_outcomes(
-    deliveries: Sequence[Delivery], candidates: Sequence[_Candidate], dead: Mapping[int, str]
+    deliveries: Sequence[Delivery],
+    candidates: Sequence[_Candidate],
+    dead: Mapping[int, tuple[str, str]],
 ) -> list[EnvelopeOutcome]:
     by_index: dict[int, list[EventOutcome]] = {i: [] for i in range(len(deliveries))}
     for cand in candidates:
@@ -484,13 +520,14 @@ def _envelope_outcomes(
 
 
 def _envelope_outcome(
-    env: IngestEnvelope, events: tuple[EventOutcome, ...], dead_reason: str | None
+    env: IngestEnvelope, events: tuple[EventOutcome, ...], dead: tuple[str, str] | None
 ) -> EnvelopeOutcome:
     """Dead-lettered whole when it could not be parsed; else the most pressing of its events'
     statuses, with their reasons."""
-    if dead_reason is not None:
+    if dead is not None:
+        reason, signature = dead
         return EnvelopeOutcome(
-            env.request_id, env.source, Status.DEAD_LETTERED, events, dead_reason
+            env.request_id, env.source, Status.DEAD_LETTERED, events, reason, signature
         )
     statuses = {e.status for e in events}
     status = next((s for s in _PRECEDENCE if s in statuses), Status.IGNORED)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from adapters_in.breakers import Breakers
 from adapters_in.http.webhooks import StoreHealth
+from adapters_in.incidents import IncidentMonitor
 from adapters_in.metrics import Metrics
 from adapters_in.scheduler import JobBoard
 from adapters_in.worker import InboxWorkers
@@ -85,6 +86,7 @@ class OperatorStatus:
     jobs: JobBoard
     breakers: Breakers
     inbox: Inbox
+    incidents: IncidentMonitor | None = None
 
     async def snapshot(self) -> dict[str, Any]:
         try:
@@ -101,4 +103,14 @@ class OperatorStatus:
             "breakers": self.breakers.as_dict(),
             "backpressure": not self.breakers.intake_open,
             "inbox": inbox,
+            **(await self._incidents()),
         }
+
+    async def _incidents(self) -> dict[str, Any]:
+        if self.incidents is None:
+            return {}
+        try:
+            found: Any = [i.as_dict() for i in await self.incidents.store.open()]
+        except Exception as exc:
+            found = {"error": f"{type(exc).__name__}: {exc}"}
+        return {"incidents": found}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -63,6 +63,8 @@ class WebhookEdge:
     tracing: bool = False
     """Open a span per request and carry its context to the worker (only when exporting)."""
     store_health: StoreHealth | None = None
+    activity: Callable[[str], None] | None = None
+    """Told the source of each request stored (the silence alarm; memory only, never I/O)."""
 
     def public_url(self, request: web.Request) -> str:
         """The URL the sender signed: configured public base + raw path, else what we received."""
@@ -109,6 +111,8 @@ class WebhookEdge:
         else:
             await self._store(IngestEnvelope(rid, source.name, now, body, headers), rid, name)
         self.metrics.inc("webhooks_received_total", source=name)
+        if self.activity is not None:
+            self.activity(name)
         return accepted(rid)
 
     async def _store(self, envelope: IngestEnvelope, rid: str, name: str) -> None:

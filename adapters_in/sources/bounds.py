@@ -29,21 +29,27 @@ def bounded(event: SourceEvent, where: str = "") -> SourceEvent:
         if isinstance(value, str):
             _check_text(prefix, field.name, value, _LIMITS.get(field.name, MAX_TEXT_CHARS))
     if event.duration_sec is not None and not 0 <= event.duration_sec <= INT64_MAX:
-        raise UnparseableEnvelope(f"{prefix}duration {event.duration_sec} is out of range")
+        raise UnparseableEnvelope(
+            f"{prefix}duration {event.duration_sec} is out of range", "out_of_range"
+        )
     if event.occurred_at is not None and not EARLIEST <= event.occurred_at < LATEST:
         raise UnparseableEnvelope(
             f"{prefix}time {event.occurred_at.isoformat()} is outside"
-            f" {EARLIEST.year}–{LATEST.year - 1}"
+            f" {EARLIEST.year}–{LATEST.year - 1}",
+            "out_of_range",
         )
     return event
 
 
 def _check_text(prefix: str, name: str, value: str, limit: int) -> None:
     if len(value) > limit:
-        raise UnparseableEnvelope(f"{prefix}{name} is {len(value):,} characters; at most {limit:,}")
+        raise UnparseableEnvelope(
+            f"{prefix}{name} is {len(value):,} characters; at most {limit:,}", "too_long"
+        )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise UnparseableEnvelope(
-            f"{prefix}{name} is not valid Unicode text (a lone surrogate such as \\ud800)"
+            f"{prefix}{name} is not valid Unicode text (a lone surrogate such as \\ud800)",
+            "bad_text",
         ) from None

@@ -240,8 +240,12 @@ def _occurred_at(index: int, item: Mapping[str, Any]) -> datetime | None:
     ):
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int):
-        raise UnparseableEnvelope(f"event {index}: occurredAt {value!r} is not epoch milliseconds")
+        raise UnparseableEnvelope(
+            f"event {index}: occurredAt {value!r} is not epoch milliseconds", "bad_occurred_at"
+        )
     try:
         return _EPOCH + timedelta(milliseconds=value)
     except OverflowError:
-        raise UnparseableEnvelope(f"event {index}: occurredAt {value} is out of range") from None
+        raise UnparseableEnvelope(
+            f"event {index}: occurredAt {value} is out of range", "bad_occurred_at"
+        ) from None

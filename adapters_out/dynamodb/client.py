@@ -35,6 +35,8 @@ DynamoClient = Any
 class DynamoTransientError(TransientError):
     """DynamoDB did not answer, or answered 5xx, after our retries."""
 
+    dependency = "dynamodb"  # its incidents' signature (core.incidents)
+
 
 class DynamoThrottled(DynamoTransientError):
     """DynamoDB kept throttling past our retry budget."""
@@ -42,6 +44,8 @@ class DynamoThrottled(DynamoTransientError):
 
 class DynamoPermanentError(PermanentError):
     """DynamoDB refused the request for good (missing table, access denied, bad request)."""
+
+    dependency = "dynamodb"  # its incidents' signature (core.incidents)
 
 
 class ConditionFailed(Exception):

@@ -19,6 +19,8 @@ class EntraAuthError(SinkTransientError):
     Transient on purpose: a rotated secret must make events wait in the inbox, not dead-letter.
     """
 
+    dependency = "entra"  # its incidents' signature (core.incidents): entra:auth
+
     def __init__(self, error: str, description: str, *, client_id: str = ""):
         first_line = description.strip().splitlines()[0] if description.strip() else ""
         who = f" for client {client_id}" if client_id else ""

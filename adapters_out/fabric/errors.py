@@ -10,6 +10,8 @@ class FabricUnavailable(SinkTransientError):
     """5xx, timeout or connection error (after the sink's retries). `maybe_landed`: the last
     request may have been applied (the read side deduplicates on EventKey)."""
 
+    dependency = "fabric"  # its incidents' signature (core.incidents)
+
     def __init__(self, message: str, *, status: int | None = None, maybe_landed: bool = False):
         super().__init__(message)
         self.status = status
@@ -27,9 +29,13 @@ class FabricThrottled(FabricUnavailable):
 class FabricTooLarge(SinkTransientError):
     """413: the service's request limit is lower than ours; the sender splits and resends."""
 
+    dependency = "fabric"  # its incidents' signature (core.incidents)
+
 
 class FabricAccessDenied(SinkTransientError):
     """401/403/404 that no retry fixes until an operator acts; the message says what to do."""
+
+    dependency = "fabric"  # its incidents' signature (core.incidents)
 
     def __init__(self, message: str, *, status: int):
         super().__init__(message)
@@ -38,6 +44,8 @@ class FabricAccessDenied(SinkTransientError):
 
 class FabricRejected(SinkPermanentError):
     """400: Fabric refused the request for good; `body` is its error, verbatim."""
+
+    dependency = "fabric"  # its incidents' signature (core.incidents)
 
     def __init__(self, message: str, *, status: int, body: str):
         super().__init__(f"{message}: HTTP {status}: {body}")

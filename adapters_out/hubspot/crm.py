@@ -18,6 +18,18 @@ from ports.clock import Clock
 from ports.control import OwnerOverrides
 from ports.directory import CrmPage, Roster
 
+
+class HubSpotUnavailable(TransientError):
+    """The CRM API failed after our retries (or refused the token): the event waits."""
+
+    dependency = "hubspot-crm"  # its incidents' signature (core.incidents)
+
+    def __init__(self, message: str, *, status: int | None = None, timed_out: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.error_class = "timeout" if timed_out else None
+
+
 log = logging.getLogger("pulse.hubspot")
 
 OBJECTS = {"email": "emails", "ticket": "tickets"}
@@ -229,7 +241,7 @@ class HubSpotCrm:
         json_body: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """The JSON body; None on 404; TransientError once retries are spent."""
-        problem = ""
+        problem, last_status = "", None
         for attempt in range(self._retries + 1):
             pause = self._paused_until - time.monotonic()
             if pause > 0:
@@ -239,9 +251,9 @@ class HubSpotCrm:
                     method, self._base + path, params=params, json=json_body, headers=self._headers
                 )
             except httpx.TimeoutException:
-                problem = "timed out"
+                problem, last_status = "timed out", None
             except httpx.TransportError as exc:
-                problem = f"unreachable ({type(exc).__name__})"
+                problem, last_status = f"unreachable ({type(exc).__name__})", None
             else:
                 self._note_budget(response)
                 status = response.status_code
@@ -253,17 +265,23 @@ class HubSpotCrm:
                 if status == 401 or status == 403:
                     # Not the event's fault: keep it for a retry once the token is fixed.
                     log.error("HubSpot refused the token (%s): check HUBSPOT_ACCESS_TOKEN", status)
-                    raise TransientError(f"HubSpot refused the private-app token ({status})")
+                    raise HubSpotUnavailable(
+                        f"HubSpot refused the private-app token ({status})", status=status
+                    )
                 if status != 429 and status < 500:
-                    raise TransientError(f"HubSpot answered {status} for {path}")
-                problem = f"answered {status}"
+                    raise HubSpotUnavailable(f"HubSpot answered {status} for {path}", status=status)
+                problem, last_status = f"answered {status}", status
                 if status == 429:
                     wait = _retry_after(response) or self._backoff * 2**attempt
                     self._paused_until = max(self._paused_until, time.monotonic() + wait)
                     continue
             if attempt < self._retries:
                 await asyncio.sleep(self._backoff * 2**attempt)
-        raise TransientError(f"HubSpot {path} {problem} after {self._retries + 1} attempt(s)")
+        raise HubSpotUnavailable(
+            f"HubSpot {path} {problem} after {self._retries + 1} attempt(s)",
+            status=last_status,
+            timed_out=problem == "timed out",
+        )
 
     def _note_budget(self, response: httpx.Response) -> None:
         """HubSpot counts requests per 10 s window; when it says none remain, wait it out."""

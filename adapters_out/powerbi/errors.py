@@ -9,6 +9,8 @@ from core.errors import SinkPermanentError, SinkTransientError
 class PowerBIUnavailable(SinkTransientError):
     """5xx, timeout or connection error. `maybe_landed`: the request may have been applied."""
 
+    dependency = "powerbi"  # its incidents' signature (core.incidents)
+
     def __init__(self, message: str, *, status: int | None = None, maybe_landed: bool = False):
         super().__init__(message)
         self.status = status
@@ -26,9 +28,13 @@ class PowerBIThrottled(PowerBIUnavailable):
 class PowerBIAuthError(EntraAuthError):
     """Microsoft Entra ID gave no token for the Power BI scope (transient: see EntraAuthError)."""
 
+    dependency = "powerbi"  # its incidents' signature (core.incidents)
+
 
 class PowerBIAccessDenied(SinkTransientError):
     """401/403/404 that no retry fixes until an operator acts; the message says what to do."""
+
+    dependency = "powerbi"  # its incidents' signature (core.incidents)
 
     def __init__(self, message: str, *, status: int, code: str = ""):
         super().__init__(message)
@@ -38,6 +44,8 @@ class PowerBIAccessDenied(SinkTransientError):
 
 class PowerBIRejected(SinkPermanentError):
     """400: Power BI refused the request for good; `body` is Power BI's error, verbatim."""
+
+    dependency = "powerbi"  # its incidents' signature (core.incidents)
 
     def __init__(self, message: str, *, status: int, body: str):
         super().__init__(f"{message}: HTTP {status}: {body}")

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from adapters_out.sqlite.db import Database
+from adapters_out.sqlite.incidents import SCHEMA as INCIDENTS_SCHEMA
 from ports.clock import Clock
 from ports.control import AppliedVersion, AuditRecord
 
@@ -66,7 +67,7 @@ CREATE TABLE IF NOT EXISTS job_leases (
 
 def open_control_db(path: Path) -> Database:
     """The one control database the stores below share (the container closes it)."""
-    return Database(path, SCHEMA)
+    return Database(path, SCHEMA + INCIDENTS_SCHEMA)
 
 
 class _Store:

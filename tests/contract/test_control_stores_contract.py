@@ -14,7 +14,11 @@ from typing import Any
 import pytest
 
 from adapters_out.dynamodb import control as dynamo
+from adapters_out.dynamodb.incidents import DynamoIncidentStore
 from adapters_out.sqlite import control as sqlite
+from adapters_out.sqlite.incidents import SqliteIncidentStore
+from core import incidents
+from core.incidents import Change, IncidentRules, State
 from ports.control import (
     AppliedVersion,
     AuditLog,
@@ -25,6 +29,7 @@ from ports.control import (
     RowCounts,
     VersionStore,
 )
+from ports.incidents import IncidentStore
 from tests.fakes import FakeClock
 from tests.support.moto_server import dynamodb, new_table
 
@@ -37,6 +42,7 @@ class Stores:
     owners: OwnerOverrides
     row_counts: RowCounts
     leases: JobLease
+    incidents: IncidentStore
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
@@ -52,6 +58,7 @@ async def stores(
             sqlite.SqliteOwnerOverrides(db, clock),
             sqlite.SqliteRowCounts(db, clock),
             sqlite.SqliteJobLease(db, clock),
+            SqliteIncidentStore(db),
         )
         await db.close()
         return
@@ -65,6 +72,7 @@ async def stores(
             dynamo.DynamoOwnerOverrides(*args),
             dynamo.DynamoRowCounts(*args),
             dynamo.DynamoJobLease(*args),
+            DynamoIncidentStore(*args),
         )
 
 
@@ -356,3 +364,118 @@ async def test_a_missing_control_table_is_named_with_the_command_that_creates_it
             Exception, match=r"'pulse-control-never-created' not found \(run `pulse infra create`\)"
         ):
             await missing.ping()
+
+
+# --- incidents -----------------------------------------------------------------------------
+
+RULES = IncidentRules(threshold=3, resolve_after=timedelta(minutes=10))
+
+
+async def test_an_incident_opens_at_its_threshold_and_is_listed_with_count_and_sample(
+    stores: Stores, clock: FakeClock
+) -> None:
+    first = clock.now()
+    for n in range(2):
+        opened = await incidents.record(
+            stores.incidents, "powerbi:429", 1, f"throttled {n}", clock.now(), RULES
+        )
+        assert opened is None
+        clock.advance(30)
+    assert await stores.incidents.recent() == []  # pending: not shown
+
+    opened = await incidents.record(
+        stores.incidents, "powerbi:429", 1, "throttled 2", clock.now(), RULES
+    )
+
+    assert opened is not None and opened.change is Change.OPENED
+    (listed,) = await stores.incidents.recent()
+    assert listed == opened.incident
+    assert (listed.count, listed.first_seen, listed.last_seen) == (3, first, clock.now())
+    assert listed.sample == "throttled 2" and listed.state is State.OPEN
+    assert await stores.incidents.get(listed.id) == listed
+    assert await stores.incidents.open() == [listed]
+
+
+async def test_replicas_racing_on_one_signature_open_one_incident_and_count_every_failure(
+    stores: Stores, clock: FakeClock
+) -> None:
+    results = await asyncio.gather(
+        *(
+            incidents.record(stores.incidents, "dynamodb:throttled", 1, "x", clock.now(), RULES)
+            for _ in range(8)
+        )
+    )
+
+    assert [r.change for r in results if r is not None] == [Change.OPENED]
+    (listed,) = await stores.incidents.recent()
+    assert listed.count == 8
+
+
+async def test_of_replicas_racing_to_resolve_one_is_told(stores: Stores, clock: FakeClock) -> None:
+    await incidents.record(stores.incidents, "fabric:timeout", 3, "x", clock.now(), RULES)
+    clock.advance(601)
+
+    results = await asyncio.gather(
+        *(incidents.sweep(stores.incidents, clock.now(), RULES) for _ in range(5))
+    )
+
+    assert sum(len(r) for r in results) == 1
+    assert await stores.incidents.open() == []
+    (listed,) = await stores.incidents.recent()
+    assert (listed.state, listed.resolved_by) == (State.RESOLVED, "quiet")
+
+
+async def test_a_head_is_written_only_over_the_version_read(
+    stores: Stores, clock: FakeClock
+) -> None:
+    await incidents.record(stores.incidents, "hubspot-crm:401", 3, "x", clock.now(), RULES)
+    head, version = await stores.incidents.head("hubspot-crm:401")
+    assert head is not None and version > 0
+    assert await stores.incidents.head("never:seen") == (None, 0)
+
+    assert await stores.incidents.save(incidents.resolved(head, clock.now(), "a"), version)
+    assert not await stores.incidents.save(incidents.resolved(head, clock.now(), "b"), version)
+    assert not await stores.incidents.save(head, 0)  # a head exists: "none yet" is stale
+    after, _ = await stores.incidents.head("hubspot-crm:401")
+    assert after is not None and after.resolved_by == "a"
+
+
+async def test_an_acked_incident_keeps_who_and_an_older_one_is_acked_by_id(
+    stores: Stores, clock: FakeClock
+) -> None:
+    await incidents.record(stores.incidents, "powerbi:5xx", 3, "old", clock.now(), RULES)
+    clock.advance(601)
+    await incidents.sweep(stores.incidents, clock.now(), RULES)
+    clock.advance(60)
+    await incidents.record(stores.incidents, "powerbi:5xx", 3, "new", clock.now(), RULES)
+    newer, older = await stores.incidents.recent()
+    assert (newer.sample, older.sample) == ("new", "old")
+
+    acked, told = await incidents.acknowledge(stores.incidents, older.id, "alice", clock.now())
+    assert told is None and acked.acked_by == "alice"
+    _, told = await incidents.acknowledge(
+        stores.incidents, newer.id, "bob", clock.now(), resolve_it=True
+    )
+
+    assert told is not None and told.change is Change.RESOLVED
+    newer, older = await stores.incidents.recent()
+    assert (older.acked_by, older.state) == ("alice", State.RESOLVED)
+    assert (newer.acked_by, newer.state, newer.resolved_by) == (
+        "bob",
+        State.RESOLVED,
+        "operator:bob",
+    )
+    with pytest.raises(incidents.UnknownIncident):
+        await incidents.acknowledge(stores.incidents, "no-such-id", "bob", clock.now())
+
+
+async def test_the_last_request_of_each_source_only_moves_forward(
+    stores: Stores, clock: FakeClock
+) -> None:
+    assert await stores.incidents.last_seen() == {}
+    later = clock.now() + timedelta(minutes=5)
+    await stores.incidents.saw("aloware", later)
+    await stores.incidents.saw("aloware", clock.now())  # an older one, flushed late
+    await stores.incidents.saw("hubspot", clock.now())
+
+    assert await stores.incidents.last_seen() == {"aloware": later, "hubspot": clock.now()}

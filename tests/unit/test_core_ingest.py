@@ -807,3 +807,27 @@ async def test_a_crm_outage_and_a_repeat_in_a_later_batch_have_their_codes(world
 
     assert codes_of(crm_down) == [("retry", "crm_unavailable")]
     assert codes_of(again) == [("duplicate", "already_counted")]
+
+
+# --- failure signatures (incidents, DESIGN §7) ----------------------------------------------------
+
+
+async def test_a_bad_created_at_is_counted_under_its_own_parse_signature(world: World) -> None:
+    outcome = await world.run(aloware(created_at="yesterday"), aloware(created_at="soon"))
+
+    count, sample = outcome.failures()["parse:aloware:bad_created_at"]
+    assert count == 2 and "created_at 'soon'" in sample
+
+
+async def test_a_sink_outage_is_counted_once_per_event_under_the_sinks_port(world: World) -> None:
+    world.sink.fail_next("transient")
+
+    outcome = await world.run(aloware(), sms())
+
+    assert outcome.failures() == {
+        "sink:unavailable": (2, "sink unavailable: 429 Too Many Requests (fake)")
+    }
+
+
+async def test_a_batch_that_went_well_met_no_failure(world: World) -> None:
+    assert (await world.run(aloware(), sms())).failures() == {}

@@ -12,8 +12,9 @@ from aiohttp import web
 
 from adapters_in.http.admin import auth as admin_auth
 from adapters_in.http.admin.dead_letters import DeadLetterRoutes
-from adapters_in.http.admin.payloads import MetricsBody, RollbackBody, ShiftsBody, parse
+from adapters_in.http.admin.payloads import AckBody, MetricsBody, RollbackBody, ShiftsBody, parse
 from adapters_in.http.middleware import JsonError
+from adapters_in.incidents import IncidentMonitor
 from core import control, history
 from core.control import (
     Busy,
@@ -27,6 +28,7 @@ from core.control import (
 from core.dead_letters import DeadLetterPorts
 from core.dimensions import MONTH, ShiftsDocument
 from core.errors import PermanentError, TransientError, ValidationFailed
+from core.incidents import UnknownIncident
 from ports.control import AuditRecord, NonceStore
 
 log = logging.getLogger("pulse.admin")
@@ -47,6 +49,7 @@ class AdminApi:
     breakers, the inbox (`OperatorStatus.snapshot`)."""
     letters: DeadLetterPorts | None = None
     """`/admin/dead-letters` (list, replay by filter) when given."""
+    incidents: IncidentMonitor | None = None
 
     def register(self, app: web.Application) -> None:
         app.router.add_post("/admin/dim-agent/sync", self.sync_agents)
@@ -61,6 +64,8 @@ class AdminApi:
         app.router.add_get("/admin/status", self.status_view)
         if self.letters is not None:
             DeadLetterRoutes(self.letters, self.authenticate).register(app)
+        app.router.add_get("/admin/incidents", self.list_incidents)
+        app.router.add_post("/admin/incidents/{id}/ack", self.ack_incident)
 
     # --- routes -------------------------------------------------------------------------------
 
@@ -127,10 +132,7 @@ class AdminApi:
 
     async def audit(self, request: web.Request) -> web.Response:
         await self.authenticate(request)
-        try:
-            limit = min(MAX_AUDIT, max(1, int(request.query.get("limit", "50"))))
-        except ValueError:
-            raise JsonError(400, "limit: must be a whole number", "invalid") from None
+        limit = _limit(request, 50)
         records = await self.ports.audit.recent(limit)
         return web.json_response({"records": [_record(r) for r in records]})
 
@@ -151,6 +153,39 @@ class AdminApi:
                 ],
             }
         )
+
+    async def list_incidents(self, request: web.Request) -> web.Response:
+        """`?state=open|resolved` (default: both), `?limit=` (newest first)."""
+        await self.authenticate(request)
+        monitor = self._incidents()
+        state = request.query.get("state", "")
+        if state not in ("", "open", "resolved"):
+            raise JsonError(400, "state: open or resolved", "invalid")
+        limit = _limit(request, 50)
+        found = await monitor.store.recent(MAX_AUDIT)
+        shown = [i for i in found if not state or i.state.value == state][:limit]
+        return web.json_response({"incidents": [i.as_dict() for i in shown]})
+
+    async def ack_incident(self, request: web.Request) -> web.Response:
+        """Body `{}` or `{"resolve": true}`: acknowledge, and resolve it now."""
+        caller, body = await self.authenticate(request)
+        monitor = self._incidents()
+        resolve = self._parsed(AckBody, body or b"{}").resolve
+        try:
+            incident = await monitor.acknowledge(
+                request.match_info["id"], caller.who, resolve=resolve
+            )
+        except UnknownIncident as exc:
+            raise JsonError(404, str(exc), "unknown_incident") from None
+        except TransientError as exc:
+            raise JsonError(503, str(exc), "unavailable") from None
+        log.info("incident acknowledged", extra={"fields": {"id": incident.id, "by": caller.who}})
+        return web.json_response(incident.as_dict())
+
+    def _incidents(self) -> IncidentMonitor:
+        if self.incidents is None:
+            raise JsonError(404, "incidents are not kept by this process", "not_found")
+        return self.incidents
 
     # --- the guard ----------------------------------------------------------------------------
 
@@ -218,6 +253,13 @@ class AdminApi:
             raise JsonError(502, str(exc), "upstream_refused") from None
         log.info(summary.line(), extra={"fields": summary.as_dict()})
         return web.json_response(summary.as_dict())
+
+
+def _limit(request: web.Request, default: int) -> int:
+    try:
+        return min(MAX_AUDIT, max(1, int(request.query.get("limit", str(default)))))
+    except ValueError:
+        raise JsonError(400, "limit: must be a whole number", "invalid") from None
 
 
 def _month(request: web.Request) -> str:

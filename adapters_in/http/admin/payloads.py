@@ -68,6 +68,12 @@ class RollbackBody(_Strict):
     to: int = Field(ge=1, description="the version to apply again")
 
 
+class AckBody(_Strict):
+    """`POST /admin/incidents/{id}/ack`: `{}`, or `{"resolve": true}` to resolve it too."""
+
+    resolve: bool = False
+
+
 def _every_day() -> list[int | str]:
     return list(range(7))
 

@@ -16,7 +16,7 @@ from adapters_in.http.admin import auth as admin_auth
 from adapters_in.http.admin.api import AdminApi
 from adapters_in.http.middleware import edge_middleware
 from core.model import RosterAgent, RosterSnapshot
-from tests.fakes import World, config
+from tests.fakes import FakeClock, World, config
 
 ClientMaker = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -374,3 +374,58 @@ async def test_versions_and_rollback_need_a_signature(make_admin: Any) -> None:
     assert [r.outcome for r in admin.world.audit.records[-2:]] == [
         "rejected: missing_signature"
     ] * 2
+
+
+# --- incidents (issue 13 §1) ---------------------------------------------------------------------
+
+
+class _Offered:
+    def __init__(self) -> None:
+        self.transitions: list[Any] = []
+
+    def offer(self, transition: Any) -> None:
+        self.transitions.append(transition)
+
+
+async def test_incidents_are_listed_acked_and_resolved_by_signed_requests(
+    make_admin: Any, tmp_path: Any
+) -> None:
+    from adapters_in.incidents import IncidentMonitor
+    from adapters_out.sqlite.control import open_control_db
+    from adapters_out.sqlite.incidents import SqliteIncidentStore
+    from core.incidents import IncidentRules
+
+    db = open_control_db(tmp_path / "control.sqlite")
+    alerts = _Offered()
+    monitor = IncidentMonitor(SqliteIncidentStore(db), FakeClock(), IncidentRules(2), alerts)
+    admin = await make_admin(incidents=monitor)
+    monitor.clock = admin.world.clock  # the signed requests' clock
+    monitor.note({"powerbi:429": (2, "throttled"), "dynamodb:throttled": (1, "slow")})
+    await monitor.round()
+    try:
+        status, answer = await admin.call("GET", "/admin/incidents")
+        assert status == 200
+        (listed,) = answer["incidents"]
+        assert (listed["signature"], listed["count"], listed["state"]) == ("powerbi:429", 2, "open")
+
+        status, acked = await admin.call("POST", f"/admin/incidents/{listed['id']}/ack", {})
+        assert status == 200 and acked["ackedBy"] == "admin@127.0.0.1" and acked["state"] == "open"
+        status, done = await admin.call(
+            "POST", f"/admin/incidents/{listed['id']}/ack", {"resolve": True}
+        )
+        assert status == 200 and done["state"] == "resolved"
+        assert [t.change.value for t in alerts.transitions] == ["opened", "resolved"]
+
+        assert (await admin.call("GET", "/admin/incidents?state=open"))[1]["incidents"] == []
+        status, missing = await admin.call("POST", "/admin/incidents/nope/ack", {})
+        assert (status, missing["error"]["code"]) == (404, "unknown_incident")
+        status, bad = await admin.call("GET", "/admin/incidents?state=sideways")
+        assert (status, bad["error"]["code"]) == (400, "invalid")
+    finally:
+        await db.close()
+
+
+async def test_an_unsigned_incidents_request_is_refused(make_admin: Any) -> None:
+    admin = await make_admin()
+    response = await admin.client.get("/admin/incidents")
+    assert response.status == 401

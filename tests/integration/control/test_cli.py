@@ -742,3 +742,50 @@ def test_a_running_daemon_takes_the_apply_file_lists_versions_and_rolls_back(
     assert _metric(pulse, f"{METRICS_MONTH}:CALLS") == (50.0, 0.7, 3)
     history = pulse.run("metrics", "history", METRICS_MONTH)
     assert history.lines[-1].endswith("restores v1  (applied)")
+
+
+# --- incidents (issue 13 §1) ---------------------------------------------------------------------
+
+
+def _open_incident(data_dir: Path, signature: str) -> str:
+    """An open incident in the control store, as a running daemon would have left it."""
+    import asyncio
+
+    from adapters_out.sqlite.control import open_control_db
+    from adapters_out.sqlite.incidents import SqliteIncidentStore
+    from core import incidents
+    from core.incidents import IncidentRules
+
+    async def seed() -> str:
+        db = open_control_db(data_dir / "control.sqlite")
+        try:
+            store = SqliteIncidentStore(db)
+            now = datetime.now(UTC)
+            opened = await incidents.record(store, signature, 5, "429", now, IncidentRules())
+            assert opened is not None
+            return opened.incident.id
+        finally:
+            await db.close()
+
+    return asyncio.run(seed())
+
+
+def test_incidents_list_shows_them_and_ack_resolve_resolves_one(pulse: Pulse) -> None:
+    incident_id = _open_incident(pulse.data_dir, "powerbi:429")
+
+    listed = pulse.run("incidents", "list")
+    assert listed.code == 0 and "1 incident(s)" in listed.out
+    assert incident_id in listed.out and "open" in listed.out and "powerbi:429" in listed.out
+
+    acked = pulse.run("incidents", "ack", incident_id, "--resolve", "--who", "alice")
+    assert acked.code == 0 and "resolved" in acked.out and "acked by alice" in acked.out
+
+    shown = json.loads(pulse.run("incidents", "list", "--format", "json").out)
+    (incident,) = shown["incidents"]
+    assert (incident["state"], incident["resolvedBy"]) == ("resolved", "operator:alice")
+    assert pulse.run("incidents", "list", "--state", "open").lines == ["0 incident(s)"]
+
+
+def test_acking_an_unknown_incident_says_so_and_exits_non_zero(pulse: Pulse) -> None:
+    run = pulse.run("incidents", "ack", "no-such-incident")
+    assert run.code == 1 and "no incident 'no-such-incident'" in run.err

@@ -122,6 +122,7 @@ async def test_a_bad_token_is_a_clear_error_and_never_logged(
     aloware: AlowareEmulator, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # the daemon quiets it; the redaction holds
     wrong = "wrong-" + aloware.token
 
     with pytest.raises(PermanentError, match="ALOWARE_API_TOKEN") as caught:

@@ -1,0 +1,1 @@
+"""Alert delivery to an incoming webhook (Slack, Microsoft Teams, any URL)."""
