@@ -16,6 +16,7 @@ from adapters_in.cli import dataset as cli_dataset
 from adapters_in.cli import infra as cli_infra
 from adapters_in.cli import ingest as cli_ingest
 from adapters_in.cli import main as cli
+from adapters_in.cli import sign as cli_sign
 from bootstrap.container import Container
 from bootstrap.daemon import StartFailed
 from bootstrap.logs import setup_logging
@@ -87,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level)
     tracing = setup_tracing(settings.otel_exporter_otlp_endpoint)
     container = Container(settings=settings)
-    container.wire(modules=[cli, cli_control, cli_backfill, cli_dataset, cli_infra, cli_ingest])
+    container.wire(
+        modules=[cli, cli_control, cli_backfill, cli_dataset, cli_infra, cli_ingest, cli_sign]
+    )
     try:
         return asyncio.run(_run(container, args))
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from adapters_in.cli import control as cli_control
 from adapters_in.cli import dataset as cli_dataset
 from adapters_in.cli import infra as cli_infra
 from adapters_in.cli import ingest as cli_ingest
+from adapters_in.cli import sign as cli_sign
 from core import dead_letters as letters
 from core.calendar import date_key
 from core.control import Caller
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_ingest.add_commands(sub)
     cli_dataset.add_commands(sub)
     cli_infra.add_commands(sub)
+    cli_sign.add_commands(sub)
     return parser
 
 
@@ -139,6 +141,8 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await cli_dataset.dispatch(args)
     if args.command in cli_infra.COMMANDS:
         return await cli_infra.dispatch(args)
+    if args.command in cli_sign.COMMANDS:
+        return await cli_sign.dispatch(args)
     if args.command == "dead-letters":
         return await dead_letters(args)
     raise AssertionError(f"unhandled command {args.command}")
