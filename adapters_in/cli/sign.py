@@ -52,7 +52,7 @@ class SignedRequest:
 
     def curl(self) -> str:
         """One shell command (POSIX quoting), one part per line."""
-        parts = ["curl -sS -X POST " + shlex.quote(self.url)]
+        parts = ["curl -sS -w '\\n' -X POST " + shlex.quote(self.url)]  # the answer, then a newline
         parts += [f"-H {shlex.quote(f'{k}: {v}')}" for k, v in self.headers.items()]
         parts.append("--data-binary " + shlex.quote(self.body.decode("utf-8")))
         return " \\\n  ".join(parts)

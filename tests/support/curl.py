@@ -59,6 +59,8 @@ def parse_curl(command: str) -> CurlRequest:
             request.headers[name] = value
         elif arg == "--data-binary":
             request.body = next(args).encode()
+        elif arg == "-w":
+            next(args)  # what curl prints after the answer
         elif arg == "-sS":
             continue
         elif arg.startswith("-"):
