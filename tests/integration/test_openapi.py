@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import AsyncIterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,10 @@ def validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
     )
 
 
-def test_the_document_is_a_valid_openapi_3_1_document() -> None:
+def test_the_document_is_a_valid_openapi_3_1_document_of_this_version() -> None:
     validate(DOCUMENT)
     assert DOCUMENT["openapi"].startswith("3.1.")
+    assert DOCUMENT["info"]["version"] == metadata.version("pulse-etl")
 
 
 async def test_every_route_the_app_registers_is_documented_and_nothing_else(
