@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ async def dispatch(
         print("pulse: HUBSPOT_AUTH=none: the edge takes it unsigned", file=sys.stderr)
     else:
         secret_value = secret.get_secret_value()
-    now = clock.now()
+    now = clock.now().astimezone(UTC)
     request = sign_hubspot(
         body,
         secret_value,
