@@ -18,9 +18,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed-run
 
 # .env with fresh random webhook secrets, written once: the daemon refuses to start without them.
+# CRM_FILE: the sample CRM that knows the README's HubSpot email and ticket (samples/).
 .env:
-	@$(BIN)/python -c "import secrets; open('.env','w').write('ALOWARE_SECRET=' + secrets.token_urlsafe(24) + '\nHUBSPOT_CLIENT_SECRET=' + secrets.token_urlsafe(24) + '\n')"
-	@echo "wrote .env with new ALOWARE_SECRET and HUBSPOT_CLIENT_SECRET"
+	@$(BIN)/python -c "import secrets; open('.env','w').write('ALOWARE_SECRET=' + secrets.token_urlsafe(24) + '\nHUBSPOT_CLIENT_SECRET=' + secrets.token_urlsafe(24) + '\nCRM_FILE=samples/crm.json\n')"
+	@echo "wrote .env with new ALOWARE_SECRET and HUBSPOT_CLIENT_SECRET, and CRM_FILE=samples/crm.json"
 
 run: $(VENV)/.installed-run .env
 	$(BIN)/pulse serve

@@ -17,6 +17,7 @@ from adapters_in.cli import incidents as cli_incidents
 from adapters_in.cli import infra as cli_infra
 from adapters_in.cli import ingest as cli_ingest
 from adapters_in.cli import main as cli
+from adapters_in.cli import sign as cli_sign
 from bootstrap.container import Container
 from bootstrap.daemon import StartFailed
 from bootstrap.logs import setup_logging
@@ -89,7 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     tracing = setup_tracing(settings.otel_exporter_otlp_endpoint)
     container = Container(settings=settings)
     container.wire(
-        modules=[cli, cli_control, cli_backfill, cli_dataset, cli_infra, cli_ingest, cli_incidents]
+        modules=[
+            cli,
+            cli_control,
+            cli_backfill,
+            cli_dataset,
+            cli_infra,
+            cli_ingest,
+            cli_incidents,
+            cli_sign,
+        ]
     )
     try:
         return asyncio.run(_run(container, args))

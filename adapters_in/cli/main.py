@@ -22,6 +22,7 @@ from adapters_in.cli import dataset as cli_dataset
 from adapters_in.cli import incidents as cli_incidents
 from adapters_in.cli import infra as cli_infra
 from adapters_in.cli import ingest as cli_ingest
+from adapters_in.cli import sign as cli_sign
 from core import dead_letters as letters
 from core.calendar import date_key
 from core.control import Caller
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_dataset.add_commands(sub)
     cli_infra.add_commands(sub)
     cli_incidents.add_commands(sub)
+    cli_sign.add_commands(sub)
     return parser
 
 
@@ -143,6 +145,8 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await cli_infra.dispatch(args)
     if args.command in cli_incidents.COMMANDS:
         return await cli_incidents.dispatch(args)
+    if args.command in cli_sign.COMMANDS:
+        return await cli_sign.dispatch(args)
     if args.command == "dead-letters":
         return await dead_letters(args)
     raise AssertionError(f"unhandled command {args.command}")

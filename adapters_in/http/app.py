@@ -1,9 +1,10 @@
-"""The aiohttp application: webhook edge, health and metrics routes behind one middleware."""
+"""The aiohttp application: webhook edge, health, metrics and OpenAPI routes behind one middleware."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from adapters_in.http import openapi
 from adapters_in.http.admin.api import AdminApi
 from adapters_in.http.health import Health
 from adapters_in.http.middleware import edge_middleware, measured
@@ -21,6 +22,7 @@ def build_app(
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics_text)
+    app.router.add_get("/openapi.json", openapi.serve)
     if admin is not None:
         admin.register(app)
     return app
