@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from datetime import time
 from ipaddress import ip_network
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 from adapters_out.entra.config import EntraConfig
 from adapters_out.fabric.config import EventhouseConfig, EventstreamConfig, SendPolicy
@@ -20,6 +30,36 @@ from adapters_out.powerbi.limiter import Budgets
 from core.model import Goal, MetricID, ShiftRule
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "<secret>"}
+
+
+def _as_list(value: object) -> object:
+    """A list setting as people write it: `42,43`, `42`, or JSON (`["42", "43"]`)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"not a JSON list ({exc.msg}); or write values comma-separated"
+            ) from None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _as_json_list(value: object) -> object:
+    """A list of objects (SHIFTS): JSON only, one object or several."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f'not JSON ({exc.msg}): e.g. [{{"name": "Day", ...}}]') from None
+    return parsed if isinstance(parsed, list) else [parsed]
+
+
+# pydantic-settings would decode a list from env as JSON only, and fail with a traceback.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_as_list)]
 
 
 def _placeholder(value: SecretStr | None, name: str) -> list[str]:
@@ -332,7 +372,7 @@ class DirectorySettings(BaseModel):
     roster: Literal["static", "aloware"] = "static"
     crm: Literal["static", "hubspot"] = "static"
     # static roster and CRM (embedded defaults)
-    roster_agents: list[str] = Field(
+    roster_agents: CommaList = Field(
         default_factory=list, description="Agent ids; empty and no file = count everyone (warned)"
     )
     roster_file: Path | None = None
@@ -378,8 +418,8 @@ class AdminSettings(BaseModel):
     admin_hmac_secret: SecretStr | None = Field(
         None, description="Signs admin requests; unset: the /admin routes are off"
     )
-    admin_ip_allowlist: list[str] = Field(default_factory=list, description="CIDRs; empty: any")
-    trusted_proxies: list[str] = Field(
+    admin_ip_allowlist: CommaList = Field(default_factory=list, description="CIDRs; empty: any")
+    trusted_proxies: CommaList = Field(
         default_factory=list, description="CIDRs whose X-Forwarded-For is believed"
     )
 
@@ -500,7 +540,9 @@ class Settings(
     # --- business rules ---
     business_timezone: str = "UTC"
     goals: GoalSettings = GoalSettings()
-    shifts: list[ShiftSettings] = Field(default_factory=list)
+    shifts: Annotated[list[ShiftSettings], NoDecode, BeforeValidator(_as_json_list)] = Field(
+        default_factory=list, description='JSON: [{"name", "start", "end", "days"}]'
+    )
 
     # --- AWS (issue: production stores) ---
     aws_endpoint_url: str | None = None
@@ -584,9 +626,35 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = "__".join(str(p) for p in err["loc"]).upper()
-            for msg in err["msg"].removeprefix("Value error, ").splitlines():
-                lines.append(f"{where}: {msg}" if where else msg)
-        raise SettingsError("\n".join(lines)) from None
+        raise SettingsError("\n".join(_error_lines(exc))) from None
+    except SourceError as exc:
+        # A nested setting (GOALS, POWERBI, …) given whole as JSON that does not parse.
+        raise SettingsError(_source_error_line(exc)) from None
+
+
+def _error_lines(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        where = "__".join(str(p) for p in err["loc"]).upper()
+        shown = f"{where}={_echo(where, err.get('input'))}" if where else ""
+        for msg in err["msg"].removeprefix("Value error, ").splitlines():
+            lines.append(f"{shown}: {msg}" if shown else msg)
+    return lines
+
+
+def _echo(name: str, value: Any) -> str:
+    """The bad value as written, masked when the variable holds a secret."""
+    if isinstance(value, SecretStr) or any(w in name for w in SECRET_WORDS):
+        return "***"
+    if isinstance(value, str):
+        return value if value and value == value.strip() and len(value) <= 80 else repr(value)
+    return json.dumps(value, default=str)[:80]
+
+
+SECRET_WORDS = ("SECRET", "TOKEN", "CONNECTION_STRING", "PASSWORD")
+
+
+def _source_error_line(exc: SourceError) -> str:
+    text = str(exc)
+    field = text.split('"')[1] if text.count('"') >= 2 else ""
+    return f"{field.upper()}: not valid JSON ({text})" if field else text
