@@ -121,6 +121,9 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # aiohttp's access log would duplicate ours; its server errors still reach the root.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: noise on a CLI's stderr (`pulse admin call`) and in ours.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 atexit.register(_close_handler)

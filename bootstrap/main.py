@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import io
 import os
 import sys
 import tempfile
@@ -75,8 +76,21 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _tolerant_output() -> None:
+    """A terminal or pipe that cannot show `—`, `·` or `×` (PYTHONIOENCODING=ascii) gets `?`
+    rather than a UnicodeEncodeError halfway through a report."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = cli.build_parser().parse_args(argv)
+    _tolerant_output()
+    parser = cli.build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     try:
         settings = load_settings()
     except SettingsError as exc:

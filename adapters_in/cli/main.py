@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from importlib import metadata
 from typing import Any, Protocol
 
 from dependency_injector.wiring import Provide, inject
@@ -69,19 +70,29 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pulse",
         description="Pulse: Aloware and HubSpot activity into a Power BI / Fabric star schema.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--env-file",
+        metavar="PATH",
+        help="settings file (default: PULSE_ENV_FILE, else ./.env); a relative DATA_DIR in it"
+        " is relative to its folder",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")  # none: print the help
 
     serve = sub.add_parser("serve", help="run the daemon (webhooks, workers, scheduler)")
     serve.add_argument("--host", help="address to bind (default: HOST setting)")
     serve.add_argument("--port", type=int, help="port to bind (default: PORT setting)")
 
     report = sub.add_parser("report", help="daily agent × metric counts from the local sink")
-    report.add_argument(
-        "--date", type=date.fromisoformat, help="YYYY-MM-DD (default: today, business tz)"
-    )
+    report.add_argument("--date", type=day, help="YYYY-MM-DD (default: today, business tz)")
     report.add_argument("--agent", help="only this AgentKey")
     report.add_argument("--team", help="only this ring group (DimAgent RingGroupId)")
-    report.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    report.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="table for people, json or csv for tools (default: table)",
+    )
 
     check_cmd = sub.add_parser(
         "check", help="print effective settings (secrets masked) and probe dependencies"
@@ -92,10 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead, list facts whose dimension row is missing in the local warehouse",
     )
 
+    _add_dead_letters(sub)
+    cli_control.add_commands(sub)
+    cli_backfill.add_commands(sub)
+    cli_ingest.add_commands(sub)
+    cli_dataset.add_commands(sub)
+    cli_infra.add_commands(sub)
+    return parser
+
+
+def _add_dead_letters(sub: Any) -> None:
     dead = sub.add_parser("dead-letters", help="list, replay or purge dead-lettered envelopes")
     dead_sub = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
     dl_list = dead_sub.add_parser("list", help="show dead letters with their reasons, oldest first")
-    dl_list.add_argument("--limit", type=int, default=50)
+    dl_list.add_argument("--limit", type=int, default=50, help="show at most this many (50)")
     dl_list.add_argument("--offset", type=int, default=0, help="skip this many (paging)")
     dl_replay = dead_sub.add_parser(
         "replay", help="preview how many and which, then put them back into the inbox"
@@ -115,12 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
         filtered.add_argument(
             "--until", type=instant, help="dead before (ISO 8601; no offset: UTC)"
         )
-    cli_control.add_commands(sub)
-    cli_backfill.add_commands(sub)
-    cli_ingest.add_commands(sub)
-    cli_dataset.add_commands(sub)
-    cli_infra.add_commands(sub)
-    return parser
 
 
 async def dispatch(args: argparse.Namespace) -> int:
@@ -274,6 +289,21 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def day(text: str) -> date:
+    """`--date`: YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not a date (YYYY-MM-DD)") from None
+
+
+def _version() -> str:
+    try:
+        return metadata.version("pulse-etl")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def instant(text: str) -> datetime:
     """`--since` / `--until`: ISO 8601; without an offset, UTC."""
     try:
@@ -307,6 +337,14 @@ async def dead_letters(
         total = await ports.dead_letters.count(where)
         print(f"{len(found)} of {total} dead letter(s) ({where.describe()})")
         return 0
+    unknown = await letters.missing(ports, args.request_ids, where) if args.request_ids else []
+    if unknown:
+        print(
+            f"pulse: dead-letters replay: no dead letter {', '.join(unknown)}"
+            f" ({where.describe()}); nothing replayed",
+            file=sys.stderr,
+        )
+        return 2
     summary = await letters.replay(
         ports, caller, where, request_ids=args.request_ids or None, dry_run=args.dry_run
     )
