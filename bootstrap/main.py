@@ -17,10 +17,11 @@ from adapters_in.cli import dataset as cli_dataset
 from adapters_in.cli import infra as cli_infra
 from adapters_in.cli import ingest as cli_ingest
 from adapters_in.cli import main as cli
+from adapters_out.sqlite.db import private_folder
 from bootstrap.container import Container
 from bootstrap.daemon import StartFailed
 from bootstrap.logs import setup_logging
-from bootstrap.settings import Settings, SettingsError, load_settings
+from bootstrap.settings import ENV_FILE_VARIABLE, Settings, SettingsError, load_settings
 from bootstrap.telemetry import setup_tracing
 
 
@@ -61,7 +62,7 @@ def check_data_dir(settings: Settings) -> None:
         return
     folder = Path(settings.data_dir)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        private_folder(folder)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
             pass
     except OSError as exc:
@@ -74,6 +75,27 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     return str(exc) or type(exc).__name__
+
+
+# Commands that take no webhook and write nothing: they run without the webhook secrets.
+READ_ONLY = {("report", None), ("check", None), ("dead-letters", "list")}
+READ_ONLY |= {(name, "history") for name in ("metrics", "shifts")}
+
+
+def reads_only(args: argparse.Namespace) -> bool:
+    action = getattr(args, "action", None)
+    return (args.command, None) in READ_ONLY or (args.command, action) in READ_ONLY
+
+
+def chosen_env_file(flag: str | None) -> Path | None:
+    """--env-file, else PULSE_ENV_FILE, else None (./.env if there is one); one named must exist."""
+    named, source = (flag, "--env-file") if flag else (os.environ.get(ENV_FILE_VARIABLE), None)
+    if not named:
+        return None
+    path = Path(named).expanduser().absolute()
+    if not path.is_file():
+        raise SettingsError(f"{source or ENV_FILE_VARIABLE}: {named} is not a file")
+    return path
 
 
 def _tolerant_output() -> None:
@@ -92,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        settings = load_settings()
+        env_file = chosen_env_file(args.env_file)
+        settings = load_settings(env_file=env_file, read_only=reads_only(args))
     except SettingsError as exc:
         print("pulse: configuration error:", file=sys.stderr)
         for line in str(exc).splitlines():

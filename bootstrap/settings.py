@@ -333,10 +333,13 @@ class AlowareWebhookSettings(BaseModel):
         None, description="Bearer token, or user:password for basic"
     )
     aloware_count_failed_calls: bool = False
+    # False for commands that read only (report, check, listings): they take no webhook.
+    WEBHOOK_SECRETS_REQUIRED: ClassVar[bool] = True
 
     def aloware_problems(self) -> list[str]:
         found = _placeholder(self.aloware_secret, "ALOWARE_SECRET")
-        if self.aloware_auth != "none" and self.aloware_secret is None:
+        required = self.WEBHOOK_SECRETS_REQUIRED
+        if required and self.aloware_auth != "none" and self.aloware_secret is None:
             found.append(
                 "ALOWARE_SECRET is not set: set it, or ALOWARE_AUTH=none to accept unauthenticated webhooks"
             )
@@ -356,10 +359,12 @@ class HubSpotWebhookSettings(BaseModel):
     hubspot_client_secret: SecretStr | None = None
     hubspot_allow_v1: bool = False
     hubspot_max_age_sec: int = Field(300, ge=1)
+    WEBHOOK_SECRETS_REQUIRED: ClassVar[bool] = True
 
     def hubspot_problems(self) -> list[str]:
         found = _placeholder(self.hubspot_client_secret, "HUBSPOT_CLIENT_SECRET")
-        if self.hubspot_auth != "none" and self.hubspot_client_secret is None:
+        required = self.WEBHOOK_SECRETS_REQUIRED
+        if required and self.hubspot_auth != "none" and self.hubspot_client_secret is None:
             found.append(
                 "HUBSPOT_CLIENT_SECRET is not set: set your app's client secret, or HUBSPOT_AUTH=none"
             )
@@ -618,18 +623,36 @@ class Settings(
         )
 
 
+class ReadOnlySettings(Settings):
+    """For the commands that take no webhook (report, check, listings): the webhook secrets
+    may be unset, every other rule holds."""
+
+    WEBHOOK_SECRETS_REQUIRED: ClassVar[bool] = False
+
+
 class SettingsError(Exception):
     """Settings are wrong; `str()` is one readable line per problem."""
 
 
-def load_settings(**overrides: object) -> Settings:
+ENV_FILE_VARIABLE = "PULSE_ENV_FILE"
+
+
+def load_settings(
+    *, env_file: Path | None = None, read_only: bool = False, **overrides: object
+) -> Settings:
+    """Settings from the environment and `env_file` (default `./.env`). With an `env_file`
+    named, a relative DATA_DIR is relative to its folder: the CLI works from anywhere."""
+    kind = ReadOnlySettings if read_only else Settings
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = kind(_env_file=env_file or ".env", **overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise SettingsError("\n".join(_error_lines(exc))) from None
     except SourceError as exc:
         # A nested setting (GOALS, POWERBI, …) given whole as JSON that does not parse.
         raise SettingsError(_source_error_line(exc)) from None
+    if env_file is not None and not settings.data_dir.is_absolute():
+        settings.data_dir = env_file.parent / settings.data_dir
+    return settings
 
 
 def _error_lines(exc: ValidationError) -> list[str]:
