@@ -21,7 +21,13 @@ from adapters_out.sqlite.db import private_folder
 from bootstrap.container import Container
 from bootstrap.daemon import StartFailed
 from bootstrap.logs import setup_logging
-from bootstrap.settings import ENV_FILE_VARIABLE, Settings, SettingsError, load_settings
+from bootstrap.settings import (
+    ENV_FILE_VARIABLE,
+    Settings,
+    SettingsError,
+    load_settings,
+    unknown_settings,
+)
 from bootstrap.telemetry import setup_tracing
 
 
@@ -115,12 +121,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         env_file = chosen_env_file(args.env_file)
+        args.unknown_settings = unknown_settings(env_file, os.environ)
         settings = load_settings(env_file=env_file, read_only=reads_only(args))
     except SettingsError as exc:
         print("pulse: configuration error:", file=sys.stderr)
         for line in str(exc).splitlines():
             print(f"  {line}", file=sys.stderr)
         return 2
+    if args.command != "check":  # `pulse check` reports them as errors
+        for line in args.unknown_settings:
+            print(f"pulse: warning: {line}", file=sys.stderr)
     setup_logging(settings.log_level)
     tracing = setup_tracing(settings.otel_exporter_otlp_endpoint)
     container = Container(settings=settings)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+from collections.abc import Iterator, Mapping
 from datetime import time
 from ipaddress import ip_network
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dotenv import dotenv_values
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -19,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -596,6 +600,30 @@ class Settings(
         ]
 
     # --- derived ---
+    def unused(self) -> tuple[str, ...]:
+        """The variables (a name, or a prefix ending in `_`) that the configured INBOX, LEDGER,
+        SINK, ROSTER and CRM never read: `pulse check` leaves them out unless `--all`."""
+        unused: list[str] = []
+        if self.sink != "powerbi":
+            unused.append("POWERBI__")
+        if not self.sink.startswith("fabric-"):
+            unused.append("FABRIC__")
+        if self.inbox != "sqs":
+            unused.append("SQS_")
+        if self.ledger == "dynamodb":
+            unused.append("LEDGER_TTL_DAYS")
+        else:
+            unused.append("DYNAMO_")
+        if self.inbox != "sqs" and self.ledger != "dynamodb":
+            unused.append("AWS_")
+        aloware_api = ("ALOWARE_API_TOKEN", "ALOWARE_BASE_URL", "ROSTER_TTL_SEC")
+        unused += ("ROSTER_AGENTS", "ROSTER_FILE") if self.roster == "aloware" else aloware_api
+        hubspot_api = ("HUBSPOT_ACCESS_TOKEN", "HUBSPOT_BASE_URL", "HUBSPOT_SEARCH_PER_SECOND")
+        unused += ("CRM_FILE",) if self.crm == "hubspot" else (*hubspot_api, "CRM_TTL_SEC")
+        if self.roster != "aloware" and self.crm != "hubspot":
+            unused.append("VENDOR_TIMEOUT_SEC")
+        return tuple(unused)
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.business_timezone)
@@ -681,3 +709,48 @@ def _source_error_line(exc: SourceError) -> str:
     text = str(exc)
     field = text.split('"')[1] if text.count('"') >= 2 else ""
     return f"{field.upper()}: not valid JSON ({text})" if field else text
+
+
+def setting_fields(
+    model: type[BaseModel] = Settings, prefix: str = ""
+) -> Iterator[tuple[str, FieldInfo]]:
+    """Every variable Pulse reads, as written (HOST, POWERBI__TENANT_ID, …), with its field;
+    a nested part (GOALS, POWERBI, FABRIC) gives its own fields, not itself."""
+    for name, info in model.model_fields.items():
+        variable = f"{prefix}{name.upper()}"
+        part = info.annotation
+        if isinstance(part, type) and issubclass(part, BaseModel):
+            yield from setting_fields(part, f"{variable}__")
+        else:
+            yield variable, info
+
+
+def _nested_parts() -> set[str]:
+    return {
+        name.upper()
+        for name, info in Settings.model_fields.items()
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+    }
+
+
+def unknown_settings(env_file: Path | None, environ: Mapping[str, str]) -> list[str]:
+    """Variables that look meant for Pulse but that it does not read (a typo is otherwise
+    silently ignored and the default used): every key of the env file, and environment
+    variables under a nested part's prefix or close to one of Pulse's names (not PATH)."""
+    parts = _nested_parts()
+    fields = {name for name, _ in setting_fields()}
+    known = fields | parts | {ENV_FILE_VARIABLE}
+    path = env_file or Path(".env")
+    in_file = [k.upper() for k in dotenv_values(path)] if path.is_file() else []
+    found = [_unknown(k, known, 0.6) for k in in_file if k not in known]
+    for name in sorted(k.upper() for k in environ):
+        if name in known or name in in_file or any(name.startswith(f"{k}_") for k in fields):
+            continue  # AWS_ENDPOINT_URL_SQS and the like belong to the SDKs
+        if name.split("__")[0] in parts or difflib.get_close_matches(name, known, 1, 0.85):
+            found.append(_unknown(name, known, 0.85))
+    return found
+
+
+def _unknown(name: str, known: set[str], cutoff: float) -> str:
+    close = difflib.get_close_matches(name, known, 1, cutoff)
+    return f"unknown setting {name}" + (f" — did you mean {close[0]}?" if close else "")

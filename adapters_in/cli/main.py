@@ -52,6 +52,8 @@ class EffectiveSettings(Protocol):
 
     def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
 
+    def unused(self) -> tuple[str, ...]: ...
+
 
 REPORT_COLUMNS = (
     "Date",
@@ -96,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check_cmd = sub.add_parser(
         "check", help="print effective settings (secrets masked) and probe dependencies"
+    )
+    check_cmd.add_argument(
+        "--all",
+        action="store_true",
+        help="print every setting, also those of the sinks and stores not configured",
     )
     check_cmd.add_argument(
         "--integrity",
@@ -241,11 +248,15 @@ async def check(
     settings: EffectiveSettings = Provide["settings"],
     dependencies: Mapping[str, Pingable] = Provide["probes"],
 ) -> int:
-    print("Effective settings (secrets masked):")
-    for key, value in sorted(_flatten(settings.model_dump(mode="json")).items()):
-        print(f"  {key.upper()} = {value}")
-    print("Dependencies:")
+    print_settings(settings, show_all=args.all)
     failed = 0
+    unknown = getattr(args, "unknown_settings", [])
+    if unknown:
+        print("Problems:")
+        for line in unknown:
+            print(f"  ERROR  {line}")
+        failed += len(unknown)
+    print("Dependencies:")
     for name, dep in dependencies.items():
         try:
             await asyncio.wait_for(dep.ping(), 10)
@@ -254,6 +265,27 @@ async def check(
             failed += 1
             print(f"  FAIL  {name}: {type(exc).__name__}: {exc}")
     return 1 if failed else 0
+
+
+MODE = ("inbox", "ledger", "sink", "roster", "crm")
+
+
+def print_settings(settings: EffectiveSettings, *, show_all: bool) -> None:
+    """The effective settings, secrets masked: those the configured mode reads, or all."""
+    dumped = settings.model_dump(mode="json")
+    values = {k.upper(): v for k, v in _flatten(dumped).items()}
+    unused = () if show_all else settings.unused()
+    shown = {k: v for k, v in values.items() if not _among(k, unused)}
+    mode = " ".join(f"{k.upper()}={dumped[k]}" for k in MODE)
+    hidden = len(values) - len(shown)
+    more = f"; {hidden} more with --all" if hidden else ""
+    print(f"Effective settings for {mode} (secrets masked{more}):")
+    for key, value in sorted(shown.items()):
+        print(f"  {key} = {value}")
+
+
+def _among(name: str, unused: Sequence[str]) -> bool:
+    return any(name == u or (u.endswith("_") and name.startswith(u)) for u in unused)
 
 
 @inject
