@@ -136,9 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     container = Container(settings=settings)
     container.wire(modules=[cli, cli_control, cli_backfill, cli_dataset, cli_infra, cli_ingest])
     try:
-        return asyncio.run(_run(container, args))
+        code = asyncio.run(_run(container, args))
+        sys.stdout.flush()  # a closed pipe fails here, inside the try, not at exit
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `pulse check | head`: the reader has what it wanted; no traceback, and nothing more
+        # written to the closed pipe at exit (the documented way: stdout onto devnull).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
     finally:
         container.unwire()
         if tracing is not None:

@@ -75,3 +75,23 @@ def test_httpx_request_lines_stay_off_stderr_at_info() -> None:
     setup_logging("INFO")
     assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
     assert logging.getLogger("pulse").isEnabledFor(logging.INFO)
+
+
+@pytest.mark.slow
+def test_output_piped_into_head_ends_without_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    write_env_file(tmp_path / ".env", webhook_secrets())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bootstrap.main", "check", "--all"],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # what `| head -1` does once it has its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) in (0, 141)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
