@@ -77,6 +77,12 @@ def check_data_dir(settings: Settings) -> None:
         ) from exc
 
 
+def has_data(settings: Settings) -> bool:
+    """False when the embedded stores' folder is missing: a read would find an empty one."""
+    embedded = "sqlite" in (settings.inbox, settings.ledger) or settings.sink == "local"
+    return not embedded or Path(settings.data_dir).is_dir()
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
@@ -88,9 +94,17 @@ READ_ONLY = {("report", None), ("check", None), ("dead-letters", "list")}
 READ_ONLY |= {(name, "history") for name in ("metrics", "shifts")}
 
 
-def reads_only(args: argparse.Namespace) -> bool:
+# Reads whose answer from a missing DATA_DIR ("no activity") would pass for the truth.
+READS_DATA = {("report", None), ("dead-letters", "list")}
+
+
+def _command(args: argparse.Namespace) -> tuple[str, str | None]:
     action = getattr(args, "action", None)
-    return (args.command, None) in READ_ONLY or (args.command, action) in READ_ONLY
+    return (args.command, None if (args.command, None) in READ_ONLY else action)
+
+
+def reads_only(args: argparse.Namespace) -> bool:
+    return _command(args) in READ_ONLY
 
 
 def chosen_env_file(flag: str | None) -> Path | None:
@@ -131,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "check":  # `pulse check` reports them as errors
         for line in args.unknown_settings:
             print(f"pulse: warning: {line}", file=sys.stderr)
+    if _command(args) in READS_DATA and not has_data(settings):
+        print(
+            f"pulse: {args.command}: DATA_DIR {Path(settings.data_dir).absolute()} does not exist:"
+            " nothing to read (run where the daemon's .env is, or name it:"
+            f" --env-file PATH or {ENV_FILE_VARIABLE})",
+            file=sys.stderr,
+        )
+        return 2
     setup_logging(settings.log_level)
     tracing = setup_tracing(settings.otel_exporter_otlp_endpoint)
     container = Container(settings=settings)

@@ -67,6 +67,7 @@ def test_an_env_file_that_is_not_there_is_one_line(elsewhere: Path) -> None:
     ],
 )
 def test_read_only_commands_need_no_webhook_secret(elsewhere: Path, argv: list[str]) -> None:
+    (elsewhere / "data").mkdir()
     done = pulse(argv, cwd=elsewhere)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ALOWARE_SECRET" not in done.stderr
@@ -76,3 +77,14 @@ def test_a_command_that_writes_still_needs_the_webhook_secrets(elsewhere: Path) 
     done = pulse(["dates", "extend", "--dry-run"], cwd=elsewhere)
     assert done.returncode == 2
     assert "ALOWARE_SECRET is not set" in done.stderr
+
+
+def test_a_read_from_a_folder_with_no_data_dir_says_so_instead_of_reading_nothing(
+    elsewhere: Path,
+) -> None:
+    write_env_file(elsewhere / ".env", webhook_secrets())  # a copied .env, DATA_DIR=data
+    done = pulse(["report", "--date", "2025-11-05"], cwd=elsewhere)
+    assert done.returncode == 2
+    assert f"DATA_DIR {elsewhere / 'data'} does not exist: nothing to read" in done.stderr
+    assert "--env-file PATH or PULSE_ENV_FILE" in done.stderr
+    assert not (elsewhere / "data").exists()
