@@ -823,13 +823,20 @@ def unknown_settings(env_file: Path | None, environ: Mapping[str, str]) -> list[
     known = fields | parts | {ENV_FILE_VARIABLE}
     path = env_file or Path(".env")
     in_file = [k.upper() for k in dotenv_values(path)] if path.is_file() else []
-    found = [_unknown(k, known, 0.6) for k in in_file if k not in known]
+    found = [_unknown(k, known, 0.6) for k in in_file if not _read(k, known, fields)]
     for name in sorted(k.upper() for k in environ):
-        if name in known or name in in_file or any(name.startswith(f"{k}_") for k in fields):
+        if name in in_file or _read(name, known, fields):
+            continue
+        if any(name.startswith(f"{k}_") for k in fields):
             continue  # AWS_ENDPOINT_URL_SQS and the like belong to the SDKs
         if name.split("__")[0] in parts or difflib.get_close_matches(name, known, 1, 0.85):
             found.append(_unknown(name, known, 0.85))
     return found
+
+
+def _read(name: str, known: set[str], fields: set[str]) -> bool:
+    """Pulse reads `name`: a setting, or a key inside a list or mapping one (SHIFTS__0__NAME)."""
+    return name in known or ("__" in name and name.split("__")[0] in fields)
 
 
 def _unknown(name: str, known: set[str], cutoff: float) -> str:

@@ -28,7 +28,7 @@ def test_a_typo_in_the_env_file_is_named_with_the_setting_it_resembles(tmp_path:
 
 
 def test_any_key_of_the_env_file_pulse_does_not_read_is_reported(tmp_path: Path) -> None:
-    write_env_file(tmp_path / "pulse.env", {"FLUX_CAPACITOR": "1"})
+    write_env_file(tmp_path / "pulse.env", {"FLUX_CAPACITOR": "1", "SHIFTS__0__NAME": "Day"})
     assert unknown_settings(tmp_path / "pulse.env", {}) == ["unknown setting FLUX_CAPACITOR"]
 
 
