@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from adapters_in.cli.main import build_parser
+from bootstrap.logs import setup_logging
 from tests.support.cli import clean_env, pulse, webhook_secrets, write_env_file
 
 
+@pytest.mark.slow
 def test_pulse_version_names_the_installed_version(tmp_path: Path) -> None:
     done = pulse(["--version"], cwd=tmp_path)
     assert done.returncode == 0
-    assert done.stdout.startswith("pulse 0.") or done.stdout.startswith("pulse unknown")
+    assert done.stdout == f"pulse {metadata.version('pulse-etl')}\n"
 
 
+@pytest.mark.slow
 def test_bare_pulse_prints_the_help(tmp_path: Path) -> None:
     done = pulse([], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -49,6 +56,7 @@ def test_the_dataset_help_names_every_sink() -> None:
         assert sink in text, sink
 
 
+@pytest.mark.slow
 def test_a_date_that_is_not_one_is_named_in_one_line(tmp_path: Path) -> None:
     done = pulse(["report", "--date", "2025-13-40"], cwd=tmp_path)
     assert done.returncode == 2
@@ -59,6 +67,7 @@ def test_a_date_that_is_not_one_is_named_in_one_line(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_output_to_an_ascii_terminal_does_not_crash(tmp_path: Path) -> None:
     write_env_file(tmp_path / ".env", webhook_secrets())
+    (tmp_path / "data").mkdir()
     env = clean_env(PYTHONIOENCODING="ascii")
     for argv in (["report", "--date", "2025-11-05"], ["dates", "extend", "--dry-run"]):
         done = pulse(argv, cwd=tmp_path, env=env)
@@ -68,10 +77,6 @@ def test_output_to_an_ascii_terminal_does_not_crash(tmp_path: Path) -> None:
 
 
 def test_httpx_request_lines_stay_off_stderr_at_info() -> None:
-    import logging
-
-    from bootstrap.logs import setup_logging
-
     setup_logging("INFO")
     assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
     assert logging.getLogger("pulse").isEnabledFor(logging.INFO)
@@ -79,9 +84,6 @@ def test_httpx_request_lines_stay_off_stderr_at_info() -> None:
 
 @pytest.mark.slow
 def test_output_piped_into_head_ends_without_a_traceback(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     write_env_file(tmp_path / ".env", webhook_secrets())
     proc = subprocess.Popen(
         [sys.executable, "-m", "bootstrap.main", "check", "--all"],

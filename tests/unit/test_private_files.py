@@ -59,6 +59,7 @@ def test_the_data_dir_pulse_creates_is_private(tmp_path: Path) -> None:
     assert mode(tmp_path / "deep" / "data") == 0o700
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_writes_env_readable_by_its_owner_only(tmp_path: Path) -> None:
     venv = ROOT / ".venv"
