@@ -77,9 +77,11 @@ def check_data_dir(settings: Settings) -> None:
         ) from exc
 
 
-def has_data(settings: Settings) -> bool:
-    """False when the embedded stores' folder is missing: a read would find an empty one."""
-    embedded = "sqlite" in (settings.inbox, settings.ledger) or settings.sink == "local"
+def has_data(settings: Settings, command: tuple[str, str | None]) -> bool:
+    """False when `command` reads a store in DATA_DIR and the folder is missing: it would
+    read an empty one."""
+    store = READS_DATA.get(command)
+    embedded = store is not None and getattr(settings, store[0]) == store[1]
     return not embedded or Path(settings.data_dir).is_dir()
 
 
@@ -94,8 +96,9 @@ READ_ONLY = {("report", None), ("check", None), ("dead-letters", "list")}
 READ_ONLY |= {(name, "history") for name in ("metrics", "shifts")}
 
 
-# Reads whose answer from a missing DATA_DIR ("no activity") would pass for the truth.
-READS_DATA = {("report", None), ("dead-letters", "list")}
+# Reads whose answer from a missing DATA_DIR ("no activity") would pass for the truth, and
+# the store each reads there: the local warehouse (SINK=local), the SQLite inbox.
+READS_DATA = {("report", None): ("sink", "local"), ("dead-letters", "list"): ("inbox", "sqlite")}
 
 
 def _command(args: argparse.Namespace) -> tuple[str, str | None]:
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "check":  # `pulse check` reports them as errors
         for line in args.unknown_settings:
             print(f"pulse: warning: {line}", file=sys.stderr)
-    if _command(args) in READS_DATA and not has_data(settings):
+    if not has_data(settings, _command(args)):
         print(
             f"pulse: {args.command}: DATA_DIR {Path(settings.data_dir).absolute()} does not exist:"
             " nothing to read (run where the daemon's .env is, or name it:"
