@@ -36,6 +36,12 @@ def test_env_file_from_another_folder_reads_the_project_data_dir(
     assert (project / "data" / "control.sqlite").exists()
     assert not (elsewhere / "data").exists()
 
+    report = pulse(
+        ["--env-file", str(project / ".env"), "report", "--date", "2025-11-05"], cwd=elsewhere
+    )
+    assert report.returncode == 0, report.stderr
+    assert report.stdout == "No activity or agents for 2025-11-05.\n"
+
     relative = pulse(["--env-file", "../project/.env", "shifts", "history"], cwd=elsewhere)
     assert relative.returncode == 0, relative.stderr
     assert not (elsewhere / "data").exists()
