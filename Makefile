@@ -17,10 +17,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
-# .env with fresh random webhook secrets, written once: the daemon refuses to start without them.
-# CRM_FILE: the sample CRM that knows the README's HubSpot email and ticket (samples/).
+# .env with fresh random webhook secrets, written once, readable by its owner only (0600): the
+# daemon refuses to start without them. CRM_FILE: the sample CRM that knows the README's HubSpot
+# email and ticket (samples/).
 .env:
-	@$(BIN)/python -c "import secrets; open('.env','w').write('ALOWARE_SECRET=' + secrets.token_urlsafe(24) + '\nHUBSPOT_CLIENT_SECRET=' + secrets.token_urlsafe(24) + '\nCRM_FILE=samples/crm.json\n')"
+	@$(BIN)/python -c "import os, secrets; fd = os.open('.env', os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600); os.fchmod(fd, 0o600); os.write(fd, ('ALOWARE_SECRET=' + secrets.token_urlsafe(24) + '\nHUBSPOT_CLIENT_SECRET=' + secrets.token_urlsafe(24) + '\nCRM_FILE=samples/crm.json\n').encode())"
 	@echo "wrote .env with new ALOWARE_SECRET and HUBSPOT_CLIENT_SECRET, and CRM_FILE=samples/crm.json"
 
 run: $(VENV)/.installed-run .env

@@ -121,7 +121,8 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # aiohttp's access log would duplicate ours; its server errors still reach the root.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    # httpx and httpcore log every request's full URL, and ALERT_WEBHOOK_URL is a secret.
+    # httpx and httpcore log every request's full URL at INFO: ALERT_WEBHOOK_URL is a secret, and
+    # it is noise on a CLI's stderr (`pulse admin call`).
     for chatty in ("httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import io
 import os
 import sys
 import tempfile
@@ -18,10 +19,17 @@ from adapters_in.cli import infra as cli_infra
 from adapters_in.cli import ingest as cli_ingest
 from adapters_in.cli import main as cli
 from adapters_in.cli import sign as cli_sign
+from adapters_out.sqlite.db import private_folder
 from bootstrap.container import Container
 from bootstrap.daemon import StartFailed
 from bootstrap.logs import setup_logging
-from bootstrap.settings import Settings, SettingsError, load_settings
+from bootstrap.settings import (
+    ENV_FILE_VARIABLE,
+    Settings,
+    SettingsError,
+    load_settings,
+    unknown_settings,
+)
 from bootstrap.telemetry import setup_tracing
 
 
@@ -62,7 +70,7 @@ def check_data_dir(settings: Settings) -> None:
         return
     folder = Path(settings.data_dir)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        private_folder(folder)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
             pass
     except OSError as exc:
@@ -71,20 +79,84 @@ def check_data_dir(settings: Settings) -> None:
         ) from exc
 
 
+def has_data(settings: Settings, command: tuple[str, str | None]) -> bool:
+    """False when `command` reads a store in DATA_DIR and the folder is missing: it would
+    read an empty one."""
+    store = READS_DATA.get(command)
+    embedded = store is not None and getattr(settings, store[0]) == store[1]
+    return not embedded or Path(settings.data_dir).is_dir()
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     return str(exc) or type(exc).__name__
 
 
+# Commands that take no webhook and write nothing: they run without the webhook secrets.
+READ_ONLY = {("report", None), ("check", None), ("dead-letters", "list")}
+READ_ONLY |= {(name, "history") for name in ("metrics", "shifts")}
+
+
+# Reads whose answer from a missing DATA_DIR ("no activity") would pass for the truth, and
+# the store each reads there: the local warehouse (SINK=local), the SQLite inbox.
+READS_DATA = {("report", None): ("sink", "local"), ("dead-letters", "list"): ("inbox", "sqlite")}
+
+
+def _command(args: argparse.Namespace) -> tuple[str, str | None]:
+    action = getattr(args, "action", None)
+    return (args.command, None if (args.command, None) in READ_ONLY else action)
+
+
+def reads_only(args: argparse.Namespace) -> bool:
+    return _command(args) in READ_ONLY
+
+
+def chosen_env_file(flag: str | None) -> Path | None:
+    """--env-file, else PULSE_ENV_FILE, else None (./.env if there is one); one named must exist."""
+    named, source = (flag, "--env-file") if flag else (os.environ.get(ENV_FILE_VARIABLE), None)
+    if not named:
+        return None
+    path = Path(named).expanduser().absolute()
+    if not path.is_file():
+        raise SettingsError(f"{source or ENV_FILE_VARIABLE}: {named} is not a file")
+    return path
+
+
+def _tolerant_output() -> None:
+    """A terminal or pipe that cannot show `—`, `·` or `×` (PYTHONIOENCODING=ascii) gets `?`
+    rather than a UnicodeEncodeError halfway through a report."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = cli.build_parser().parse_args(argv)
+    _tolerant_output()
+    parser = cli.build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     try:
-        settings = load_settings()
+        env_file = chosen_env_file(args.env_file)
+        args.unknown_settings = unknown_settings(env_file, os.environ)
+        settings = load_settings(env_file=env_file, read_only=reads_only(args))
     except SettingsError as exc:
         print("pulse: configuration error:", file=sys.stderr)
         for line in str(exc).splitlines():
             print(f"  {line}", file=sys.stderr)
+        return 2
+    if args.command != "check":  # `pulse check` reports them as errors
+        for line in args.unknown_settings:
+            print(f"pulse: warning: {line}", file=sys.stderr)
+    if not has_data(settings, _command(args)):
+        print(
+            f"pulse: {args.command}: DATA_DIR {Path(settings.data_dir).absolute()} does not exist:"
+            " nothing to read (run where the daemon's .env is, or name it:"
+            f" --env-file PATH or {ENV_FILE_VARIABLE})",
+            file=sys.stderr,
+        )
         return 2
     setup_logging(settings.log_level)
     tracing = setup_tracing(settings.otel_exporter_otlp_endpoint)
@@ -102,9 +174,16 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     try:
-        return asyncio.run(_run(container, args))
+        code = asyncio.run(_run(container, args))
+        sys.stdout.flush()  # a closed pipe fails here, inside the try, not at exit
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `pulse check | head`: the reader has what it wanted; no traceback, and nothing more
+        # written to the closed pipe at exit (the documented way: stdout onto devnull).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
     finally:
         container.unwire()
         if tracing is not None:

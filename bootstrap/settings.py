@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import difflib
+import json
+from collections.abc import Iterator, Mapping
 from datetime import UTC, time, timedelta
 from ipaddress import ip_network
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from dotenv import dotenv_values
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 from adapters_out.entra.config import EntraConfig
 from adapters_out.fabric.config import EventhouseConfig, EventstreamConfig, SendPolicy
@@ -22,6 +37,36 @@ from core.model import Goal, MetricID, ShiftRule
 from core.silence import parse_business_hours
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "<secret>"}
+
+
+def _as_list(value: object) -> object:
+    """A list setting as people write it: `42,43`, `42`, or JSON (`["42", "43"]`)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"not a JSON list ({exc.msg}); or write values comma-separated"
+            ) from None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _as_json_list(value: object) -> object:
+    """A list of objects (SHIFTS): JSON only, one object or several."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f'not JSON ({exc.msg}): e.g. [{{"name": "Day", ...}}]') from None
+    return parsed if isinstance(parsed, list) else [parsed]
+
+
+# pydantic-settings would decode a list from env as JSON only, and fail with a traceback.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_as_list)]
 
 
 def _placeholder(value: SecretStr | None, name: str) -> list[str]:
@@ -43,27 +88,38 @@ def _refuse(problems: list[str]) -> None:
         raise SettingsError("\n".join(problems))
 
 
-class GoalSettings(BaseModel):
+class SettingsPart(BaseModel):
+    """A concern's settings; the docstring under a field is its meaning (.env.example, README)."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class GoalSettings(SettingsPart):
     """Default per-agent per-workday goals, used for a month no admin call has set (GOALS__CALLS=60)."""
 
     CALLS: float = Field(60, ge=0)
+    """Default calls per agent per workday"""
     TEXTS: float = Field(40, ge=0)
+    """Default texts per agent per workday"""
     EMAILS: float = Field(20, ge=0)
+    """Default emails per agent per workday"""
     CASES: float = Field(5, ge=0)
+    """Default cases per agent per workday"""
     yellow_floor_pct: float = Field(0.8, ge=0, le=1)
+    """Attainment from this fraction of the goal is Yellow, below it Red"""
 
     def as_goals(self) -> dict[MetricID, Goal]:
         return {m: Goal(m, float(getattr(self, m.value)), self.yellow_floor_pct) for m in MetricID}
 
 
-class ShiftSettings(BaseModel):
+class ShiftSettings(SettingsPart):
     name: str
     start: time
     end: time
     days: list[int] = Field(default_factory=lambda: list(range(7)))
 
 
-class EntraSettings(BaseModel):
+class EntraSettings(SettingsPart):
     """The Entra ID app a push sink signs in as, under the sink's prefix: POWERBI__TENANT_ID,
     FABRIC__CLIENT_SECRET, … (Power BI and the Eventhouse may use the same app).
     `timeout_sec` bounds the sign-in and the sink's own API calls alike."""
@@ -71,11 +127,17 @@ class EntraSettings(BaseModel):
     ENV_PREFIX: ClassVar[str] = ""
 
     tenant_id: str | None = None
+    """Entra ID tenant of the app the sink signs in as"""
     client_id: str | None = None
+    """The app's client (application) id"""
     client_secret: SecretStr | None = None
+    """The app's client secret"""
     authority_host: str = "https://login.microsoftonline.com"
+    """Entra ID sign-in host"""
     scope: str
+    """OAuth scope the sink's token is asked for"""
     timeout_sec: float = Field(30, gt=0)
+    """Bounds the sign-in and each of the sink's API calls (seconds)"""
 
     def unset(self, *names: str) -> list[str]:
         """The variables among `names` (field names) left unset or empty."""
@@ -121,16 +183,27 @@ class PowerBISettings(PushSinkSettings):
     ENV_PREFIX: ClassVar[str] = "POWERBI"
 
     workspace_id: str | None = None
+    """The Power BI workspace (group) id the dataset lives in"""
     dataset_id: str | None = None
+    """The push dataset's id; unset: found by DATASET_NAME (`pulse dataset ensure` prints it)"""
     dataset_name: str = "Pulse"
+    """The push dataset's name"""
     api_base_url: str = "https://api.powerbi.com/v1.0/myorg"
+    """Power BI REST API base URL"""
     scope: str = "https://analysis.windows.net/powerbi/api/.default"
+    """OAuth scope of the Power BI token"""
     max_rows_per_request: int = Field(10_000, ge=1, le=10_000)
+    """Rows per PostRows request (Power BI allows 10,000)"""
     requests_per_minute: int = Field(120, ge=1)
+    """PostRows requests a minute per dataset (Power BI's limit)"""
     requests_per_hour_large: int = Field(120, ge=1)
+    """PostRows requests an hour to a table past LARGE_TABLE_ROWS"""
     large_table_rows: int = Field(250_000, ge=1)
+    """A table holding more rows than this gets the hourly request limit"""
     rows_per_hour: int = Field(1_000_000, ge=1)
+    """Rows pushed an hour per dataset (Power BI's limit)"""
     max_pending: int = Field(5, ge=1)
+    """PostRows requests in flight at once per dataset"""
     append_timeout_sec: float = Field(
         80,
         gt=0,
@@ -171,30 +244,41 @@ class FabricSettings(PushSinkSettings):
 
     # Eventhouse (KQL database): the same Entra app as Power BI may be used, with Kusto's scope
     scope: str = "https://kusto.kusto.windows.net/.default"
+    """OAuth scope of the Kusto (Eventhouse) token"""
     query_uri: str | None = Field(
         None, description="The Eventhouse's Query URI, https://<id>.z<n>.kusto.fabric.microsoft.com"
     )
     database: str | None = Field(None, description="The KQL database name")
     mapping_name: str = "pulse_json"
+    """The Eventhouse ingestion mapping Pulse creates and uses"""
     max_request_bytes: int = Field(4_000_000, ge=1_024, le=4 * 1024 * 1024)
+    """Largest Eventhouse ingest request (bytes)"""
     gzip_min_bytes: int = Field(8_192, ge=0)
+    """An Eventhouse request larger than this is gzipped (bytes)"""
     inline_replace_max_bytes: int = Field(
         1_000_000, ge=0, description="A dimension replace up to this size is one atomic command"
     )
     # Eventstream custom endpoint (Event Hubs protocol)
     eventstream_connection_string: SecretStr | None = None
+    """The Eventstream custom endpoint's Event Hub connection string"""
     eventstream_max_request_bytes: int = Field(1_000_000, ge=1_024, le=1024 * 1024)
+    """Largest Eventstream send (bytes; Event Hubs allows 1 MiB)"""
     sas_ttl_sec: float = Field(3_600, ge=60)
+    """Lifetime of the SAS token signed from the connection string (seconds)"""
     sas_renew_before_sec: float = Field(300, ge=0)
+    """A SAS token is renewed this long before it expires (seconds)"""
     # both (and TIMEOUT_SEC)
     max_concurrency: int = Field(4, ge=1, le=64)
+    """Appends in flight at once"""
     append_timeout_sec: float = Field(
         80,
         gt=0,
         description="Retries of one append stop after this; twice this plus TIMEOUT_SEC stays below LEDGER_LEASE_SEC",
     )
     retry_base_sec: float = Field(0.5, gt=0)
+    """First wait before retrying a failed append; doubles each time"""
     retry_cap_sec: float = Field(30, gt=0)
+    """Longest wait between retries of an append"""
 
     def eventhouse_problems(self) -> list[str]:
         """SINK=fabric-eventhouse's rules."""
@@ -266,10 +350,11 @@ def _https_or_loopback(url: str) -> bool:
     )
 
 
-class SinkSettings(BaseModel):
+class SinkSettings(SettingsPart):
     """SINK and the push sinks' own settings (POWERBI__*, FABRIC__*)."""
 
     sink: Literal["local", "powerbi", "fabric-eventhouse", "fabric-eventstream"] = "local"
+    """Where the star schema goes: local (SQLite warehouse), powerbi, fabric-eventhouse or fabric-eventstream"""
     powerbi: PowerBISettings = PowerBISettings()
     fabric: FabricSettings = FabricSettings()
 
@@ -287,18 +372,23 @@ class SinkSettings(BaseModel):
         return found + chosen.lease_problems(ledger_lease_sec)
 
 
-class AlowareWebhookSettings(BaseModel):
+class AlowareWebhookSettings(SettingsPart):
     """How Aloware's webhooks authenticate, and which calls count."""
 
     aloware_auth: Literal["bearer", "basic", "none"] = "bearer"
+    """How Aloware webhooks authenticate: bearer, basic, or none (explicit)"""
     aloware_secret: SecretStr | None = Field(
         None, description="Bearer token, or user:password for basic"
     )
     aloware_count_failed_calls: bool = False
+    """Count failed calls whose agent leg never answered"""
+    # False for commands that read only (report, check, listings): they take no webhook.
+    WEBHOOK_SECRETS_REQUIRED: ClassVar[bool] = True
 
     def aloware_problems(self) -> list[str]:
         found = _placeholder(self.aloware_secret, "ALOWARE_SECRET")
-        if self.aloware_auth != "none" and self.aloware_secret is None:
+        required = self.WEBHOOK_SECRETS_REQUIRED
+        if required and self.aloware_auth != "none" and self.aloware_secret is None:
             found.append(
                 "ALOWARE_SECRET is not set: set it, or ALOWARE_AUTH=none to accept unauthenticated webhooks"
             )
@@ -311,41 +401,54 @@ class AlowareWebhookSettings(BaseModel):
         return found
 
 
-class HubSpotWebhookSettings(BaseModel):
+class HubSpotWebhookSettings(SettingsPart):
     """How HubSpot's webhooks are signed (v3 over the public URL, a 5-minute window)."""
 
     hubspot_auth: Literal["v3", "none"] = "v3"
+    """How HubSpot webhooks are checked: v3 signatures, or none (explicit)"""
     hubspot_client_secret: SecretStr | None = None
+    """Your HubSpot app's client secret, which checks the v3 signatures"""
     hubspot_allow_v1: bool = False
+    """Also accept v1 signatures"""
     hubspot_max_age_sec: int = Field(300, ge=1)
+    """A v3 signature older than this is refused (seconds)"""
+    WEBHOOK_SECRETS_REQUIRED: ClassVar[bool] = True
 
     def hubspot_problems(self) -> list[str]:
         found = _placeholder(self.hubspot_client_secret, "HUBSPOT_CLIENT_SECRET")
-        if self.hubspot_auth != "none" and self.hubspot_client_secret is None:
+        required = self.WEBHOOK_SECRETS_REQUIRED
+        if required and self.hubspot_auth != "none" and self.hubspot_client_secret is None:
             found.append(
                 "HUBSPOT_CLIENT_SECRET is not set: set your app's client secret, or HUBSPOT_AUTH=none"
             )
         return found
 
 
-class DirectorySettings(BaseModel):
+class DirectorySettings(SettingsPart):
     """ROSTER and CRM: who counts, and whose email a HubSpot owner has (DESIGN §6)."""
 
     roster: Literal["static", "aloware"] = "static"
+    """Who counts: static (ROSTER_AGENTS or ROSTER_FILE) or aloware (the live ring-group roster)"""
     crm: Literal["static", "hubspot"] = "static"
+    """Who owns a HubSpot email or ticket: static (CRM_FILE) or hubspot (the CRM API)"""
     # static roster and CRM (embedded defaults)
-    roster_agents: list[str] = Field(
+    roster_agents: CommaList = Field(
         default_factory=list, description="Agent ids; empty and no file = count everyone (warned)"
     )
     roster_file: Path | None = None
+    """JSON file of agents: a list of {id,name,email}, or Aloware's availability response"""
     ring_group_id: str | None = Field(
         None, description="Aloware ring group id, or several comma-separated (8465,8470)"
     )
     crm_file: Path | None = None
+    """JSON file of HubSpot emails and tickets with their owners (static CRM)"""
     # vendor APIs
     aloware_base_url: str = "https://app.aloware.com"
+    """Aloware API base URL"""
     aloware_api_token: SecretStr | None = None
+    """Aloware API token (ROSTER=aloware; redacted from logs)"""
     hubspot_base_url: str = "https://api.hubapi.com"
+    """HubSpot API base URL"""
     hubspot_access_token: SecretStr | None = Field(None, description="Private-app token")
     hubspot_search_per_second: float = Field(
         4,
@@ -354,8 +457,11 @@ class DirectorySettings(BaseModel):
         description="CRM search requests a second (HubSpot allows four per token), for backfill",
     )
     vendor_timeout_sec: float = Field(10, gt=0)
+    """Timeout of each Aloware or HubSpot API call (seconds)"""
     roster_ttl_sec: float = Field(900, gt=0)
+    """The live roster is fetched again after this many seconds"""
     crm_ttl_sec: float = Field(600, gt=0)
+    """A HubSpot owner looked up is cached this many seconds"""
 
     @property
     def ring_group_ids(self) -> tuple[str, ...]:
@@ -374,14 +480,14 @@ class DirectorySettings(BaseModel):
         return found
 
 
-class AdminSettings(BaseModel):
+class AdminSettings(SettingsPart):
     """The signed admin API (DESIGN §5) and whose X-Forwarded-For the edge believes."""
 
     admin_hmac_secret: SecretStr | None = Field(
         None, description="Signs admin requests; unset: the /admin routes are off"
     )
-    admin_ip_allowlist: list[str] = Field(default_factory=list, description="CIDRs; empty: any")
-    trusted_proxies: list[str] = Field(
+    admin_ip_allowlist: CommaList = Field(default_factory=list, description="CIDRs; empty: any")
+    trusted_proxies: CommaList = Field(
         default_factory=list, description="CIDRs whose X-Forwarded-For is believed"
     )
 
@@ -404,7 +510,7 @@ class AdminSettings(BaseModel):
         return found
 
 
-class ScheduleSettings(BaseModel):
+class ScheduleSettings(SettingsPart):
     """The nightly jobs (DESIGN §5) and the DimDate window they keep."""
 
     sync_agents_cron: str = Field("15 2 * * *", description="crontab, BUSINESS_TIMEZONE")
@@ -424,8 +530,11 @@ class ScheduleSettings(BaseModel):
         " the SQS DLQ itself keeps a message 14 days at most",
     )
     job_misfire_grace_sec: int = Field(3600, ge=1)
+    """A nightly job missed by up to this many seconds (the daemon was down) still runs"""
     dim_date_back_days: int = Field(730, ge=0)
+    """DimDate reaches this many days before today"""
     dim_date_ahead_days: int = Field(365, ge=0)
+    """DimDate reaches this many days after today"""
 
     def schedule_problems(self) -> list[str]:
         return [
@@ -450,31 +559,37 @@ class ScheduleSettings(BaseModel):
         ]
 
 
-class SilenceSettings(BaseModel):
+class SilenceSettings(SettingsPart):
     """SILENCE__ALOWARE_MINUTES, SILENCE__HUBSPOT_MINUTES: unset, that source is never silent."""
 
     aloware_minutes: float | None = Field(None, gt=0)
+    """Business minutes without an Aloware request that open silence:aloware; unset: off"""
     hubspot_minutes: float | None = Field(None, gt=0)
+    """Business minutes without a HubSpot request that open silence:hubspot; unset: off"""
 
     def limits(self) -> dict[str, timedelta]:
         found = {"aloware": self.aloware_minutes, "hubspot": self.hubspot_minutes}
         return {s: timedelta(minutes=m) for s, m in found.items() if m is not None}
 
 
-class IncidentSettings(BaseModel):
+class IncidentSettings(SettingsPart):
     """Incidents, alerts and the silence alarm (DESIGN §7 "Knowing when something is wrong")."""
 
     alert_webhook_url: SecretStr | None = Field(
         None, description="Slack / Teams incoming webhook or any URL; unset: no alerts sent"
     )
     alert_format: Literal["slack", "teams", "json"] = "slack"
+    """The alert message's shape: slack, teams or json"""
     alert_max_per_minute: int = Field(10, ge=1)
+    """Alerts sent a minute at most (the rest wait)"""
     alert_timeout_sec: float = Field(10, gt=0)
+    """Each try to send an alert gives up after this"""
     incident_threshold: int = Field(5, ge=1, description="Failures of one signature that open")
     incident_resolve_after_sec: float = Field(
         600, gt=0, description="Quiet (no failure) after which an incident resolves itself"
     )
     incident_check_every_sec: float = Field(15, gt=0)
+    """How often the monitor records failures, checks silences and resolves quiet incidents"""
     business_hours: str | None = Field(
         None, description="'Mon-Fri 08:00-18:00' (BUSINESS_TIMEZONE); unset: the shift rules"
     )
@@ -512,19 +627,27 @@ class Settings(
         env_nested_delimiter="__",
         extra="ignore",
         case_sensitive=False,
+        use_attribute_docstrings=True,
     )
 
     # --- process ---
     host: str = "127.0.0.1"
+    """Address the edge listens on"""
     port: int = Field(8080, ge=0, le=65535)
+    """Port the edge listens on (0: a free one)"""
     data_dir: Path = Path("data")
+    """Folder of the SQLite files (inbox, ledger, warehouse, control); relative: to the env file's folder"""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """DEBUG, INFO, WARNING or ERROR: JSON lines on stderr"""
     otel_exporter_otlp_endpoint: str | None = Field(
         None, description="OTLP/HTTP collector base URL; traces are exported only when set"
     )
     workers: int = Field(2, ge=1, le=64)
+    """Inbox workers"""
     batch_size: int = Field(100, ge=1, le=1000)
+    """Envelopes per batch"""
     drain_timeout_sec: float = Field(10, ge=0)
+    """SIGTERM's whole budget: requests being stored, batches in progress, sink flush"""
     max_attempts: int = Field(
         5,
         ge=1,
@@ -536,29 +659,44 @@ class Settings(
 
     # --- adapters (DESIGN §6; SINK, ROSTER and CRM beside their own settings) ---
     inbox: Literal["sqlite", "sqs"] = "sqlite"
+    """Where webhooks wait to be counted: sqlite (DATA_DIR) or sqs"""
     ledger: Literal["sqlite", "dynamodb"] = "sqlite"
+    """What was counted, exactly once: sqlite (DATA_DIR) or dynamodb"""
 
     # --- edge ---
     body_limit_bytes: int = Field(1024 * 1024, ge=1024)
+    """A larger webhook request gets 413"""
     inbox_visibility_sec: float = Field(60, gt=0)
+    """A claimed envelope not acknowledged in this time is delivered again"""
     ledger_lease_sec: float = Field(240, gt=0)
+    """A ledger claim lapses after this; it must outlast two sink waits"""
     ledger_ttl_days: int = Field(14, ge=1)
+    """The SQLite ledger remembers a counted event this many days"""
 
     # --- business rules ---
     business_timezone: str = "UTC"
+    """IANA zone for business dates and shifts"""
     goals: GoalSettings = GoalSettings()
-    shifts: list[ShiftSettings] = Field(default_factory=list)
+    shifts: Annotated[list[ShiftSettings], NoDecode, BeforeValidator(_as_json_list)] = Field(
+        default_factory=list, description='JSON: [{"name", "start", "end", "days"}]'
+    )
 
     # --- AWS (issue: production stores) ---
     aws_endpoint_url: str | None = None
+    """AWS endpoint override (LocalStack, moto); unset: AWS's own"""
     aws_region: str = "us-east-1"
+    """AWS region of the DynamoDB table and the SQS queues"""
     dynamo_table: str = "pulse"
+    """DynamoDB table of the ledger (LEDGER=dynamodb)"""
     dynamo_control_table: str | None = Field(
         None, description="Control-plane stores' table; unset: the ledger's table"
     )
     dynamo_ttl_days: int = Field(14, ge=1)
+    """The DynamoDB ledger remembers a counted event this many days"""
     sqs_queue: str = "pulse-inbox"
+    """SQS queue of the inbox (INBOX=sqs)"""
     sqs_dlq: str = "pulse-inbox-dlq"
+    """SQS dead-letter queue of the inbox"""
     sqs_max_receive_count: int = Field(
         100,
         ge=1,
@@ -597,6 +735,30 @@ class Settings(
         ]
 
     # --- derived ---
+    def unused(self) -> tuple[str, ...]:
+        """The variables (a name, or a prefix ending in `_`) that the configured INBOX, LEDGER,
+        SINK, ROSTER and CRM never read: `pulse check` leaves them out unless `--all`."""
+        unused: list[str] = []
+        if self.sink != "powerbi":
+            unused.append("POWERBI__")
+        if not self.sink.startswith("fabric-"):
+            unused.append("FABRIC__")
+        if self.inbox != "sqs":
+            unused.append("SQS_")
+        if self.ledger == "dynamodb":
+            unused.append("LEDGER_TTL_DAYS")
+        else:
+            unused.append("DYNAMO_")
+        if self.inbox != "sqs" and self.ledger != "dynamodb":
+            unused.append("AWS_")
+        aloware_api = ("ALOWARE_API_TOKEN", "ALOWARE_BASE_URL", "ROSTER_TTL_SEC")
+        unused += ("ROSTER_AGENTS", "ROSTER_FILE") if self.roster == "aloware" else aloware_api
+        hubspot_api = ("HUBSPOT_ACCESS_TOKEN", "HUBSPOT_BASE_URL", "HUBSPOT_SEARCH_PER_SECOND")
+        unused += ("CRM_FILE",) if self.crm == "hubspot" else (*hubspot_api, "CRM_TTL_SEC")
+        if self.roster != "aloware" and self.crm != "hubspot":
+            unused.append("VENDOR_TIMEOUT_SEC")
+        return tuple(unused)
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.business_timezone)
@@ -624,17 +786,113 @@ class Settings(
         )
 
 
+class ReadOnlySettings(Settings):
+    """For the commands that take no webhook (report, check, listings): the webhook secrets
+    may be unset, every other rule holds."""
+
+    WEBHOOK_SECRETS_REQUIRED: ClassVar[bool] = False
+
+
 class SettingsError(Exception):
     """Settings are wrong; `str()` is one readable line per problem."""
 
 
-def load_settings(**overrides: object) -> Settings:
+ENV_FILE_VARIABLE = "PULSE_ENV_FILE"
+
+
+def load_settings(
+    *, env_file: Path | None = None, read_only: bool = False, **overrides: object
+) -> Settings:
+    """Settings from the environment and `env_file` (default `./.env`). With an `env_file`
+    named, a relative DATA_DIR is relative to its folder: the CLI works from anywhere."""
+    kind = ReadOnlySettings if read_only else Settings
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = kind(_env_file=env_file or ".env", **overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = "__".join(str(p) for p in err["loc"]).upper()
-            for msg in err["msg"].removeprefix("Value error, ").splitlines():
-                lines.append(f"{where}: {msg}" if where else msg)
-        raise SettingsError("\n".join(lines)) from None
+        raise SettingsError("\n".join(_error_lines(exc))) from None
+    except SourceError as exc:
+        # A nested setting (GOALS, POWERBI, …) given whole as JSON that does not parse.
+        raise SettingsError(_source_error_line(exc)) from None
+    if env_file is not None and not settings.data_dir.is_absolute():
+        settings.data_dir = env_file.parent / settings.data_dir
+    return settings
+
+
+def _error_lines(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        where = "__".join(str(p) for p in err["loc"]).upper()
+        shown = f"{where}={_echo(where, err.get('input'))}" if where else ""
+        for msg in err["msg"].removeprefix("Value error, ").splitlines():
+            lines.append(f"{shown}: {msg}" if shown else msg)
+    return lines
+
+
+def _echo(name: str, value: Any) -> str:
+    """The bad value as written, masked when the variable holds a secret."""
+    if isinstance(value, SecretStr) or any(w in name for w in SECRET_WORDS):
+        return "***"
+    if isinstance(value, str):
+        return value if value and value == value.strip() and len(value) <= 80 else repr(value)
+    return json.dumps(value, default=str)[:80]
+
+
+SECRET_WORDS = ("SECRET", "TOKEN", "CONNECTION_STRING", "PASSWORD")
+
+
+def _source_error_line(exc: SourceError) -> str:
+    text = str(exc)
+    field = text.split('"')[1] if text.count('"') >= 2 else ""
+    return f"{field.upper()}: not valid JSON ({text})" if field else text
+
+
+def setting_fields(
+    model: type[BaseModel] = Settings, prefix: str = ""
+) -> Iterator[tuple[str, FieldInfo]]:
+    """Every variable Pulse reads, as written (HOST, POWERBI__TENANT_ID, …), with its field;
+    a nested part (GOALS, POWERBI, FABRIC) gives its own fields, not itself."""
+    for name, info in model.model_fields.items():
+        variable = f"{prefix}{name.upper()}"
+        part = info.annotation
+        if isinstance(part, type) and issubclass(part, BaseModel):
+            yield from setting_fields(part, f"{variable}__")
+        else:
+            yield variable, info
+
+
+def _nested_parts() -> set[str]:
+    return {
+        name.upper()
+        for name, info in Settings.model_fields.items()
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+    }
+
+
+def unknown_settings(env_file: Path | None, environ: Mapping[str, str]) -> list[str]:
+    """Variables that look meant for Pulse but that it does not read (a typo is otherwise
+    silently ignored and the default used): every key of the env file, and environment
+    variables under a nested part's prefix or close to one of Pulse's names (not PATH)."""
+    parts = _nested_parts()
+    fields = {name for name, _ in setting_fields()}
+    known = fields | parts | {ENV_FILE_VARIABLE}
+    path = env_file or Path(".env")
+    in_file = [k.upper() for k in dotenv_values(path)] if path.is_file() else []
+    found = [_unknown(k, known, 0.6) for k in in_file if not _read(k, known, fields)]
+    for name in sorted(k.upper() for k in environ):
+        if name in in_file or _read(name, known, fields):
+            continue
+        if any(name.startswith(f"{k}_") for k in fields):
+            continue  # AWS_ENDPOINT_URL_SQS and the like belong to the SDKs
+        if name.split("__")[0] in parts or difflib.get_close_matches(name, known, 1, 0.85):
+            found.append(_unknown(name, known, 0.85))
+    return found
+
+
+def _read(name: str, known: set[str], fields: set[str]) -> bool:
+    """Pulse reads `name`: a setting, or a key inside a list or mapping one (SHIFTS__0__NAME)."""
+    return name in known or ("__" in name and name.split("__")[0] in fields)
+
+
+def _unknown(name: str, known: set[str], cutoff: float) -> str:
+    close = difflib.get_close_matches(name, known, 1, cutoff)
+    return f"unknown setting {name}" + (f" — did you mean {close[0]}?" if close else "")

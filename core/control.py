@@ -203,6 +203,9 @@ async def extend_dates(
     window = f"window {first.isoformat()} … {last.isoformat()}"
     counts = {"window": len(rows), "pushed": 0, "already": 0}
     if dry_run:
+        # What the real run would push: the dates the ledger has not recorded pushed.
+        done = await _already_pushed(rows, ports)
+        counts = {"window": len(rows), "to push": len(rows) - done, "already": done}
         outcome, shown = "dry_run", f"{window} ({len(rows)} days)"
     else:
         async with _lease(ports, config, caller, "DimDate"):
@@ -437,6 +440,13 @@ async def _push_window(
         if progress is not None:
             progress(min((done + 1) * LEDGER_CHUNK, len(rows)), len(rows))
     return pushed, already
+
+
+async def _already_pushed(rows: Sequence[DimRow], ports: ControlPorts) -> int:
+    done = 0
+    for chunk in _chunks(rows, LEDGER_CHUNK):
+        done += len(await ports.ledger.done_among([dimension_key(r) for r in chunk]))
+    return done
 
 
 async def _mark_pushed(ports: ControlPorts, config: ControlConfig, rows: Sequence[DimRow]) -> None:

@@ -99,6 +99,16 @@ async def preview(
     return Preview(count, tuple(first))
 
 
+async def missing(
+    ports: DeadLetterPorts, request_ids: Sequence[str], where: DeadLetterFilter = EVERY
+) -> list[str]:
+    """The ids among `request_ids` that name no dead letter `where` matches (a typo, or one
+    replayed already): a replay by id should say so rather than replay nothing."""
+    listed = await ports.dead_letters.list(MAX_NAMED_SCAN, where)
+    found = {x.envelope.request_id for x in listed}
+    return [i for i in dict.fromkeys(request_ids) if i not in found]
+
+
 async def replay(
     ports: DeadLetterPorts,
     caller: Caller,

@@ -51,7 +51,12 @@ def add_commands(sub: Any) -> None:
         parser = sub.add_parser(name, help=f"apply {what} from a JSON file, list or roll back")
         actions = parser.add_subparsers(dest="action", required=True)
         apply = dry(actions.add_parser("apply", help="apply a JSON file as a new version"))
-        apply.add_argument("file", type=Path)
+        apply.add_argument(
+            "file",
+            type=Path,
+            metavar="FILE",
+            help=f"a JSON file of {what}, as in docs/control-plane.md",
+        )
         listing = actions.add_parser("history", help="list the applied versions")
         rollback = dry(
             actions.add_parser("rollback", help="apply version N again, as a new version")
@@ -61,8 +66,10 @@ def add_commands(sub: Any) -> None:
             rollback.add_argument("month", help="YYYY-MM")
         rollback.add_argument("--to", type=int, required=True, metavar="N", help="the version")
     admin = sub.add_parser("admin", help="call a running daemon's admin API, signed")
-    call = admin.add_subparsers(dest="action", required=True).add_parser("call")
-    call.add_argument("method", type=str.upper, choices=("GET", "POST", "PUT"))
+    call = admin.add_subparsers(dest="action", required=True).add_parser(
+        "call", help="one signed request (ADMIN_HMAC_SECRET) to HOST:PORT or --url"
+    )
+    call.add_argument("method", type=str.upper, choices=("GET", "POST", "PUT"), help="HTTP method")
     call.add_argument("path", help="e.g. /admin/status or '/admin/dim-shift?dryRun=true'")
     call.add_argument("--data", type=Path, help="JSON body file")
     call.add_argument("--url", help="daemon base URL (default: http://HOST:PORT)")

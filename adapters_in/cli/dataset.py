@@ -38,9 +38,11 @@ class NoDatasetNeeded:
 def add_commands(sub: Any) -> None:
     dataset = sub.add_parser(
         "dataset",
-        help="create or inspect the sink's dataset (Power BI push dataset)",
-        description="The dataset the configured SINK writes to (SINK=powerbi: the push "
-        "dataset in POWERBI__WORKSPACE_ID; see docs/powerbi.md).",
+        help="create or inspect the sink's dataset (Power BI push dataset, Fabric tables)",
+        description="The dataset the configured SINK writes to: SINK=powerbi, the push "
+        "dataset in POWERBI__WORKSPACE_ID (docs/powerbi.md); SINK=fabric-eventhouse or "
+        "fabric-eventstream, the Fabric KQL tables the rows land in (docs/fabric.md); "
+        "SINK=local, nothing: the local warehouse creates its own tables.",
     )
     actions = dataset.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser(

@@ -27,8 +27,10 @@ def add_commands(sub: Any) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="incidents newest first")
     listing.add_argument("--state", choices=("open", "resolved"), help="only these")
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--format", choices=("table", "json"), default="table")
+    listing.add_argument("--limit", type=int, default=50, help="show at most this many (50)")
+    listing.add_argument(
+        "--format", choices=("table", "json"), default="table", help="table (default) or json"
+    )
     ack = actions.add_parser("ack", help="acknowledge an incident (and --resolve it)")
     ack.add_argument("id", help="the incident's id, as `pulse incidents list` shows it")
     ack.add_argument("--resolve", action="store_true", help="resolve it now, and alert so")

@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from importlib import metadata
 from typing import Any, Protocol
 
 from dependency_injector.wiring import Provide, inject
@@ -53,6 +54,8 @@ class EffectiveSettings(Protocol):
 
     def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
 
+    def unused(self) -> tuple[str, ...]: ...
+
 
 REPORT_COLUMNS = (
     "Date",
@@ -71,22 +74,37 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pulse",
         description="Pulse: Aloware and HubSpot activity into a Power BI / Fabric star schema.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--env-file",
+        metavar="PATH",
+        help="settings file (default: PULSE_ENV_FILE, else ./.env); a relative DATA_DIR in it"
+        " is relative to its folder",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")  # none: print the help
 
     serve = sub.add_parser("serve", help="run the daemon (webhooks, workers, scheduler)")
     serve.add_argument("--host", help="address to bind (default: HOST setting)")
     serve.add_argument("--port", type=int, help="port to bind (default: PORT setting)")
 
     report = sub.add_parser("report", help="daily agent × metric counts from the local sink")
-    report.add_argument(
-        "--date", type=date.fromisoformat, help="YYYY-MM-DD (default: today, business tz)"
-    )
+    report.add_argument("--date", type=day, help="YYYY-MM-DD (default: today, business tz)")
     report.add_argument("--agent", help="only this AgentKey")
     report.add_argument("--team", help="only this ring group (DimAgent RingGroupId)")
-    report.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    report.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="table for people, json or csv for tools (default: table)",
+    )
 
     check_cmd = sub.add_parser(
         "check", help="print effective settings (secrets masked) and probe dependencies"
+    )
+    check_cmd.add_argument(
+        "--all",
+        action="store_true",
+        help="print every setting, also those of the sinks and stores not configured",
     )
     check_cmd.add_argument(
         "--integrity",
@@ -94,10 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead, list facts whose dimension row is missing in the local warehouse",
     )
 
+    _add_dead_letters(sub)
+    cli_control.add_commands(sub)
+    cli_backfill.add_commands(sub)
+    cli_ingest.add_commands(sub)
+    cli_dataset.add_commands(sub)
+    cli_infra.add_commands(sub)
+    cli_incidents.add_commands(sub)
+    cli_sign.add_commands(sub)
+    return parser
+
+
+def _add_dead_letters(sub: Any) -> None:
     dead = sub.add_parser("dead-letters", help="list, replay or purge dead-lettered envelopes")
     dead_sub = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
     dl_list = dead_sub.add_parser("list", help="show dead letters with their reasons, oldest first")
-    dl_list.add_argument("--limit", type=int, default=50)
+    dl_list.add_argument("--limit", type=int, default=50, help="show at most this many (50)")
     dl_list.add_argument("--offset", type=int, default=0, help="skip this many (paging)")
     dl_replay = dead_sub.add_parser(
         "replay", help="preview how many and which, then put them back into the inbox"
@@ -117,14 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
         filtered.add_argument(
             "--until", type=instant, help="dead before (ISO 8601; no offset: UTC)"
         )
-    cli_control.add_commands(sub)
-    cli_backfill.add_commands(sub)
-    cli_ingest.add_commands(sub)
-    cli_dataset.add_commands(sub)
-    cli_infra.add_commands(sub)
-    cli_incidents.add_commands(sub)
-    cli_sign.add_commands(sub)
-    return parser
 
 
 async def dispatch(args: argparse.Namespace) -> int:
@@ -234,11 +256,15 @@ async def check(
     settings: EffectiveSettings = Provide["settings"],
     dependencies: Mapping[str, Pingable] = Provide["probes"],
 ) -> int:
-    print("Effective settings (secrets masked):")
-    for key, value in sorted(_flatten(settings.model_dump(mode="json")).items()):
-        print(f"  {key.upper()} = {value}")
-    print("Dependencies:")
+    print_settings(settings, show_all=args.all)
     failed = 0
+    unknown = getattr(args, "unknown_settings", [])
+    if unknown:
+        print("Problems:")
+        for line in unknown:
+            print(f"  ERROR  {line}")
+        failed += len(unknown)
+    print("Dependencies:")
     for name, dep in dependencies.items():
         try:
             await asyncio.wait_for(dep.ping(), 10)
@@ -247,6 +273,27 @@ async def check(
             failed += 1
             print(f"  FAIL  {name}: {type(exc).__name__}: {exc}")
     return 1 if failed else 0
+
+
+MODE = ("inbox", "ledger", "sink", "roster", "crm")
+
+
+def print_settings(settings: EffectiveSettings, *, show_all: bool) -> None:
+    """The effective settings, secrets masked: those the configured mode reads, or all."""
+    dumped = settings.model_dump(mode="json")
+    values = {k.upper(): v for k, v in _flatten(dumped).items()}
+    unused = () if show_all else settings.unused()
+    shown = {k: v for k, v in values.items() if not _among(k, unused)}
+    mode = " ".join(f"{k.upper()}={dumped[k]}" for k in MODE)
+    hidden = len(values) - len(shown)
+    more = f"; {hidden} more with --all" if hidden else ""
+    print(f"Effective settings for {mode} (secrets masked{more}):")
+    for key, value in sorted(shown.items()):
+        print(f"  {key} = {value}")
+
+
+def _among(name: str, unused: Sequence[str]) -> bool:
+    return any(name == u or (u.endswith("_") and name.startswith(u)) for u in unused)
 
 
 @inject
@@ -282,6 +329,21 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def day(text: str) -> date:
+    """`--date`: YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not a date (YYYY-MM-DD)") from None
+
+
+def _version() -> str:
+    try:
+        return metadata.version("pulse-etl")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def instant(text: str) -> datetime:
     """`--since` / `--until`: ISO 8601; without an offset, UTC."""
     try:
@@ -315,6 +377,14 @@ async def dead_letters(
         total = await ports.dead_letters.count(where)
         print(f"{len(found)} of {total} dead letter(s) ({where.describe()})")
         return 0
+    unknown = await letters.missing(ports, args.request_ids, where) if args.request_ids else []
+    if unknown:
+        print(
+            f"pulse: dead-letters replay: no dead letter {', '.join(unknown)}"
+            f" ({where.describe()}); nothing replayed",
+            file=sys.stderr,
+        )
+        return 2
     summary = await letters.replay(
         ports, caller, where, request_ids=args.request_ids or None, dry_run=args.dry_run
     )

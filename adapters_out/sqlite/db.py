@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,25 @@ def _to_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
+def private_folder(folder: Path) -> None:
+    """DATA_DIR holds raw webhook bodies (lead phone numbers): 0700 when Pulse creates it,
+    whatever the umask; a folder the operator made is left as it is."""
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
+
+
+def private_file(path: Path, *, create: bool = True) -> None:
+    """A database file readable and writable by its owner only (0600), whatever the umask."""
+    if create:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    try:
+        if path.stat().st_mode & 0o777 != 0o600:
+            path.chmod(0o600)
+    except FileNotFoundError:
+        pass
+
+
 class Database:
     """A sqlite3 connection that lives on one dedicated thread.
 
@@ -46,7 +66,8 @@ class Database:
         self.secure_delete = secure_delete
         self.commits = 0  # write transactions committed; lets tests see group commit batch
         self.checkpoints = 0  # WAL truncations that succeeded
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
+        private_file(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{path.stem}")
         self._closed = False
         self._conn: sqlite3.Connection = self._executor.submit(self._open, schema).result()
@@ -57,6 +78,8 @@ class Database:
         conn = sqlite3.connect(self.path, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         _to_wal(conn)
+        for companion in ("-wal", "-shm"):  # SQLite gives new ones the database's mode
+            private_file(self.path.with_name(self.path.name + companion), create=False)
         # FULL: once put/commit returned, a power cut cannot lose the row (WAL + NORMAL could).
         conn.execute("PRAGMA synchronous = FULL")
         # ON: deleted rows (raw bodies hold lead phone numbers) are overwritten with zeros, not

@@ -32,8 +32,8 @@ def test_every_bad_value_is_reported_on_its_own_line() -> None:
             aloware_auth="none", hubspot_auth="none", port=-1, business_timezone="Mars/Base"
         )
     lines = str(err.value).splitlines()
-    assert any(line.startswith("PORT:") for line in lines)
-    assert any(line.startswith("BUSINESS_TIMEZONE:") and "Mars/Base" in line for line in lines)
+    assert any(line.startswith("PORT=-1:") for line in lines)
+    assert any(line.startswith("BUSINESS_TIMEZONE=Mars/Base:") for line in lines)
 
 
 def test_placeholder_secrets_are_refused() -> None:

@@ -192,14 +192,16 @@ def test_sync_agents_replaces_dim_agent_and_keeps_leavers_inactive(pulse: Pulse)
 # --- dates extend ------------------------------------------------------------------------------
 
 
-def test_dates_extend_dry_run_names_the_window_and_pushes_nothing(pulse: Pulse) -> None:
+def test_dates_extend_dry_run_names_the_window_and_what_it_would_push(pulse: Pulse) -> None:
     today = datetime.now(UTC).date()
 
     run = pulse.run("dates", "extend", "--dry-run")
 
     assert run.code == 0, run.err
     window = BACK_DAYS + AHEAD_DAYS + 1
-    assert run.lines[0].startswith(f"extend_dates: dry_run · {window} window · 0 pushed")
+    assert run.lines[0].startswith(
+        f"extend_dates: dry_run · {window} window · {window} to push · 0 already"
+    )
     first, last = today - timedelta(days=BACK_DAYS), today + timedelta(days=AHEAD_DAYS)
     assert run.lines[1] == f"  window {first} … {last} ({window} days)"
     assert pulse.dimension_rows() == dict.fromkeys(DIMENSIONS, 0)

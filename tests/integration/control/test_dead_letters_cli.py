@@ -102,3 +102,17 @@ def test_purge_deletes_letters_past_the_retention_and_is_audited(
     assert "r-ancient" not in listed.out
     assert listed.lines[-1].startswith("3 of 3 dead letter(s)")
     assert [r["action"] for r in pulse.audit()] == ["purge_dead_letters"] * 2
+
+
+def test_a_replay_by_an_unknown_id_exits_2_naming_it_and_replays_nothing(
+    pulse: Pulse,  # noqa: F811
+) -> None:
+    seed(pulse.data_dir)
+
+    run = pulse.run("dead-letters", "replay", "r-today", "nosuchid")
+
+    assert run.code == 2
+    assert "no dead letter nosuchid" in run.err and "r-today" not in run.err
+    assert inbox_ids(pulse.data_dir) == []
+    assert pulse.run("dead-letters", "replay", "r-today").code == 0
+    assert inbox_ids(pulse.data_dir) == ["r-today"]

@@ -145,6 +145,17 @@ async def test_a_dry_extend_writes_nothing() -> None:
     assert world.wrote_nothing() and summary.counts["window"] == 62
 
 
+async def test_a_dry_extend_counts_what_the_real_run_would_push() -> None:
+    world = World()
+    world.ledger.mark_done(f"dim:DimDate:{calendar.date_key(world.clock.now().date())}")
+
+    dry = await extend_dates(world.ports, config(), CALLER, dry_run=True)
+    real = await extend_dates(world.ports, config(), CALLER)
+
+    assert dry.counts["to push"] == real.counts["pushed"] == 61
+    assert dry.counts["already"] == real.counts["already"] == 1
+
+
 async def test_a_failed_date_push_releases_its_claims_and_the_lease_for_the_next_run() -> None:
     world = World()
 
