@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from adapters_in.cli import backfill as cli_backfill
+from adapters_in.cli import console as cli_console
 from adapters_in.cli import control as cli_control
 from adapters_in.cli import dataset as cli_dataset
 from adapters_in.cli import incidents as cli_incidents
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             cli_ingest,
             cli_incidents,
             cli_sign,
+            cli_console,
         ]
     )
     try:
