@@ -3,6 +3,7 @@ today's grid and the live state, and every form needs the session and its CSRF t
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -10,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from adapters_in.http.console import session as console_session
+from adapters_in.http.middleware import edge_middleware
 from tests.support.console import ConsoleRig, console_rig, seed_today, seed_trouble
 
 ClientMaker = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -222,3 +225,22 @@ async def test_the_console_is_off_without_the_admin_secret(
         client = await aiohttp_client(rig.app)
         assert (await client.get("/console")).status == 404
         assert (await client.get(rig.link())).status == 404
+
+
+async def test_with_a_cloud_sink_the_grid_is_a_link_to_the_report(
+    rig: ConsoleRig, aiohttp_client: ClientMaker
+) -> None:
+    local = await rig.part("console")
+    cloud = dataclasses.replace(
+        local, daily_rows=None, report_link="https://app.powerbi.com/groups/ws-1"
+    )
+    app = web.Application(middlewares=[edge_middleware])
+    cloud.register(app)
+    client = await aiohttp_client(app)
+    await signed_in(client, rig)
+
+    html = await (await client.get("/console")).text()
+
+    grid = html.split('id="grid"')[1].split("</section>")[0]
+    assert '<a href="https://app.powerbi.com/groups/ws-1">open the report</a>' in grid
+    assert "data-metric" not in grid
