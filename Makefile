@@ -36,6 +36,15 @@ $(VENV)/.promtool: | $(BIN)/python
 	@promtool --version | head -1
 	touch $@
 
+# Debian's chromium and chromium-driver: the console's browser test drives them (headless,
+# 127.0.0.1 only); installed once if missing, like promtool.
+$(VENV)/.chromium: | $(BIN)/python
+	@(command -v chromium && command -v chromedriver) >/dev/null \
+		|| $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null \
+		|| ($(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null)
+	@chromedriver --version | head -1
+	touch $@
+
 lint: $(VENV)/.installed-test $(VENV)/.promtool
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -45,7 +54,7 @@ lint: $(VENV)/.installed-test $(VENV)/.promtool
 	promtool check rules deploy/prometheus/alerts.yml
 	promtool test rules deploy/prometheus/alerts_test.yml
 
-test: lint
+test: lint $(VENV)/.chromium
 	$(BIN)/pytest -q -p no:cacheprovider -n 3 --dist worksteal
 
 clean:

@@ -18,6 +18,7 @@ from adapters_in.housekeeping import Housekeeping
 from adapters_in.http.admin import auth as admin_auth
 from adapters_in.http.admin.api import AdminApi
 from adapters_in.http.app import build_app
+from adapters_in.http.console.routes import Console
 from adapters_in.http.health import Health, OperatorStatus, readiness_checks
 from adapters_in.http.webhooks import StoreHealth, WebhookEdge
 from adapters_in.incidents import IncidentMonitor, SilenceRules
@@ -412,6 +413,42 @@ def admin_api(
     )
 
 
+def console(
+    settings: Settings,
+    nonces: Any,
+    clock: SystemClock,
+    audit: Any,
+    status: OperatorStatus,
+    letters: DeadLetterPorts,
+    incidents: IncidentMonitor,
+    warehouse: Any,
+) -> Console | None:
+    """The operator console, or None: off, like the admin API, without ADMIN_HMAC_SECRET. With a
+    cloud sink its grid is a link to the workspace the numbers land in."""
+    if settings.admin_hmac_secret is None:
+        return None
+    local = settings.sink == "local"
+    return Console(
+        settings.admin_hmac_secret.get_secret_value(),
+        nonces,
+        clock,
+        audit,
+        settings.zone,
+        status.snapshot,
+        incidents,
+        letters,
+        daily_rows=warehouse.daily_metrics if local else None,
+        report_link="" if local else report_link(settings),
+        secure_cookie=(settings.public_base_url or "").startswith("https://"),
+    )
+
+
+def report_link(settings: Settings) -> str:
+    if settings.sink == "powerbi" and settings.powerbi.workspace_id:
+        return f"https://app.powerbi.com/groups/{settings.powerbi.workspace_id}"
+    return "https://app.fabric.microsoft.com/" if settings.sink.startswith("fabric") else ""
+
+
 def listening_fields(settings: Settings) -> dict[str, Any]:
     """What the "listening" log line says about the configuration."""
     return {
@@ -722,15 +759,37 @@ class Container(containers.DeclarativeContainer):
         metrics,
         checks=providers.Callable(readiness_checks, inbox, store_health, workers),
     )
+    operator_status = providers.Singleton(OperatorStatus, job_board, breakers, inbox, incidents)
     admin_api = providers.Callable(
         admin_api,
         settings,
         control_ports,
         control_config,
         nonces,
-        providers.Singleton(OperatorStatus, job_board, breakers, inbox, incidents),
+        operator_status,
         dead_letter_ports,
         incidents,
+    )
+    # the local warehouse is opened only when it is the sink (the console's grid reads it)
+    console_warehouse = providers.Selector(
+        settings.provided.sink,
+        local=warehouse,
+        powerbi=providers.Object(None),
+        **{
+            "fabric-eventhouse": providers.Object(None),
+            "fabric-eventstream": providers.Object(None),
+        },
+    )
+    console = providers.Callable(
+        console,
+        settings,
+        nonces,
+        clock,
+        audit_log,
+        operator_status,
+        dead_letter_ports,
+        incidents,
+        console_warehouse,
     )
     app = providers.Singleton(
         build_app,
@@ -738,6 +797,7 @@ class Container(containers.DeclarativeContainer):
         readiness,
         providers.Callable(body_limit, settings.provided.body_limit_bytes, inbox),
         admin=admin_api,
+        console=console,
     )
     housekeeping = providers.Singleton(Housekeeping, inbox, ledger, metrics)
     daemon = providers.Singleton(

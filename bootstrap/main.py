@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from adapters_in.cli import backfill as cli_backfill
+from adapters_in.cli import console as cli_console
 from adapters_in.cli import control as cli_control
 from adapters_in.cli import dataset as cli_dataset
 from adapters_in.cli import incidents as cli_incidents
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             cli_ingest,
             cli_incidents,
             cli_sign,
+            cli_console,
         ]
     )
     try:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from dependency_injector.wiring import Provide, inject
 
 from adapters_in.cli import backfill as cli_backfill
+from adapters_in.cli import console as cli_console
 from adapters_in.cli import control as cli_control
 from adapters_in.cli import dataset as cli_dataset
 from adapters_in.cli import incidents as cli_incidents
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_infra.add_commands(sub)
     cli_incidents.add_commands(sub)
     cli_sign.add_commands(sub)
+    cli_console.add_commands(sub)
     return parser
 
 
@@ -169,6 +171,8 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await cli_incidents.dispatch(args)
     if args.command in cli_sign.COMMANDS:
         return await cli_sign.dispatch(args)
+    if args.command in cli_console.COMMANDS:
+        return await cli_console.dispatch(args)
     if args.command == "dead-letters":
         return await dead_letters(args)
     raise AssertionError(f"unhandled command {args.command}")

@@ -6,15 +6,21 @@ from aiohttp import web
 
 from adapters_in.http import openapi
 from adapters_in.http.admin.api import AdminApi
+from adapters_in.http.console.routes import Console
 from adapters_in.http.health import Health
 from adapters_in.http.middleware import edge_middleware, measured
 from adapters_in.http.webhooks import WebhookEdge
 
 
 def build_app(
-    edge: WebhookEdge, health: Health, body_limit: int, admin: AdminApi | None = None
+    edge: WebhookEdge,
+    health: Health,
+    body_limit: int,
+    admin: AdminApi | None = None,
+    console: Console | None = None,
 ) -> web.Application:
-    """`admin` is None while no ADMIN_HMAC_SECRET is set: the /admin routes do not exist."""
+    """`admin` and `console` are None while no ADMIN_HMAC_SECRET is set: their routes do not
+    exist."""
     app = web.Application(
         middlewares=[measured(health.metrics), edge_middleware], client_max_size=body_limit
     )
@@ -25,4 +31,6 @@ def build_app(
     app.router.add_get("/openapi.json", openapi.serve)
     if admin is not None:
         admin.register(app)
+    if console is not None:
+        console.register(app)
     return app

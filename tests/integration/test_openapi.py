@@ -22,6 +22,7 @@ from adapters_in.http import openapi
 from adapters_in.http.admin import auth as admin_auth
 from adapters_in.http.admin.dead_letters import ReplayBody
 from adapters_in.http.admin.payloads import AckBody, MetricsBody, RollbackBody, ShiftsBody, parse
+from adapters_in.http.console import session as console_session
 from adapters_in.sources import hubspot
 from bootstrap.container import Container
 from bootstrap.settings import Settings
@@ -155,7 +156,9 @@ def test_every_operation_answers_errors_with_the_error_schema() -> None:
 
 def test_the_auth_schemes_name_the_headers_the_code_checks() -> None:
     schemes = DOCUMENT["components"]["securitySchemes"]
-    headers = {s["name"].lower() for s in schemes.values() if s["type"] == "apiKey"}
+    headers = {
+        s["name"].lower() for s in schemes.values() if s["type"] == "apiKey" and s["in"] == "header"
+    }
     assert {
         hubspot.SIGNATURE_V3,
         hubspot.REQUEST_TIMESTAMP,
@@ -166,12 +169,15 @@ def test_the_auth_schemes_name_the_headers_the_code_checks() -> None:
         admin_auth.SIGNATURE.lower(),
     } == headers
     assert {schemes[n]["scheme"] for n in ("alowareBearer", "alowareBasic")} == {"bearer", "basic"}
+    assert schemes["consoleSession"]["name"] == console_session.COOKIE
     for method, path, op in operations():
         signed = {name for requirement in op["security"] for name in requirement}
         if path.startswith("/admin/"):
             assert op["security"] == [
                 {"adminSignature": [], "adminTimestamp": [], "adminNonce": []}
             ], (method, path)
+        elif path.startswith("/console") and path != console_session.LINK_PATH:
+            assert op["security"] == [{"consoleSession": []}], (method, path)
         elif path.startswith("/webhooks/"):
             assert {"alowareBearer", "hubspotSignatureV3", "hubspotRequestTimestamp"} <= signed
         else:

@@ -63,3 +63,9 @@ def test_the_readme_explains_every_metrics_series_and_reason_code() -> None:
     codes |= {"not_on_roster", "unknown_owner", "no_rule"}
     for code in codes:
         assert f"`{code}`" in section, code
+
+
+def test_the_operator_section_shows_the_console_with_its_screenshot() -> None:
+    shown = re.findall(r"!\[[^\]]*console[^\]]*\]\(([^)]+\.png)\)", README)
+    assert shown and all((ROOT / path).stat().st_size > 10_000 for path in shown)
+    assert "pulse console-link" in README and "/console" in README

@@ -1,0 +1,1 @@
+"""The operator console: `/console`, server-rendered, signed in by a one-time link."""
