@@ -17,9 +17,11 @@ from adapters_out.fabric.config import EventhouseConfig, EventstreamConfig, Send
 from adapters_out.fabric.sas import parse_connection_string
 from adapters_out.powerbi.config import PowerBIConfig
 from adapters_out.powerbi.limiter import Budgets
+from bootstrap.secret_settings import SecretSourceSettings
 from core.errors import ValidationFailed
 from core.model import Goal, MetricID, ShiftRule
 from core.silence import parse_business_hours
+from ports.secrets import Credential
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "<secret>"}
 
@@ -287,7 +289,7 @@ class SinkSettings(BaseModel):
         return found + chosen.lease_problems(ledger_lease_sec)
 
 
-class AlowareWebhookSettings(BaseModel):
+class AlowareWebhookSettings(SecretSourceSettings):
     """How Aloware's webhooks authenticate, and which calls count."""
 
     aloware_auth: Literal["bearer", "basic", "none"] = "bearer"
@@ -298,7 +300,11 @@ class AlowareWebhookSettings(BaseModel):
 
     def aloware_problems(self) -> list[str]:
         found = _placeholder(self.aloware_secret, "ALOWARE_SECRET")
-        if self.aloware_auth != "none" and self.aloware_secret is None:
+        if (
+            self.aloware_auth != "none"
+            and self.aloware_secret is None
+            and not self.supplied(Credential.ALOWARE_SECRET)
+        ):
             found.append(
                 "ALOWARE_SECRET is not set: set it, or ALOWARE_AUTH=none to accept unauthenticated webhooks"
             )
@@ -311,7 +317,7 @@ class AlowareWebhookSettings(BaseModel):
         return found
 
 
-class HubSpotWebhookSettings(BaseModel):
+class HubSpotWebhookSettings(SecretSourceSettings):
     """How HubSpot's webhooks are signed (v3 over the public URL, a 5-minute window)."""
 
     hubspot_auth: Literal["v3", "none"] = "v3"
@@ -321,7 +327,11 @@ class HubSpotWebhookSettings(BaseModel):
 
     def hubspot_problems(self) -> list[str]:
         found = _placeholder(self.hubspot_client_secret, "HUBSPOT_CLIENT_SECRET")
-        if self.hubspot_auth != "none" and self.hubspot_client_secret is None:
+        if (
+            self.hubspot_auth != "none"
+            and self.hubspot_client_secret is None
+            and not self.supplied(Credential.HUBSPOT_CLIENT_SECRET)
+        ):
             found.append(
                 "HUBSPOT_CLIENT_SECRET is not set: set your app's client secret, or HUBSPOT_AUTH=none"
             )
@@ -374,7 +384,7 @@ class DirectorySettings(BaseModel):
         return found
 
 
-class AdminSettings(BaseModel):
+class AdminSettings(SecretSourceSettings):
     """The signed admin API (DESIGN §5) and whose X-Forwarded-For the edge believes."""
 
     admin_hmac_secret: SecretStr | None = Field(
@@ -589,6 +599,7 @@ class Settings(
             *self.aloware_problems(),
             *self.hubspot_problems(),
             *self.admin_problems(),
+            *self.secret_source_problems(),
             *self.schedule_problems(),
             *self.reconcile_problems(*self.ledger_ttl()),
             *self.directory_problems(),
