@@ -148,11 +148,15 @@ async def store_in(make: Callable[..., T], home: Any, *args: Any) -> AsyncIterat
 
 
 async def entra_auth(
-    kind: type[ServicePrincipalAuth], config: EntraConfig
+    kind: type[ServicePrincipalAuth],
+    config: EntraConfig,
+    secrets: SecretSource | None = None,
 ) -> AsyncIterator[ServicePrincipalAuth]:
     """One Entra ID client per sink and process (DESIGN §4 "Auth"), shared by the sink and its
-    dataset tool; it closes after the sink, which names it."""
-    auth = kind.from_config(config)
+    dataset tool; it closes after the sink, which names it. With `secrets`, the client secret
+    is POWERBI__CLIENT_SECRET as the secret source has it now."""
+    current = partial(secrets.current, Credential.POWERBI_CLIENT_SECRET) if secrets else None
+    auth = kind.from_config(config, current_secret=current)
     try:
         yield auth
     finally:
@@ -387,6 +391,11 @@ async def aws_secrets(settings: Settings) -> AsyncIterator[SecretsManagerSecrets
             yield fresh
 
 
+def outbound(secrets: SecretSource, credential: Credential) -> Callable[[], str | None]:
+    """An outbound credential read at use: a rotated token is sent from the next request on."""
+    return partial(secrets.current, credential)
+
+
 def webhook_sources(settings: Settings, secrets: SecretSource) -> dict[str, Any]:
     return {
         "aloware": AlowareSource(
@@ -553,7 +562,9 @@ class Container(containers.DeclarativeContainer):
 
     # --- sinks (DESIGN §3, §4, §8) ----------------------------------------------------------
     powerbi_config = settings.provided.powerbi.config.call()
-    powerbi_auth = providers.Resource(entra_auth, PowerBIAuth, powerbi_config.provided.entra)
+    powerbi_auth = providers.Resource(
+        entra_auth, PowerBIAuth, powerbi_config.provided.entra, secrets=secret_source
+    )
     powerbi = providers.Selector(
         settings.provided.ledger,
         sqlite=providers.Resource(
@@ -630,7 +641,7 @@ class Container(containers.DeclarativeContainer):
             AlowareRoster,
             client=vendor_http,
             base_url=settings.provided.aloware_base_url,
-            token=providers.Callable(_secret, settings.provided.aloware_api_token),
+            token=providers.Callable(outbound, secret_source, Credential.ALOWARE_API_TOKEN),
             ring_group_id=settings.provided.ring_group_ids,
             clock=clock,
             ttl=providers.Factory(timedelta, seconds=settings.provided.roster_ttl_sec),
@@ -643,7 +654,7 @@ class Container(containers.DeclarativeContainer):
             HubSpotCrm,
             client=vendor_http,
             base_url=settings.provided.hubspot_base_url,
-            token=providers.Callable(_secret, settings.provided.hubspot_access_token),
+            token=providers.Callable(outbound, secret_source, Credential.HUBSPOT_ACCESS_TOKEN),
             clock=clock,
             overrides=owner_overrides,
             roster=roster,

@@ -338,7 +338,7 @@ class HubSpotWebhookSettings(SecretSourceSettings):
         return found
 
 
-class DirectorySettings(BaseModel):
+class DirectorySettings(SecretSourceSettings):
     """ROSTER and CRM: who counts, and whose email a HubSpot owner has (DESIGN §6)."""
 
     roster: Literal["static", "aloware"] = "static"
@@ -375,11 +375,15 @@ class DirectorySettings(BaseModel):
     def directory_problems(self) -> list[str]:
         found = []
         if self.roster == "aloware":
-            if self.aloware_api_token is None:
+            if self.aloware_api_token is None and not self.supplied(Credential.ALOWARE_API_TOKEN):
                 found.append("ROSTER=aloware needs ALOWARE_API_TOKEN")
             if not self.ring_group_ids:
                 found.append("ROSTER=aloware needs RING_GROUP_ID")
-        if self.crm == "hubspot" and self.hubspot_access_token is None:
+        if (
+            self.crm == "hubspot"
+            and self.hubspot_access_token is None
+            and not self.supplied(Credential.HUBSPOT_ACCESS_TOKEN)
+        ):
             found.append("CRM=hubspot needs HUBSPOT_ACCESS_TOKEN (a private-app token)")
         return found
 
