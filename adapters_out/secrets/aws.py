@@ -32,12 +32,23 @@ class _Versions:
 
 
 async def secretsmanager_client(
-    region: str, endpoint_url: str | None = None, session: AioSession | None = None
+    region: str,
+    endpoint_url: str | None = None,
+    *,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+    session: AioSession | None = None,
 ) -> AsyncIterator[Any]:
-    """One client for the process; credentials from the default chain (ECS task role, env)."""
+    """One client for the process; credentials from the default chain (ECS task role, env)
+    unless given."""
     config = AioConfig(connect_timeout=3, read_timeout=10, retries={"mode": "standard"})
     async with (session or get_session()).create_client(
-        "secretsmanager", region_name=region, endpoint_url=endpoint_url, config=config
+        "secretsmanager",
+        region_name=region,
+        endpoint_url=endpoint_url,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        config=config,
     ) as client:
         yield client
 
