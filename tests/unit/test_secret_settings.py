@@ -58,3 +58,20 @@ def test_previous_values_are_read_from_their_variables(monkeypatch: pytest.Monke
     settings = load_settings(aloware_auth="none", hubspot_client_secret=secrets.token_urlsafe(24))
     assert settings.previous_values()[Credential.HUBSPOT_CLIENT_SECRET] == old
     assert settings.secrets.previous_valid_sec == 90
+
+
+def test_the_container_serves_current_and_previous_from_the_environment() -> None:
+    from bootstrap.container import env_secrets
+
+    current, old = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    settings = load_settings(
+        hubspot_auth="none", aloware_secret=current, aloware_secret_previous=old
+    )
+    assert env_secrets(settings).accepted(Credential.ALOWARE_SECRET) == (current, old)
+    closed = load_settings(
+        hubspot_auth="none",
+        aloware_secret=current,
+        aloware_secret_previous=old,
+        secrets={"previous_valid_sec": 0},
+    )
+    assert env_secrets(closed).accepted(Credential.ALOWARE_SECRET) == (current,)
