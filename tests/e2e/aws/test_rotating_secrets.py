@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -128,3 +129,22 @@ def test_rotated_secrets_take_effect_and_the_previous_is_refused_after_the_windo
     log = daemon.log()
     assert "secret rotated" in log
     assert [s for s in (*old.values(), *new.values()) if s in log] == []
+
+
+def test_a_secret_id_that_cannot_be_read_stops_the_start_naming_the_credential(
+    pulse: Pulse, moto_url: str, manager: Any
+) -> None:
+    ids = {name: unique(f"pulse/{name}") for name in CHECKS}
+    for name in ("hubspot", "admin"):
+        manager.create_secret(Name=ids[name], SecretString=secrets.token_urlsafe(32))
+    done = subprocess.run(
+        pulse.command("serve"),
+        cwd=pulse.home,
+        env=aws_env(pulse, moto_url, ids)(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert f"ALOWARE_SECRET: secret '{ids['aloware']}'" in done.stderr.decode()
+    assert "listening" not in done.stderr.decode()
