@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +59,8 @@ from adapters_out.powerbi.dataset import PowerBIDatasetTool
 from adapters_out.powerbi.limiter import RealTime, Timebase
 from adapters_out.powerbi.shared_budget import SharedBudget
 from adapters_out.powerbi.sink import PowerBISink
+from adapters_out.secrets.aws import SecretsManagerSecrets, kept_fresh, secretsmanager_client
+from adapters_out.secrets.static import StaticSecrets
 from adapters_out.sqlite.control import (
     SqliteAuditLog,
     SqliteJobLease,
@@ -86,6 +90,7 @@ from core.ingest import IngestConfig, IngestPorts
 from core.reconcile import ReconcilePorts
 from core.rules import Policy
 from core.silence import from_shifts, parse_business_hours
+from ports.secrets import Credential, SecretSource
 
 T = TypeVar("T")
 
@@ -144,11 +149,15 @@ async def store_in(make: Callable[..., T], home: Any, *args: Any) -> AsyncIterat
 
 
 async def entra_auth(
-    kind: type[ServicePrincipalAuth], config: EntraConfig
+    kind: type[ServicePrincipalAuth],
+    config: EntraConfig,
+    secrets: SecretSource | None = None,
 ) -> AsyncIterator[ServicePrincipalAuth]:
     """One Entra ID client per sink and process (DESIGN §4 "Auth"), shared by the sink and its
-    dataset tool; it closes after the sink, which names it."""
-    auth = kind.from_config(config)
+    dataset tool; it closes after the sink, which names it. With `secrets`, the client secret
+    is POWERBI__CLIENT_SECRET as the secret source has it now."""
+    current = partial(secrets.current, Credential.POWERBI_CLIENT_SECRET) if secrets else None
+    auth = kind.from_config(config, current_secret=current)
     try:
         yield auth
     finally:
@@ -352,13 +361,49 @@ def search_limits(settings: Settings) -> SearchLimits:
     return SearchLimits(interval_sec=1 / settings.hubspot_search_per_second)
 
 
-def webhook_sources(settings: Settings) -> dict[str, Any]:
+def env_secrets(settings: Settings) -> StaticSecrets:
+    """SECRETS_SOURCE=env: the values read at start; a `*_PREVIOUS` counts from start."""
+    current = {
+        Credential.ALOWARE_SECRET: _secret(settings.aloware_secret),
+        Credential.HUBSPOT_CLIENT_SECRET: _secret(settings.hubspot_client_secret),
+        Credential.ADMIN_HMAC_SECRET: _secret(settings.admin_hmac_secret),
+        Credential.POWERBI_CLIENT_SECRET: _secret(settings.powerbi.client_secret),
+        Credential.HUBSPOT_ACCESS_TOKEN: _secret(settings.hubspot_access_token),
+        Credential.ALOWARE_API_TOKEN: _secret(settings.aloware_api_token),
+    }
+    window = settings.secrets.previous_valid_sec
+    return StaticSecrets(current, settings.previous_values(), time.monotonic() + window)
+
+
+async def aws_secrets(settings: Settings) -> AsyncIterator[SecretsManagerSecrets]:
+    """SECRETS_SOURCE=aws: read at start (a failure stops it), refreshed every SECRETS__TTL_SEC."""
+    client = asynccontextmanager(secretsmanager_client)(
+        settings.aws_region, settings.aws_endpoint_url
+    )
+    async with client as opened:
+        source = SecretsManagerSecrets(
+            opened,
+            settings.secrets.ids(),
+            ttl_sec=settings.secrets.ttl_sec,
+            previous_valid_sec=settings.secrets.previous_valid_sec,
+            fallback=env_secrets(settings),
+        )
+        async with asynccontextmanager(kept_fresh)(source) as fresh:
+            yield fresh
+
+
+def outbound(secrets: SecretSource, credential: Credential) -> Callable[[], str | None]:
+    """An outbound credential read at use: a rotated token is sent from the next request on."""
+    return partial(secrets.current, credential)
+
+
+def webhook_sources(settings: Settings, secrets: SecretSource) -> dict[str, Any]:
     return {
         "aloware": AlowareSource(
-            auth=settings.aloware_auth, secret=_secret(settings.aloware_secret)
+            auth=settings.aloware_auth, secrets=partial(secrets.accepted, Credential.ALOWARE_SECRET)
         ),
         "hubspot": HubSpotSource(
-            client_secret=_secret(settings.hubspot_client_secret),
+            client_secrets=partial(secrets.accepted, Credential.HUBSPOT_CLIENT_SECRET),
             auth=settings.hubspot_auth,
             allow_v1=settings.hubspot_allow_v1,
             max_age_ms=settings.hubspot_max_age_sec * 1000,
@@ -396,15 +441,17 @@ def admin_api(
     status: OperatorStatus,
     letters: DeadLetterPorts,
     incidents: IncidentMonitor,
+    secrets: SecretSource,
 ) -> AdminApi | None:
-    """The signed admin API, or None: it is off unless ADMIN_HMAC_SECRET is set."""
-    if settings.admin_hmac_secret is None:
+    """The signed admin API, or None: it is off unless ADMIN_HMAC_SECRET is set (or its
+    Secrets Manager id)."""
+    if not secrets.accepted(Credential.ADMIN_HMAC_SECRET):
         return None
     return AdminApi(
         ports,
         config,
         nonces,
-        settings.admin_hmac_secret.get_secret_value(),
+        partial(secrets.accepted, Credential.ADMIN_HMAC_SECRET),
         admin_auth.parse_networks(settings.admin_ip_allowlist),
         admin_auth.parse_networks(settings.trusted_proxies),
         status.snapshot,
@@ -466,7 +513,12 @@ class Container(containers.DeclarativeContainer):
     # monotonic seconds and sleep, for the Power BI limiter and batcher (DESIGN §4 budgets)
     timebase = providers.Singleton(RealTime)
     metrics = providers.Singleton(Metrics)
-    sources = providers.Singleton(webhook_sources, settings)
+    secret_source = providers.Selector(
+        settings.provided.secrets_source,
+        env=providers.Singleton(env_secrets, settings),
+        aws=providers.Resource(aws_secrets, settings),
+    )
+    sources = providers.Singleton(webhook_sources, settings, secret_source)
 
     dynamodb = providers.Resource(
         dynamodb_client,
@@ -547,7 +599,9 @@ class Container(containers.DeclarativeContainer):
 
     # --- sinks (DESIGN §3, §4, §8) ----------------------------------------------------------
     powerbi_config = settings.provided.powerbi.config.call()
-    powerbi_auth = providers.Resource(entra_auth, PowerBIAuth, powerbi_config.provided.entra)
+    powerbi_auth = providers.Resource(
+        entra_auth, PowerBIAuth, powerbi_config.provided.entra, secrets=secret_source
+    )
     powerbi = providers.Selector(
         settings.provided.ledger,
         sqlite=providers.Resource(
@@ -624,7 +678,7 @@ class Container(containers.DeclarativeContainer):
             AlowareRoster,
             client=vendor_http,
             base_url=settings.provided.aloware_base_url,
-            token=providers.Callable(_secret, settings.provided.aloware_api_token),
+            token=providers.Callable(outbound, secret_source, Credential.ALOWARE_API_TOKEN),
             ring_group_id=settings.provided.ring_group_ids,
             clock=clock,
             ttl=providers.Factory(timedelta, seconds=settings.provided.roster_ttl_sec),
@@ -637,7 +691,7 @@ class Container(containers.DeclarativeContainer):
             HubSpotCrm,
             client=vendor_http,
             base_url=settings.provided.hubspot_base_url,
-            token=providers.Callable(_secret, settings.provided.hubspot_access_token),
+            token=providers.Callable(outbound, secret_source, Credential.HUBSPOT_ACCESS_TOKEN),
             clock=clock,
             overrides=owner_overrides,
             roster=roster,
@@ -769,6 +823,7 @@ class Container(containers.DeclarativeContainer):
         operator_status,
         dead_letter_ports,
         incidents,
+        secret_source,
     )
     # the local warehouse is opened only when it is the sink (the console's grid reads it)
     console_warehouse = providers.Selector(

@@ -32,9 +32,11 @@ from adapters_out.fabric.config import EventhouseConfig, EventstreamConfig, Send
 from adapters_out.fabric.sas import parse_connection_string
 from adapters_out.powerbi.config import PowerBIConfig
 from adapters_out.powerbi.limiter import Budgets
+from bootstrap.secret_settings import SecretSourceSettings
 from core.errors import ValidationFailed
 from core.model import Goal, MetricID, ShiftRule
 from core.silence import parse_business_hours
+from ports.secrets import Credential
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "<secret>"}
 
@@ -372,7 +374,7 @@ class SinkSettings(SettingsPart):
         return found + chosen.lease_problems(ledger_lease_sec)
 
 
-class AlowareWebhookSettings(SettingsPart):
+class AlowareWebhookSettings(SecretSourceSettings):
     """How Aloware's webhooks authenticate, and which calls count."""
 
     aloware_auth: Literal["bearer", "basic", "none"] = "bearer"
@@ -387,8 +389,12 @@ class AlowareWebhookSettings(SettingsPart):
 
     def aloware_problems(self) -> list[str]:
         found = _placeholder(self.aloware_secret, "ALOWARE_SECRET")
-        required = self.WEBHOOK_SECRETS_REQUIRED
-        if required and self.aloware_auth != "none" and self.aloware_secret is None:
+        if (
+            self.WEBHOOK_SECRETS_REQUIRED
+            and self.aloware_auth != "none"
+            and self.aloware_secret is None
+            and not self.supplied(Credential.ALOWARE_SECRET)
+        ):
             found.append(
                 "ALOWARE_SECRET is not set: set it, or ALOWARE_AUTH=none to accept unauthenticated webhooks"
             )
@@ -401,7 +407,7 @@ class AlowareWebhookSettings(SettingsPart):
         return found
 
 
-class HubSpotWebhookSettings(SettingsPart):
+class HubSpotWebhookSettings(SecretSourceSettings):
     """How HubSpot's webhooks are signed (v3 over the public URL, a 5-minute window)."""
 
     hubspot_auth: Literal["v3", "none"] = "v3"
@@ -416,15 +422,19 @@ class HubSpotWebhookSettings(SettingsPart):
 
     def hubspot_problems(self) -> list[str]:
         found = _placeholder(self.hubspot_client_secret, "HUBSPOT_CLIENT_SECRET")
-        required = self.WEBHOOK_SECRETS_REQUIRED
-        if required and self.hubspot_auth != "none" and self.hubspot_client_secret is None:
+        if (
+            self.WEBHOOK_SECRETS_REQUIRED
+            and self.hubspot_auth != "none"
+            and self.hubspot_client_secret is None
+            and not self.supplied(Credential.HUBSPOT_CLIENT_SECRET)
+        ):
             found.append(
                 "HUBSPOT_CLIENT_SECRET is not set: set your app's client secret, or HUBSPOT_AUTH=none"
             )
         return found
 
 
-class DirectorySettings(SettingsPart):
+class DirectorySettings(SecretSourceSettings):
     """ROSTER and CRM: who counts, and whose email a HubSpot owner has (DESIGN §6)."""
 
     roster: Literal["static", "aloware"] = "static"
@@ -471,16 +481,20 @@ class DirectorySettings(SettingsPart):
     def directory_problems(self) -> list[str]:
         found = []
         if self.roster == "aloware":
-            if self.aloware_api_token is None:
+            if self.aloware_api_token is None and not self.supplied(Credential.ALOWARE_API_TOKEN):
                 found.append("ROSTER=aloware needs ALOWARE_API_TOKEN")
             if not self.ring_group_ids:
                 found.append("ROSTER=aloware needs RING_GROUP_ID")
-        if self.crm == "hubspot" and self.hubspot_access_token is None:
+        if (
+            self.crm == "hubspot"
+            and self.hubspot_access_token is None
+            and not self.supplied(Credential.HUBSPOT_ACCESS_TOKEN)
+        ):
             found.append("CRM=hubspot needs HUBSPOT_ACCESS_TOKEN (a private-app token)")
         return found
 
 
-class AdminSettings(SettingsPart):
+class AdminSettings(SecretSourceSettings):
     """The signed admin API (DESIGN §5) and whose X-Forwarded-For the edge believes."""
 
     admin_hmac_secret: SecretStr | None = Field(
@@ -727,6 +741,7 @@ class Settings(
             *self.aloware_problems(),
             *self.hubspot_problems(),
             *self.admin_problems(),
+            *self.secret_source_problems(),
             *self.schedule_problems(),
             *self.reconcile_problems(*self.ledger_ttl()),
             *self.directory_problems(),

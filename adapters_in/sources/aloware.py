@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from adapters_in.sources.base import AuthFailed, BadPayload, WebhookRequest, load_json
+from adapters_in.sources.base import (
+    Accepted,
+    AuthFailed,
+    BadPayload,
+    WebhookRequest,
+    load_json,
+    matches_any,
+)
 from adapters_in.sources.bounds import INT64_MAX, MAX_ID_CHARS, bounded
 from core.errors import UnparseableEnvelope
 from core.model import Direction, IngestEnvelope, Kind, Source, SourceEvent
@@ -39,13 +45,20 @@ class AlowareSource:
     name = Source.ALOWARE.value
     kept_headers: tuple[str, ...] = ("content-type", "user-agent")
 
-    def __init__(self, auth: AlowareAuth, secret: str | None) -> None:
+    def __init__(
+        self, auth: AlowareAuth, secret: str | None = None, secrets: Accepted | None = None
+    ) -> None:
+        """`secrets` (current, then previous during a rotation) wins over a fixed `secret`."""
         if auth not in ("bearer", "basic", "none"):
             raise ValueError(f"unknown Aloware auth mode {auth!r}: bearer, basic or none")
-        if auth != "none" and not secret:
+        fixed = (secret,) if secret else ()
+        self._secrets: Accepted = secrets or (lambda: fixed)
+        if auth != "none" and not self._secrets():
             raise ValueError(f"Aloware auth {auth!r} needs a secret")
         self.auth = auth
-        self._secret = (secret or "").encode("utf-8")
+
+    def _expected(self) -> list[bytes]:
+        return [secret.encode("utf-8") for secret in self._secrets()]
 
     def __repr__(self) -> str:
         return f"AlowareSource(auth={self.auth!r})"
@@ -62,9 +75,8 @@ class AlowareSource:
         if self.auth == "bearer":
             if scheme.lower() != "bearer":
                 raise AuthFailed("wrong Authorization scheme: expected Bearer")
-            if not hmac.compare_digest(
-                credentials.strip().encode("utf-8", "surrogateescape"), self._secret
-            ):
+            given = credentials.strip().encode("utf-8", "surrogateescape")
+            if not matches_any(given, self._expected()):
                 raise AuthFailed("bearer token does not match")
             return
         if scheme.lower() != "basic":
@@ -73,7 +85,7 @@ class AlowareSource:
             user_password = base64.b64decode(credentials.strip(), validate=True)
         except (binascii.Error, ValueError):
             raise AuthFailed("basic credentials are not valid base64") from None
-        if not hmac.compare_digest(user_password, self._secret):
+        if not matches_any(user_password, self._expected()):
             raise AuthFailed("basic credentials do not match")
 
     def check(self, request: WebhookRequest) -> None:

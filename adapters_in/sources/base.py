@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,6 +26,16 @@ class AuthFailed(SourceRejected):
 class BadPayload(SourceRejected):
     status = 400
     code = "bad_payload"
+
+
+# The secrets a check accepts, current first: read per request, so a rotation needs no restart.
+Accepted = Callable[[], Sequence[str]]
+
+
+def matches_any(given: bytes, expected: Sequence[bytes]) -> bool:
+    """Constant-time against every candidate: which one matched (or that one did) is not timed."""
+    results = [hmac.compare_digest(given, candidate) for candidate in expected]
+    return any(results)
 
 
 def load_json(body: bytes, error: type[Exception] = BadPayload) -> Any:

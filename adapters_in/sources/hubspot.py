@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from adapters_in.sources.base import AuthFailed, BadPayload, WebhookRequest, load_json
+from adapters_in.sources.base import (
+    Accepted,
+    AuthFailed,
+    BadPayload,
+    WebhookRequest,
+    load_json,
+    matches_any,
+)
 from adapters_in.sources.bounds import INT64_MAX, bounded
 from core.errors import UnparseableEnvelope
 from core.model import CrmObject, Direction, IngestEnvelope, Kind, Source, SourceEvent
@@ -67,21 +74,24 @@ class HubSpotSource:
 
     def __init__(
         self,
-        client_secret: str | None,
+        client_secret: str | None = None,
         auth: HubSpotAuth = "v3",
         allow_v1: bool = False,
         max_age_ms: int = 300_000,
+        client_secrets: Accepted | None = None,
     ) -> None:
+        """`client_secrets` (current, then previous during a rotation) wins over `client_secret`."""
         if auth not in ("v3", "none"):
             raise ValueError(f"unknown HubSpot auth mode {auth!r}: v3 or none")
-        if auth == "v3" and not client_secret:
+        fixed = (client_secret,) if client_secret else ()
+        self._client_secrets: Accepted = client_secrets or (lambda: fixed)
+        if auth == "v3" and not self._client_secrets():
             raise ValueError("HubSpot v3 signatures need the app's client secret")
         if max_age_ms <= 0:
             raise ValueError("max_age_ms must be positive")
         self.auth = auth
         self.allow_v1 = allow_v1
         self.max_age_ms = max_age_ms
-        self._client_secret = client_secret or ""
 
     def __repr__(self) -> str:
         return (
@@ -101,10 +111,11 @@ class HubSpotSource:
         if not signature:
             raise AuthFailed("missing X-HubSpot-Signature-v3")
         timestamp = self._fresh_timestamp(request)
-        expected = signature_v3(
-            self._client_secret, request.method, request.url, request.body, timestamp
-        )
-        if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
+        expected = [
+            signature_v3(secret, request.method, request.url, request.body, timestamp).encode()
+            for secret in self._client_secrets()
+        ]
+        if not matches_any(signature.strip().encode(), expected):
             raise AuthFailed("signature does not match")
 
     def _fresh_timestamp(self, request: WebhookRequest) -> str:
@@ -131,8 +142,10 @@ class HubSpotSource:
         if version != "v1":
             raise AuthFailed("X-HubSpot-Signature-Version is not v1; only v1 and v3 are accepted")
         signature = request.headers.get(SIGNATURE_V1, "").strip().lower()
-        expected = signature_v1(self._client_secret, request.body)
-        if not hmac.compare_digest(expected.encode(), signature.encode()):
+        expected = [
+            signature_v1(secret, request.body).encode() for secret in self._client_secrets()
+        ]
+        if not matches_any(signature.encode(), expected):
             raise AuthFailed("signature does not match")
 
     def check(self, request: WebhookRequest) -> None:

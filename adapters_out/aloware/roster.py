@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,7 +55,7 @@ class AlowareRoster:
         self,
         client: httpx.AsyncClient,
         base_url: str,
-        token: str,
+        token: str | Callable[[], str | None],
         ring_group_id: str | Sequence[str],
         clock: Clock,
         *,
@@ -65,7 +65,7 @@ class AlowareRoster:
     ) -> None:
         self._client = client
         self._url = base_url.rstrip("/") + AVAILABILITY
-        self._token = token
+        self._token = token  # a callable is read per request: a rotated token needs no restart
         groups = (ring_group_id,) if isinstance(ring_group_id, str) else tuple(ring_group_id)
         self.ring_group_ids = groups
         self.ring_group_id = ",".join(groups)
@@ -110,7 +110,8 @@ class AlowareRoster:
         return RosterSnapshot(agents=tuple(every.values()), ring_group_id=self.ring_group_id)
 
     async def _fetch_group(self, group: str) -> list[RosterAgent]:
-        params = {"ring_group_id": group, "api_token": self._token}
+        token = self._token if isinstance(self._token, str) else self._token() or ""
+        params = {"ring_group_id": group, "api_token": token}
         for attempt in range(self._retries + 1):
             last = attempt == self._retries
             try:

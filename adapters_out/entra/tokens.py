@@ -4,6 +4,7 @@ called off the event loop. Power BI and Fabric (Kusto) use it with their own sco
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Protocol, Self
 
 import msal
@@ -59,7 +60,10 @@ class ServicePrincipalAuth:
         authority_host: str = "https://login.microsoftonline.com",
         timeout_sec: float = 30.0,
         http_client: Any = None,
+        current_secret: Callable[[], str | None] | None = None,
     ) -> None:
+        """`current_secret`, when given, is read before each token: a rotated client secret
+        rebuilds the MSAL client (its cached tokens go with it)."""
         self._authority = f"{authority_host.rstrip('/')}/{tenant_id}"
         self._client_id = client_id
         self._secret = client_secret
@@ -70,9 +74,16 @@ class ServicePrincipalAuth:
         self._http_client = http_client
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = asyncio.Lock()
+        self._current_secret = current_secret
 
     @classmethod
-    def from_config(cls, config: EntraConfig, *, http_client: Any = None) -> Self:
+    def from_config(
+        cls,
+        config: EntraConfig,
+        *,
+        http_client: Any = None,
+        current_secret: Callable[[], str | None] | None = None,
+    ) -> Self:
         """The one client for `config` (build it once per process and scope; close it last)."""
         return cls(
             tenant_id=config.tenant_id,
@@ -82,7 +93,18 @@ class ServicePrincipalAuth:
             authority_host=config.authority_host,
             timeout_sec=config.timeout_sec,
             http_client=http_client,
+            current_secret=current_secret,
         )
+
+    def _follow_rotation(self) -> None:
+        """Drop the MSAL client built with a secret that has since been rotated."""
+        secret = self._current_secret() if self._current_secret is not None else None
+        if not secret or secret == self._secret:
+            return
+        self._secret = secret
+        if self._app is not None and self._http_client is None:
+            self._app.http_client.close()  # MSAL's own session; one handed in is the caller's
+        self._app = None
 
     def _build(self) -> msal.ConfidentialClientApplication:
         # Construction performs OIDC tenant discovery over the network, hence off the loop.
@@ -98,6 +120,7 @@ class ServicePrincipalAuth:
 
     async def token(self) -> str:
         async with self._lock:
+            self._follow_rotation()
             try:
                 if self._app is None:
                     self._app = await asyncio.to_thread(self._build)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,7 +74,7 @@ class HubSpotCrm:
         self,
         client: httpx.AsyncClient,
         base_url: str,
-        token: str,
+        token: str | Callable[[], str | None],
         clock: Clock,
         *,
         overrides: OwnerOverrides | None = None,
@@ -87,7 +87,8 @@ class HubSpotCrm:
     ) -> None:
         self._client = client
         self._base = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"}
+        # a callable is read per request: a rotated token takes effect without a restart
+        self._token = token
         self._clock = clock
         self._overrides = overrides
         self._roster = roster
@@ -96,6 +97,10 @@ class HubSpotCrm:
         self._cache: dict[tuple[str, str], _Entry] = {}
         self._paused_until = 0.0  # monotonic: HubSpot said the window's budget is spent
         self._limits = search or SearchLimits()
+
+    def _headers(self) -> dict[str, str]:
+        token = self._token if isinstance(self._token, str) else self._token() or ""
+        return {"Authorization": f"Bearer {token}"}
 
     async def lookup(self, object_type: str, object_id: str) -> CrmObject | None:
         if object_type not in OBJECTS:
@@ -248,7 +253,11 @@ class HubSpotCrm:
                 await asyncio.sleep(pause)
             try:
                 response = await self._client.request(
-                    method, self._base + path, params=params, json=json_body, headers=self._headers
+                    method,
+                    self._base + path,
+                    params=params,
+                    json=json_body,
+                    headers=self._headers(),
                 )
             except httpx.TimeoutException:
                 problem, last_status = "timed out", None

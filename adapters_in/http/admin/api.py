@@ -41,7 +41,8 @@ class AdminApi:
     ports: ControlPorts
     config: ControlConfig
     nonces: NonceStore
-    secret: str
+    secret: str | admin_auth.AdminKeys
+    """The HMAC key, or what gives the keys accepted now (current, then previous in a rotation)."""
     allowlist: Sequence[admin_auth.Network] = ()
     trusted_proxies: Sequence[admin_auth.Network] = ()
     status: Callable[[], Awaitable[Mapping[str, Any]]] | None = None
@@ -200,7 +201,7 @@ class AdminApi:
         try:
             admin_auth.check_allowed(ip, self.allowlist)
             signed = admin_auth.verify(
-                self.secret,
+                self.secret if isinstance(self.secret, str) else self.secret(),
                 request.headers,
                 request.method,
                 request.raw_path,

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -62,14 +62,15 @@ class SignedRequest:
 
 
 def verify(
-    secret: str,
+    secret: str | Sequence[str],
     headers: Mapping[str, str],
     method: str,
     path: str,
     body: bytes,
     now_epoch: float,
 ) -> SignedRequest:
-    """Check the signature and the time window; the caller then checks the nonce is new."""
+    """Check the signature and the time window; the caller then checks the nonce is new.
+    `secret` may be several (current, then previous during a rotation): any one signs."""
     missing = [h for h in (TIMESTAMP, NONCE, SIGNATURE) if not headers.get(h)]
     if missing:
         raise AuthRejected(401, "missing_signature", f"missing header(s): {', '.join(missing)}")
@@ -84,10 +85,20 @@ def verify(
         raise AuthRejected(
             401, "stale_timestamp", f"timestamp is {abs(skew):.0f} s {when} (window ±300 s)"
         )
-    expected = sign(secret, raw_ts, nonce, method, path, body)
-    if not hmac.compare_digest(expected, given.strip().lower()):
+    candidates = (secret,) if isinstance(secret, str) else tuple(secret)
+    given_digest = given.strip().lower()
+    # every candidate compared, in constant time: timing does not tell which key matched
+    matches = [
+        hmac.compare_digest(sign(key, raw_ts, nonce, method, path, body), given_digest)
+        for key in candidates
+    ]
+    if not any(matches):
         raise AuthRejected(401, "bad_signature", "signature does not match")
     return SignedRequest(int(raw_ts), nonce)
+
+
+# The admin keys accepted, current first; read per request so a rotation needs no restart.
+AdminKeys = Callable[[], Sequence[str]]
 
 
 def parse_networks(cidrs: Sequence[str]) -> tuple[Network, ...]:
