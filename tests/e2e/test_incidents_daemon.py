@@ -113,9 +113,15 @@ def test_incidents_open_and_resolve_with_one_alert_each_through_pulse_serve(
         timeout=30,
         check=True,
     )
-    states = {i["signature"]: i["state"] for i in json.loads(listed.stdout)["incidents"]}
-    assert states == {"parse:aloware:bad_created_at": "open", "silence:hubspot": "resolved"}
+    incidents = {(i["signature"], i["state"]) for i in json.loads(listed.stdout)["incidents"]}
+    # A busy machine can take longer than the 3 s window from here to the stop: hubspot may be
+    # silent (a new incident) again by then, which is the alarm working, not a repeat.
+    assert {("parse:aloware:bad_created_at", "open"), ("silence:hubspot", "resolved")} <= incidents
+    assert len(incidents) <= 3  # and at most the new silence beside them
 
     assert daemon.stop() == 0
     assert receiver.path not in daemon.log() + listed.stdout.decode() + listed.stderr.decode()
-    assert len(receiver.bodies) == 3  # one message per open and per resolve, no repeats
+    events = receiver.events()  # one message per open and per resolve, no repeats:
+    assert events.count(("incident.opened", "parse:aloware:bad_created_at")) == 1
+    assert events.count(("incident.resolved", "silence:hubspot")) == 1
+    assert events[3:] in ([], [("incident.opened", "silence:hubspot")])  # silent again, at most
