@@ -194,7 +194,7 @@ class SqliteInbox:
             return []
         invisible_until = now + self.visibility.total_seconds()
         deliveries: list[Delivery] = []
-        with self.db.transaction(conn):
+        with self.db.transaction(conn, synced=False):  # lost to a power cut: delivered again
             rows = conn.execute(
                 "SELECT id, request_id, source, received_at, headers, body, attempts FROM inbox"
                 " WHERE visible_at <= ? ORDER BY id LIMIT ?",
@@ -217,7 +217,9 @@ class SqliteInbox:
             return
 
         def delete(conn: sqlite3.Connection) -> None:
-            with self.db.transaction(conn):
+            # Unsynced: undone only by a power cut, and then redelivered and acked as already
+            # counted (the ledger's commit is synced before any ack).
+            with self.db.transaction(conn, synced=False):
                 conn.executemany("DELETE FROM inbox WHERE id = ? AND receipt = ?", pairs)
 
         await self.db.run(delete)
