@@ -482,6 +482,9 @@ class WrkRun:
     rate: float
     p99_ms: float
     errors: int
+    cpu_us: float = float("nan")
+    """Server CPU (all its threads) per request during the run: what a loaded machine's noise
+    changes least."""
 
 
 def _lua_string(text: str) -> str:
@@ -520,7 +523,16 @@ def parse_wrk(output: str) -> WrkRun:
     return WrkRun(requests, rate, p99, errors)
 
 
-async def run_wrk(url: str, script: Path, first_id: int, seconds: int, connections: int) -> WrkRun:
+async def run_wrk(
+    server: Server, script: Path, first_id: int, seconds: int, connections: int
+) -> WrkRun:
+    cpu_before = server.cpu_seconds()
+    run = await _wrk(server.url, script, first_id, seconds, connections)
+    run.cpu_us = (server.cpu_seconds() - cpu_before) / max(run.requests, 1) * 1e6
+    return run
+
+
+async def _wrk(url: str, script: Path, first_id: int, seconds: int, connections: int) -> WrkRun:
     proc = await asyncio.create_subprocess_exec(
         "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
         url.removesuffix("/webhooks/aloware"), "--", str(first_id),
@@ -593,7 +605,8 @@ async def burst(
         fact_count(data / "warehouse.sqlite"),
         await received_total(daemon.port),
     )
-    run = await run_wrk(daemon.url, script, first_id, BURST_SECONDS, connections)
+    run = await run_wrk(daemon, script, first_id, BURST_SECONDS, connections)
+    await asyncio.sleep(1)  # the requests wrk cut off at its deadline finish storing
     stored = await received_total(daemon.port) - stored_before
 
     async def caught_up() -> bool:
@@ -619,14 +632,14 @@ async def main_wrk(args: argparse.Namespace) -> int:
         try:
             c = args.concurrency
             for server, first in ((bare, 100_000_000), (daemon, 200_000_000)):
-                await run_wrk(server.url, script, first, 1, 8)  # warm-up
-            bare_accept = await run_wrk(bare.url, script, 300_000_000, ACCEPT_SECONDS, c)
-            pulse_accept = await run_wrk(daemon.url, script, 400_000_000, ACCEPT_SECONDS, c)
+                await run_wrk(server, script, first, 1, 8)  # warm-up
+            bare_accept = await run_wrk(bare, script, 300_000_000, ACCEPT_SECONDS, c)
+            pulse_accept = await run_wrk(daemon, script, 400_000_000, ACCEPT_SECONDS, c)
             data = home / "data"
             await wait_until(
                 lambda: asyncio.to_thread(lambda: inbox_depth(data) == 0), 120, "the inbox to drain"
             )
-            bare_burst = await run_wrk(bare.url, script, 500_000_000, BURST_SECONDS, c)
+            bare_burst = await run_wrk(bare, script, 500_000_000, BURST_SECONDS, c)
             pulse_burst, stored, counted = await burst(daemon, script, 600_000_000, c, data)
             headers = {"Content-Type": "application/json"}
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=c)) as session:
@@ -646,14 +659,14 @@ async def main_wrk(args: argparse.Namespace) -> int:
     print(
         f"wrk -t1 -c{c} · Aloware disposed sample · ALOWARE_AUTH=none · loopback · {os.cpu_count()} CPUs"
     )
-    print(f"{'run':<28}{'req/s':>10}{'p99 ms':>10}{'errors':>8}")
+    print(f"{'run':<28}{'req/s':>10}{'p99 ms':>10}{'errors':>8}{'CPU µs/req':>12}")
     for name, r in (
         ("bare accept 6 s", bare_accept),
         ("pulse accept 6 s", pulse_accept),
         ("bare burst 10 s", bare_burst),
         ("pulse burst 10 s", pulse_burst),
     ):
-        print(f"{name:<28}{r.rate:>10,.0f}{r.p99_ms:>10.2f}{r.errors:>8}")
+        print(f"{name:<28}{r.rate:>10,.0f}{r.p99_ms:>10.2f}{r.errors:>8}{r.cpu_us:>12,.0f}")
     lag_p99 = percentile(paced.lags_ms, 99)
     print(
         f"burst: {stored:,} stored, {counted:,} counted afterwards · paced {args.lag_rate:,.0f}/s achieved {paced.achieved_rate:,.0f}/s"
