@@ -8,6 +8,13 @@ same fixed count of distinct Aloware call events at each with N keep-alive conne
 requests/s, p50/p99 latency and the ratio; then paces events at --lag-rate for --lag-seconds and
 prints how long each took from its 202 to its row in the local sink (FactEvent, polled every
 20 ms). Targets (issue 2): daemon ≥ 50 % of the bare rate, p99 < 20 ms, lag p99 < 1 s.
+
+    .venv/bin/python bench/edge.py --wrk
+
+Issue 15's figures, driven by wrk (Debian's `wrk`) with ALOWARE_AUTH=none: accept rate and p99
+(6 s, 32 connections, workers running), a 10 s burst and then every stored event counted, the
+paced lag, cold start (spawn → /readyz 200 against spawn → a bare app listening) and RSS; each
+a ratio against the bare handler in the same run.
 """
 
 from __future__ import annotations
