@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -185,6 +185,9 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` samples double the page and no panel reads them
         self.registry = CollectorRegistry(auto_describe=True)
         self._recorded: dict[str, Counter | Histogram] = {}
+        # Labelled children by (family, labels): prometheus_client's labels() validates and
+        # locks on every call, several times per request on the edge.
+        self._children: dict[tuple[object, ...], Any] = {}
         self._sources: list[GaugeSource] = []
         for name, family in FAMILIES.items():
             if family.scraped:
@@ -199,14 +202,20 @@ class Metrics:
         self.registry.register(_Scraped(self._sources))
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
-        metric = self._recorded[name]
-        assert isinstance(metric, Counter), f"{name} is not a counter"
-        (metric.labels(**labels) if labels else metric).inc(amount)
+        self._child(name, Counter, labels).inc(amount)
 
     def observe(self, name: str, seconds: float, **labels: str) -> None:
-        metric = self._recorded[name]
-        assert isinstance(metric, Histogram), f"{name} is not a histogram"
-        (metric.labels(**labels) if labels else metric).observe(seconds)
+        self._child(name, Histogram, labels).observe(seconds)
+
+    def _child(self, name: str, kind: type, labels: dict[str, str]) -> Any:
+        key = (name, *labels.items())
+        child = self._children.get(key)
+        if child is None:
+            metric = self._recorded[name]
+            assert isinstance(metric, kind), f"{name} is not a {kind.__name__.lower()}"
+            child = metric.labels(**labels) if labels else metric
+            self._children[key] = child
+        return child
 
     def value(self, name: str, **labels: str) -> float:
         """A sample's value as the page shows it (a histogram's: name it `…_count`/`…_sum`)."""

@@ -8,6 +8,13 @@ same fixed count of distinct Aloware call events at each with N keep-alive conne
 requests/s, p50/p99 latency and the ratio; then paces events at --lag-rate for --lag-seconds and
 prints how long each took from its 202 to its row in the local sink (FactEvent, polled every
 20 ms). Targets (issue 2): daemon ≥ 50 % of the bare rate, p99 < 20 ms, lag p99 < 1 s.
+
+    .venv/bin/python bench/edge.py --wrk
+
+Issue 15's figures, driven by wrk (Debian's `wrk`) with ALOWARE_AUTH=none: accept rate and p99
+(6 s, 32 connections, workers running), a 10 s burst and then every stored event counted, the
+paced lag, cold start (spawn → /readyz 200 against spawn → a bare app listening) and RSS; each
+a ratio against the bare handler in the same run.
 """
 
 from __future__ import annotations
@@ -52,12 +59,12 @@ async def _bare_receive(request: web.Request) -> web.Response:
     return web.json_response({"request_id": secrets.token_hex(16)}, status=202)
 
 
-async def _serve_bare() -> None:
+async def _serve_bare(port: int = 0) -> None:
     app = web.Application()
     app.router.add_post("/webhooks/{source}", _bare_receive)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
     await site.start()
     port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
     print(f"port {port}", flush=True)
@@ -139,7 +146,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def start_daemon(home: Path, secret: str, log_level: str) -> Server:
+async def start_daemon(
+    home: Path, secret: str, log_level: str, extra_env: dict[str, str] | None = None
+) -> Server:
     port = free_port()  # chosen here, not read from the log: LOG_LEVEL may hide "listening"
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
     env = {k: os.environ[k] for k in keep if k in os.environ}
@@ -152,6 +161,7 @@ async def start_daemon(home: Path, secret: str, log_level: str) -> Server:
         ROSTER_AGENTS='["42"]',
         LOG_LEVEL=log_level,
     )
+    env.update(extra_env or {})
     log_path = home / "pulse.log"
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
@@ -452,6 +462,250 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- wrk mode (issue 15): accept, burst, lag and cold start, each a ratio from one run ----------
+
+ACCEPT_SECONDS = 6
+BURST_SECONDS = 10
+TARGET_ACCEPT_RATIO = 0.60
+TARGET_ACCEPT_P99_MS = 10.0
+TARGET_BURST_RATIO = 0.90
+TARGET_START_RATIO = 2.0
+TARGET_RSS_MB = 150.0
+_LUA = """
+local prefix, suffix = %s, %s
+local next_id = 0
+function init(args) next_id = tonumber(args[1]) end
+request = function()
+  next_id = next_id + 1
+  return wrk.format("POST", "/webhooks/aloware", {["Content-Type"] = "application/json"},
+                    prefix .. next_id .. suffix)
+end
+"""
+
+
+@dataclass
+class WrkRun:
+    requests: int
+    rate: float
+    p99_ms: float
+    errors: int
+    cpu_us: float = float("nan")
+    """Server CPU (all its threads) per request during the run: what a loaded machine's noise
+    changes least."""
+
+
+def _lua_string(text: str) -> str:
+    return "[==[" + text + "]==]"
+
+
+def wrk_script(home: Path) -> Path:
+    """A wrk script posting the disposed sample with a new communication id per request."""
+    template = json.loads(SAMPLE.read_text())["body"]
+    template["body"]["id"] = "@ID@"
+    prefix, suffix = json.dumps(template).split('"@ID@"')
+    path = home / "post.lua"
+    path.write_text(_LUA % (_lua_string(prefix + '"'), _lua_string('"' + suffix)))
+    return path
+
+
+def _ms(text: str) -> float:
+    for unit, scale in (("us", 0.001), ("ms", 1.0), ("s", 1000.0), ("m", 60_000.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * scale
+    return float(text)
+
+
+def parse_wrk(output: str) -> WrkRun:
+    requests, rate, p99, errors = 0, 0.0, float("nan"), 0
+    for line in output.splitlines():
+        words = line.split()
+        if " requests in " in line:
+            requests = int(words[0])
+        elif line.startswith("Requests/sec:"):
+            rate = float(words[1])
+        elif words[:1] == ["99%"]:
+            p99 = _ms(words[1])
+        elif line.strip().startswith(("Non-2xx", "Socket errors")):
+            errors += sum(int(w.strip(",")) for w in words if w.strip(",").isdigit())
+    return WrkRun(requests, rate, p99, errors)
+
+
+async def run_wrk(
+    server: Server, script: Path, first_id: int, seconds: int, connections: int
+) -> WrkRun:
+    cpu_before = server.cpu_seconds()
+    run = await _wrk(server.url, script, first_id, seconds, connections)
+    run.cpu_us = (server.cpu_seconds() - cpu_before) / max(run.requests, 1) * 1e6
+    return run
+
+
+async def _wrk(url: str, script: Path, first_id: int, seconds: int, connections: int) -> WrkRun:
+    proc = await asyncio.create_subprocess_exec(
+        "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+        url.removesuffix("/webhooks/aloware"), "--", str(first_id),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return parse_wrk(out.decode())
+
+
+async def start_bare_on(port: int) -> tuple[Server, float]:
+    """Spawn the bare app on `port`; seconds from spawn until it accepts a connection."""
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--bare-server", "--port", str(port),
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.005)
+            continue
+        writer.close()
+        return Server("bare aiohttp 202", proc, port), time.perf_counter() - started
+
+
+async def start_daemon_ready(home: Path, log_level: str) -> tuple[Server, float]:
+    """Spawn `pulse serve` (ALOWARE_AUTH=none); seconds from spawn until /readyz answers 200."""
+    started = time.perf_counter()
+    server = await start_daemon(home, "", log_level, {"ALOWARE_AUTH": "none"})
+    async with aiohttp.ClientSession() as session:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"http://127.0.0.1:{server.port}/readyz") as response:
+                    if response.status == 200:
+                        return server, time.perf_counter() - started
+            await asyncio.sleep(0.005)
+
+
+def fact_count(warehouse: Path) -> int:
+    with contextlib.closing(sqlite3.connect(warehouse, timeout=5)) as conn:
+        (count,) = conn.execute("SELECT COUNT(*) FROM FactEvent").fetchone()
+    return int(count)
+
+
+async def received_total(port: int) -> int:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        text = await response.text()
+    prefix = 'pulse_webhooks_received_total{source="aloware"}'
+    return sum(
+        int(float(line.split()[-1])) for line in text.splitlines() if line.startswith(prefix)
+    )
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def burst(
+    daemon: Server, script: Path, first_id: int, connections: int, data: Path
+) -> tuple[WrkRun, int, int]:
+    """A 10 s wrk burst; then wait until every stored event is a row: (run, stored, counted)."""
+    rows_before, stored_before = (
+        fact_count(data / "warehouse.sqlite"),
+        await received_total(daemon.port),
+    )
+    run = await run_wrk(daemon, script, first_id, BURST_SECONDS, connections)
+    await asyncio.sleep(1)  # the requests wrk cut off at its deadline finish storing
+    stored = await received_total(daemon.port) - stored_before
+
+    async def caught_up() -> bool:
+        return (
+            await asyncio.to_thread(fact_count, data / "warehouse.sqlite") - rows_before >= stored
+        )
+
+    with contextlib.suppress(SystemExit):
+        await wait_until(caught_up, 120, "the burst to be counted")
+    return run, stored, fact_count(data / "warehouse.sqlite") - rows_before
+
+
+def print_ratio(what: str, value: float, target: str, ok: bool) -> None:
+    print(f"{what:<44}{value:>8.2f}   target {target:<10} {verdict(ok)}")
+
+
+async def main_wrk(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="pulse-bench-") as tmp:
+        home = Path(tmp)
+        script = wrk_script(home)
+        bare, bare_start = await start_bare_on(free_port())
+        daemon, daemon_start = await start_daemon_ready(home, args.log_level)
+        try:
+            c = args.concurrency
+            for server, first in ((bare, 100_000_000), (daemon, 200_000_000)):
+                await run_wrk(server, script, first, 1, 8)  # warm-up
+            bare_accept = await run_wrk(bare, script, 300_000_000, ACCEPT_SECONDS, c)
+            pulse_accept = await run_wrk(daemon, script, 400_000_000, ACCEPT_SECONDS, c)
+            data = home / "data"
+            await wait_until(
+                lambda: asyncio.to_thread(lambda: inbox_depth(data) == 0), 120, "the inbox to drain"
+            )
+            bare_burst = await run_wrk(bare, script, 500_000_000, BURST_SECONDS, c)
+            pulse_burst, stored, counted = await burst(daemon, script, 600_000_000, c, data)
+            headers = {"Content-Type": "application/json"}
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=c)) as session:
+                paced = await lag(
+                    session,
+                    daemon.url,
+                    headers,
+                    Events(),
+                    data / "warehouse.sqlite",
+                    args.lag_rate,
+                    args.lag_seconds,
+                )
+            rss = rss_mb(daemon.proc.pid)
+        finally:
+            await daemon.stop()
+            await bare.stop()
+    print(
+        f"wrk -t1 -c{c} · Aloware disposed sample · ALOWARE_AUTH=none · loopback · {os.cpu_count()} CPUs"
+    )
+    print(f"{'run':<28}{'req/s':>10}{'p99 ms':>10}{'errors':>8}{'CPU µs/req':>12}")
+    for name, r in (
+        ("bare accept 6 s", bare_accept),
+        ("pulse accept 6 s", pulse_accept),
+        ("bare burst 10 s", bare_burst),
+        ("pulse burst 10 s", pulse_burst),
+    ):
+        print(f"{name:<28}{r.rate:>10,.0f}{r.p99_ms:>10.2f}{r.errors:>8}{r.cpu_us:>12,.0f}")
+    lag_p99 = percentile(paced.lags_ms, 99)
+    print(
+        f"burst: {stored:,} stored, {counted:,} counted afterwards · paced {args.lag_rate:,.0f}/s achieved {paced.achieved_rate:,.0f}/s"
+    )
+    print(
+        f"cold start: bare listening {bare_start:.2f} s, pulse /readyz 200 {daemon_start:.2f} s · pulse RSS {rss:.0f} MB"
+    )
+    accept = pulse_accept.rate / bare_accept.rate
+    print_ratio("accept rate, pulse / bare", accept, "≥ 0.60", accept >= TARGET_ACCEPT_RATIO)
+    print_ratio(
+        "accept p99 (ms)", pulse_accept.p99_ms, "< 10", pulse_accept.p99_ms < TARGET_ACCEPT_P99_MS
+    )
+    ratio = pulse_burst.rate / bare_burst.rate
+    print_ratio(
+        "burst rate, pulse / bare (all counted)",
+        ratio,
+        "≥ 0.90",
+        ratio >= TARGET_BURST_RATIO and counted == stored,
+    )
+    print_ratio(
+        "accept → row lag p99 (s)",
+        lag_p99 / 1000,
+        "< 1",
+        lag_p99 < TARGET_LAG_P99_MS and not paced.unseen,
+    )
+    start = daemon_start / bare_start
+    print_ratio(
+        "cold start, pulse readyz / bare listen", start, "≤ 2.0", start <= TARGET_START_RATIO
+    )
+    return 0
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=5000, help="POSTs per server (5000)")
@@ -461,13 +715,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default="INFO", help="daemon LOG_LEVEL (INFO: one line per request)"
     )
+    parser.add_argument(
+        "--wrk", action="store_true", help="issue 15's four ratios, driven by wrk (Debian: wrk)"
+    )
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
     arguments = parse_args()
     if arguments.bare_server:
-        asyncio.run(_serve_bare())
+        asyncio.run(_serve_bare(arguments.port))
         sys.exit(0)
+    if arguments.wrk:
+        sys.exit(asyncio.run(main_wrk(arguments)))
     sys.exit(asyncio.run(asyncio.wait_for(main(arguments), 110)))

@@ -8,13 +8,12 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
-
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession, get_session
-from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+from typing import TYPE_CHECKING, Any
 
 from core.errors import PermanentError, TransientError
+
+if TYPE_CHECKING:  # aiobotocore loads only when this store is configured (cold start)
+    from aiobotocore.session import AioSession
 
 log = logging.getLogger("pulse.dynamodb")
 
@@ -81,6 +80,9 @@ async def dynamodb_client(
     """Open one client for the process (a container Resource); credentials from the default
     chain (ECS task role, env) unless given. A shared `session` saves reloading the
     service model per client."""
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
     config = AioConfig(
         # We own retries (`call`), so a throttled claim is retried once, with our budget.
         retries={"total_max_attempts": 1, "mode": "standard"},
@@ -109,6 +111,8 @@ async def call(
     """
     started = time.monotonic()
     attempt = failures = 0
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
     while True:
         delay = backoff.delay(attempt)
         try:

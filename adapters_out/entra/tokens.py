@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Protocol, Self
-
-import msal
-import requests
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from adapters_out.entra.config import EntraConfig
 from core.errors import SinkTransientError
+
+if TYPE_CHECKING:  # msal (and requests) load only when a Microsoft sink is configured
+    import msal
 
 
 class EntraAuthError(SinkTransientError):
@@ -110,6 +110,8 @@ class ServicePrincipalAuth:
         # Construction performs OIDC tenant discovery over the network, hence off the loop.
         # login.microsoftonline.com (and the sovereign clouds) are hosts MSAL knows, so it
         # skips instance discovery; validate_authority stays on for a mistyped host.
+        import msal
+
         return msal.ConfidentialClientApplication(
             self._client_id,
             client_credential=self._secret,
@@ -119,6 +121,8 @@ class ServicePrincipalAuth:
         )
 
     async def token(self) -> str:
+        import requests
+
         async with self._lock:
             self._follow_rotation()
             try:
@@ -150,6 +154,8 @@ class ServicePrincipalAuth:
         async with self._lock:
             if self._app is None:
                 return
+            import msal
+
             cache = self._app.token_cache
             for entry in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
                 if entry.get("secret") == token:

@@ -6,13 +6,13 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
-
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession, get_session
-from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+from typing import TYPE_CHECKING, Any
 
 from core.errors import PermanentError, TransientError
+
+if TYPE_CHECKING:  # aiobotocore loads only when this store is configured (cold start)
+    from aiobotocore.session import AioSession
+    from botocore.exceptions import ClientError
 
 # SQS throttles per API action; "OverLimit" is the in-flight message quota, which drains.
 THROTTLING_CODES = frozenset(
@@ -55,6 +55,9 @@ async def sqs_client(
     """Open one client for the process (a container Resource); credentials from the default
     chain (ECS task role, env) unless given. A shared `session` saves reloading the
     service model per client."""
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
     config = AioConfig(
         retries={"total_max_attempts": 1, "mode": "standard"},  # we own retries (`call`)
         connect_timeout=3,
@@ -84,6 +87,8 @@ async def call(
 
     A retried send may enqueue twice; the ledger turns the repeat into a duplicate.
     """
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
     attempt = 0
     while True:
         try:

@@ -26,10 +26,11 @@ def files_holding(folder: Path, needle: bytes) -> list[str]:
 
 
 async def settled(inbox: SqliteInbox) -> None:
-    """Until the checkpoint queued behind the last ack has run and reported back."""
-    for _ in range(100):
+    """Until the checkpoint queued behind the last ack (CHECKPOINT_DELAY_SEC later) has run
+    and reported back."""
+    for _ in range(300):
         await inbox.db.run(lambda conn: None)
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
         if not inbox._checkpoint_queued:
             return
     raise AssertionError("the checkpoint never ran")
