@@ -55,7 +55,7 @@ lint: $(VENV)/.installed-test $(VENV)/.promtool
 	promtool test rules deploy/prometheus/alerts_test.yml
 
 test: lint $(VENV)/.chromium
-	$(BIN)/pytest -q -p no:cacheprovider -n 3 --dist worksteal
+	$(BIN)/pytest -q -p no:cacheprovider -n 4 --dist worksteal
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
