@@ -11,8 +11,9 @@ from typing import Any
 
 from dependency_injector.wiring import Provide, inject
 
+from adapters_in.cli.outcome import failed, print_summary
 from adapters_in.cli.progress import progress_bar
-from core.control import Busy, Caller, Summary
+from core.control import Caller, Summary
 from core.errors import PulseError, ValidationFailed
 from core.ingest import IngestConfig
 from core.reconcile import ReconcilePorts, Window, reconcile_hubspot
@@ -42,15 +43,9 @@ def add_commands(sub: Any) -> None:
 async def dispatch(args: argparse.Namespace) -> int:
     try:
         summary = await backfill(args)
-    except (ValidationFailed, Busy) as exc:
-        print(f"pulse: {exc}", file=sys.stderr)
-        return 2
     except PulseError as exc:
-        print(f"pulse: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    print(summary.line())
-    for line in summary.changes:
-        print(f"  {line}")
+        return failed(exc)
+    print_summary(summary)
     # Something could not settle now (in flight elsewhere, a dependency down): run it again.
     return 1 if summary.counts.get("retry") or summary.counts.get("dead_lettered") else 0
 

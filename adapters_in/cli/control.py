@@ -14,11 +14,12 @@ from typing import Any
 import httpx
 from dependency_injector.wiring import Provide, inject
 
+from adapters_in.cli.outcome import failed, print_summary
 from adapters_in.cli.progress import progress_bar
 from adapters_in.http.admin import auth as admin_auth
 from adapters_in.http.admin.payloads import MetricsFile, ShiftsBody, parse
 from core import control, history
-from core.control import Busy, Caller, ControlConfig, ControlPorts, Summary
+from core.control import Caller, ControlConfig, ControlPorts, Summary
 from core.dimensions import ShiftsDocument
 from core.errors import PulseError, ValidationFailed
 
@@ -82,15 +83,9 @@ async def dispatch(args: argparse.Namespace) -> int:
         if args.action == "history":
             return await show_history(args)
         summary = await run_use_case(args)
-    except (ValidationFailed, Busy) as exc:
-        print(f"pulse: {exc}", file=sys.stderr)
-        return 2
     except PulseError as exc:
-        print(f"pulse: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    print(summary.line())
-    for line in summary.changes:
-        print(f"  {line}")
+        return failed(exc)
+    print_summary(summary)
     return 0
 
 

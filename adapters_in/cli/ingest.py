@@ -16,6 +16,7 @@ from typing import Any
 
 from dependency_injector.wiring import Provide, inject
 
+from adapters_in.cli.outcome import failed, print_summary
 from adapters_in.cli.progress import progress_bar
 from adapters_in.sources.base import SourceRejected, WebhookRequest, WebhookSource
 from core.control import Summary, payload_hash
@@ -84,11 +85,8 @@ async def dispatch(args: argparse.Namespace) -> int:
         print(f"pulse: {args.file}: cannot read it ({exc.strerror or exc})", file=sys.stderr)
         return 2
     except PulseError as exc:
-        print(f"pulse: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    print(summary.line())
-    for line in summary.changes:
-        print(f"  {line}")
+        return failed(exc)
+    print_summary(summary)
     return 1 if summary.counts.get("refused") else 0
 
 
