@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.control import (
     Caller,
@@ -23,6 +23,8 @@ from core.errors import ValidationFailed
 
 if TYPE_CHECKING:
     from core.records import AppliedVersion
+
+D = TypeVar("D", MetricsDocument, ShiftsDocument)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +96,14 @@ async def rollback_metrics(
 ) -> Summary:
     """Apply version `to` of a month's goals again, as a new version after the applied one,
     through `apply_metrics` (same lease, rewrite, ledger marking and audit)."""
-    started = ports.clock.now()
-    applied, target = await _restorable(metrics_document(month), to, ports)
-    goals = MetricsDocument.from_json(target.body)
-    if replace(goals, version=applied.version).to_json() == applied.body:
-        why = _same_as_applied(to, applied)
-        return await report_unchanged(
-            "rollback_metrics", applied, ports, caller, started, dry_run=dry_run, why=why
-        )
-    again = replace(goals, version=applied.version + 1)
-    summary = await apply_metrics(again, ports, config, caller, dry_run=dry_run, restores=to)
-    return _restoring(summary, to)
+    name = metrics_document(month)
+
+    async def apply(goals: MetricsDocument) -> Summary:
+        return await apply_metrics(goals, ports, config, caller, dry_run=dry_run, restores=to)
+
+    return await _rollback(
+        "rollback_metrics", name, MetricsDocument.from_json, apply, to, ports, caller, dry_run
+    )
 
 
 async def rollback_shifts(
@@ -116,17 +115,43 @@ async def rollback_shifts(
     dry_run: bool = False,
 ) -> Summary:
     """Apply version `to` of the shift rules again, as a new version, through `apply_shifts`."""
+
+    async def apply(rules: ShiftsDocument) -> Summary:
+        return await apply_shifts(rules, ports, config, caller, dry_run=dry_run, restores=to)
+
+    return await _rollback(
+        "rollback_shifts",
+        ShiftsDocument.name,
+        ShiftsDocument.from_json,
+        apply,
+        to,
+        ports,
+        caller,
+        dry_run,
+    )
+
+
+async def _rollback(
+    action: str,
+    name: str,
+    parse: Callable[[str], D],
+    apply: Callable[[D], Awaitable[Summary]],
+    to: int,
+    ports: ControlPorts,
+    caller: Caller,
+    dry_run: bool,
+) -> Summary:
+    """Version `to` of document `name`, numbered after the applied one, through `apply`; or
+    `unchanged` when its content is what is applied now."""
     started = ports.clock.now()
-    applied, target = await _restorable(ShiftsDocument.name, to, ports)
-    rules = ShiftsDocument.from_json(target.body)
-    if replace(rules, version=applied.version).to_json() == applied.body:
+    applied, target = await _restorable(name, to, ports)
+    document = parse(target.body)
+    if replace(document, version=applied.version).to_json() == applied.body:
         why = _same_as_applied(to, applied)
         return await report_unchanged(
-            "rollback_shifts", applied, ports, caller, started, dry_run=dry_run, why=why
+            action, applied, ports, caller, started, dry_run=dry_run, why=why
         )
-    again = replace(rules, version=applied.version + 1)
-    summary = await apply_shifts(again, ports, config, caller, dry_run=dry_run, restores=to)
-    return _restoring(summary, to)
+    return _restoring(await apply(replace(document, version=applied.version + 1)), to)
 
 
 async def _restorable(

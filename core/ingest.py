@@ -197,22 +197,11 @@ async def process_batch(
     An envelope that must come back because a dependency is down is handed back to the inbox
     with backoff, or, with `hold_outages`, left with the caller (`BatchOutcome.held`) to hold
     while its breaker is open and process again when it half-opens."""
-    config = await _with_applied_shifts(config, ports.shifts)
-    candidates, dead = _parse(deliveries, ports.parsers)
-    roster = await ports.roster.snapshot()
-    crm_seen: dict[tuple[str, str], CrmObject | None] = {}
-    live: list[_Candidate] = []
-    for cand in candidates:
-        if await _admit(cand, ports.crm, crm_seen, roster, config):
-            live.append(cand)
+    admitted = await _admitted(deliveries, ports, config)
+    config = admitted.config
+    await _claim_and_push(admitted.unique, ports, config, admitted.roster, now)
 
-    unique, repeats = first_of_each(live, key=lambda c: str(c.key))
-    for cand in repeats:
-        cand.settle(Status.DUPLICATE, "repeat within batch", code="repeat_in_batch")
-
-    await _claim_and_push(unique, ports, config, roster, now)
-
-    outcomes = _envelope_outcomes(deliveries, candidates, dead)
+    outcomes = _envelope_outcomes(deliveries, admitted.candidates, admitted.dead)
     held = await _settle_deliveries(deliveries, outcomes, ports, config, hold_outages)
     return BatchOutcome(tuple(outcomes), held)
 
@@ -225,17 +214,8 @@ async def preview(
     rest settled as the same rules and gate settle them (IGNORED, GATED, a repeat DUPLICATE),
     and a delivery that cannot be parsed is one DEAD_LETTERED outcome. The ledger is only read:
     nothing is claimed, pushed, acked or dead-lettered."""
-    config = await _with_applied_shifts(config, ports.shifts)
-    candidates, dead = _parse(deliveries, ports.parsers)
-    roster = await ports.roster.snapshot()
-    crm_seen: dict[tuple[str, str], CrmObject | None] = {}
-    live: list[_Candidate] = []
-    for cand in candidates:
-        if await _admit(cand, ports.crm, crm_seen, roster, config):
-            live.append(cand)
-    unique, repeats = first_of_each(live, key=lambda c: str(c.key))
-    for cand in repeats:
-        cand.settle(Status.DUPLICATE, "repeat within batch", code="repeat_in_batch")
+    admitted = await _admitted(deliveries, ports, config)
+    candidates, dead, unique = admitted.candidates, admitted.dead, admitted.unique
     done = await ports.ledger.done_among([str(c.key) for c in unique]) if unique else frozenset()
     for cand in unique:
         if cand.key in done:
@@ -247,6 +227,35 @@ async def preview(
         EventOutcome(None, Status.DEAD_LETTERED, reason, code="unparseable", signature=signature)
         for reason, signature in dead.values()
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    config: IngestConfig  # with the shift rules an operator applied
+    candidates: list[_Candidate]
+    dead: dict[int, tuple[str, str]]  # deliveries that cannot be parsed, as `_parse` answers
+    roster: RosterSnapshot
+    unique: list[_Candidate]
+    """The candidates the rules and the gate let through, each key once (repeats settled)."""
+
+
+async def _admitted(
+    deliveries: Sequence[Delivery], ports: IngestPorts, config: IngestConfig
+) -> _Admitted:
+    """What `process_batch` and `preview` both do first: parse, classify, enrich and gate each
+    event, then settle repeats of a key within the batch as DUPLICATE."""
+    config = await _with_applied_shifts(config, ports.shifts)
+    candidates, dead = _parse(deliveries, ports.parsers)
+    roster = await ports.roster.snapshot()
+    crm_seen: dict[tuple[str, str], CrmObject | None] = {}
+    live: list[_Candidate] = []
+    for cand in candidates:
+        if await _admit(cand, ports.crm, crm_seen, roster, config):
+            live.append(cand)
+    unique, repeats = first_of_each(live, key=lambda c: str(c.key))
+    for cand in repeats:
+        cand.settle(Status.DUPLICATE, "repeat within batch", code="repeat_in_batch")
+    return _Admitted(config, candidates, dead, roster, unique)
 
 
 async def _with_applied_shifts(
