@@ -1,8 +1,9 @@
 # Pulse daemon on embedded defaults: `docker build -t pulse .` then
-#   docker run -p 8080:8080 -v pulse-data:/data -e ALOWARE_SECRET=… -e HUBSPOT_CLIENT_SECRET=… pulse
-# SIGTERM drains in-flight batches (DRAIN_TIMEOUT_SEC, default 10 s, plus up to 5 s for requests
-# being stored): give the container more than Docker's default 10 s, e.g. `docker stop -t 30`.
-FROM python:3.11-slim
+#   docker run --stop-timeout 30 -p 8080:8080 -v pulse-data:/data \
+#     -e ALOWARE_SECRET=… -e HUBSPOT_CLIENT_SECRET=… pulse
+# SIGTERM drains in-flight batches within DRAIN_TIMEOUT_SEC (default 10 s): --stop-timeout (or
+# ECS stopTimeout) above it, or Docker's SIGKILL after its default 10 s cuts the drain short.
+FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -11,17 +12,22 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Runtime dependencies only (no dev/test extra); the source is installed, not mounted.
-COPY pyproject.toml README.md ./
+# Reproducible: every runtime dependency (and the build backend) at the version and hash in
+# requirements.lock (`make lock` writes it); then Pulse itself, with nothing more resolved.
+COPY requirements.lock ./
+RUN pip install --no-deps --require-hashes -r requirements.lock
+
+COPY pyproject.toml setup.py README.md ./
 COPY core ./core
 COPY ports ./ports
 COPY adapters_in ./adapters_in
 COPY adapters_out ./adapters_out
 COPY bootstrap ./bootstrap
-RUN pip install . \
-    && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin pulse \
+RUN pip install --no-deps --no-build-isolation . \
+    && groupadd --system --gid 10001 pulse \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin pulse \
     && mkdir -p /data \
-    && chown pulse:pulse /data
+    && chown 10001:10001 /data
 
 # HOST=0.0.0.0: the default (127.0.0.1) would be unreachable from outside the container.
 ENV DATA_DIR=/data \
@@ -30,7 +36,8 @@ ENV DATA_DIR=/data \
 
 VOLUME ["/data"]
 EXPOSE 8080
-USER pulse
+# Numeric, so the platform can check it is not root without reading /etc/passwd.
+USER 10001:10001
 
 # slim has no curl: Python's urllib raises (exit 1) on a refused connection or a non-2xx answer.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \

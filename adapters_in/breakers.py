@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from adapters_in.metrics import Metrics
-from ports.clock import Clock
+from pulse.adapters_in.metrics import Metrics
+from pulse.ports.clock import Clock
 
 log = logging.getLogger("pulse.breakers")
 

@@ -6,9 +6,9 @@ import asyncio
 import logging
 from collections.abc import Iterator
 
-from adapters_in.metrics import Metrics
-from ports.inbox import Inbox
-from ports.ledger import Ledger
+from pulse.adapters_in.metrics import Metrics
+from pulse.ports.inbox import Inbox
+from pulse.ports.ledger import Ledger
 
 log = logging.getLogger("pulse.housekeeping")
 

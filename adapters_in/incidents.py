@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from core import incidents
-from core.incidents import Incident, IncidentRules, State, Transition, silence_signature
-from core.silence import BusinessHours, silent
-from ports.clock import Clock
-from ports.incidents import IncidentStore
+from pulse.core import incidents
+from pulse.core.incidents import Incident, IncidentRules, State, Transition, silence_signature
+from pulse.core.silence import BusinessHours, silent
+from pulse.ports.clock import Clock
+from pulse.ports.incidents import IncidentStore
 
 log = logging.getLogger("pulse.incidents")
 

@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 
 from opentelemetry import trace
 
-from adapters_in.metrics import Metrics, Reading
-from core.errors import SinkPermanentError
-from core.model import DimRow, FactEvent
-from ports.ledger import Claim, Ledger
-from ports.sink import Sink
+from pulse.adapters_in.metrics import Metrics, Reading
+from pulse.core.errors import SinkPermanentError
+from pulse.core.model import DimRow, FactEvent
+from pulse.ports.ledger import Claim, Ledger
+from pulse.ports.sink import Sink
 
 tracer = trace.get_tracer("pulse.ports")
 T = TypeVar("T")

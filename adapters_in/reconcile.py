@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from adapters_in.metrics import Metrics
-from adapters_in.scheduler import Job
-from core.control import Caller, Summary
-from core.ingest import IngestConfig
-from core.reconcile import ReconcilePorts, Window, reconcile_hubspot
+from pulse.adapters_in.metrics import Metrics
+from pulse.adapters_in.scheduler import Job
+from pulse.core.control import Caller, Summary
+from pulse.core.ingest import IngestConfig
+from pulse.core.reconcile import ReconcilePorts, Window, reconcile_hubspot
 
 log = logging.getLogger("pulse.reconcile")
 

@@ -12,10 +12,10 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from adapters_in.metrics import Metrics
-from core.control import Caller, Summary
-from ports.clock import Clock
-from ports.control import JobLease
+from pulse.adapters_in.metrics import Metrics
+from pulse.core.control import Caller, Summary
+from pulse.ports.clock import Clock
+from pulse.ports.control import JobLease
 
 log = logging.getLogger("pulse.scheduler")
 

@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import propagate, trace
 
-from adapters_in.breakers import Breakers
-from adapters_in.metrics import Metrics
-from core.errors import TransientError
-from core.incidents import signature_of
-from core.ingest import BatchOutcome, IngestConfig, IngestPorts, process_batch
-from core.model import Delivery
-from ports.clock import Clock
+from pulse.adapters_in.breakers import Breakers
+from pulse.adapters_in.metrics import Metrics
+from pulse.core.errors import TransientError
+from pulse.core.incidents import signature_of
+from pulse.core.ingest import BatchOutcome, IngestConfig, IngestPorts, process_batch
+from pulse.core.model import Delivery
+from pulse.ports.clock import Clock
 
 if TYPE_CHECKING:
-    from adapters_in.incidents import IncidentMonitor
+    from pulse.adapters_in.incidents import IncidentMonitor
 
 log = logging.getLogger("pulse.worker")
 tracer = trace.get_tracer("pulse.worker")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from adapters_out.dynamodb.client import dynamodb_client
-from adapters_out.dynamodb.infra import ensure_table
-from adapters_out.sqs.client import sqs_client
-from adapters_out.sqs.infra import ensure_queues
+from pulse.adapters_out.dynamodb.client import dynamodb_client
+from pulse.adapters_out.dynamodb.infra import ensure_table
+from pulse.adapters_out.sqs.client import sqs_client
+from pulse.adapters_out.sqs.infra import ensure_queues
 
 
 async def create_infra(

@@ -167,7 +167,7 @@ async def start_daemon(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bootstrap.main",
+            "pulse.bootstrap.main",
             "serve",
             cwd=home,
             env=env,

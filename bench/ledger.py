@@ -17,10 +17,10 @@ from datetime import timedelta
 
 from aiohttp import ClientSession, web
 
-from adapters_out.clock import SystemClock
-from adapters_out.dynamodb.client import dynamodb_client
-from adapters_out.dynamodb.infra import ensure_table
-from adapters_out.dynamodb.ledger import DynamoLedger
+from pulse.adapters_out.clock import SystemClock
+from pulse.adapters_out.dynamodb.client import dynamodb_client
+from pulse.adapters_out.dynamodb.infra import ensure_table
+from pulse.adapters_out.dynamodb.ledger import DynamoLedger
 
 # Run: `.venv/bin/python -m bench.ledger [--rounds 20] [--batch 100] [--concurrency 32] [--rtt-ms 0]`.
 # moto runs in its own process: sharing our GIL it would hide any overlap. moto spends a few

@@ -17,14 +17,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the emulator lives under tests/
 
-from adapters_out.powerbi.auth import ServicePrincipalAuth  # noqa: E402
-from adapters_out.powerbi.client import PowerBIClient  # noqa: E402
-from adapters_out.powerbi.errors import PowerBIThrottled, PowerBIUnavailable  # noqa: E402
-from adapters_out.powerbi.schema import encode_row  # noqa: E402
-from adapters_out.powerbi.sink import PowerBISink  # noqa: E402
-from core.errors import SinkTransientError  # noqa: E402
-from core.model import DateKey, EventKey, FactEvent, MetricID  # noqa: E402
-from core.schema import FACT_EVENT  # noqa: E402
+from pulse.adapters_out.powerbi.auth import ServicePrincipalAuth  # noqa: E402
+from pulse.adapters_out.powerbi.client import PowerBIClient  # noqa: E402
+from pulse.adapters_out.powerbi.errors import PowerBIThrottled, PowerBIUnavailable  # noqa: E402
+from pulse.adapters_out.powerbi.schema import encode_row  # noqa: E402
+from pulse.adapters_out.powerbi.sink import PowerBISink  # noqa: E402
+from pulse.core.errors import SinkTransientError  # noqa: E402
+from pulse.core.model import DateKey, EventKey, FactEvent, MetricID  # noqa: E402
+from pulse.core.schema import FACT_EVENT  # noqa: E402
 from tests.emulators.aad import AuthorityRedirect  # noqa: E402
 from tests.emulators.clock import ScaledTime  # noqa: E402
 from tests.emulators.powerbi import PowerBIEmulator  # noqa: E402

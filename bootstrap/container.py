@@ -14,29 +14,29 @@ from typing import Any, TypeVar
 import httpx
 from dependency_injector import containers, providers
 
-from adapters_in.breakers import Breakers
-from adapters_in.cli.dataset import NoDatasetNeeded
-from adapters_in.housekeeping import Housekeeping
-from adapters_in.http.admin import auth as admin_auth
-from adapters_in.http.admin.api import AdminApi
-from adapters_in.http.app import build_app
-from adapters_in.http.console.routes import Console
-from adapters_in.http.health import Health, OperatorStatus, readiness_checks
-from adapters_in.http.webhooks import StoreHealth, WebhookEdge
-from adapters_in.incidents import IncidentMonitor, SilenceRules
-from adapters_in.instrumented import MeasuredLedger, MeasuredSink
-from adapters_in.metrics import Metrics
-from adapters_in.reconcile import reconcile_job
-from adapters_in.scheduler import ControlScheduler, Job, JobBoard
-from adapters_in.sources.aloware import AlowareSource
-from adapters_in.sources.hubspot import HubSpotSource
-from adapters_in.worker import InboxWorkers
-from adapters_out.alerts.webhook import NoAlerts, WebhookAlerts
-from adapters_out.aloware.roster import AlowareRoster
-from adapters_out.aws_infra import create_infra
-from adapters_out.clock import SystemClock
-from adapters_out.dynamodb.client import dynamodb_client
-from adapters_out.dynamodb.control import (
+from pulse.adapters_in.breakers import Breakers
+from pulse.adapters_in.cli.dataset import NoDatasetNeeded
+from pulse.adapters_in.housekeeping import Housekeeping
+from pulse.adapters_in.http.admin import auth as admin_auth
+from pulse.adapters_in.http.admin.api import AdminApi
+from pulse.adapters_in.http.app import build_app
+from pulse.adapters_in.http.console.routes import Console
+from pulse.adapters_in.http.health import Health, OperatorStatus, readiness_checks
+from pulse.adapters_in.http.webhooks import StoreHealth, WebhookEdge
+from pulse.adapters_in.incidents import IncidentMonitor, SilenceRules
+from pulse.adapters_in.instrumented import MeasuredLedger, MeasuredSink
+from pulse.adapters_in.metrics import Metrics
+from pulse.adapters_in.reconcile import reconcile_job
+from pulse.adapters_in.scheduler import ControlScheduler, Job, JobBoard
+from pulse.adapters_in.sources.aloware import AlowareSource
+from pulse.adapters_in.sources.hubspot import HubSpotSource
+from pulse.adapters_in.worker import InboxWorkers
+from pulse.adapters_out.alerts.webhook import NoAlerts, WebhookAlerts
+from pulse.adapters_out.aloware.roster import AlowareRoster
+from pulse.adapters_out.aws_infra import create_infra
+from pulse.adapters_out.clock import SystemClock
+from pulse.adapters_out.dynamodb.client import dynamodb_client
+from pulse.adapters_out.dynamodb.control import (
     DynamoAuditLog,
     DynamoBudgetStore,
     DynamoJobLease,
@@ -45,23 +45,23 @@ from adapters_out.dynamodb.control import (
     DynamoRowCounts,
     DynamoVersionStore,
 )
-from adapters_out.dynamodb.incidents import DynamoIncidentStore
-from adapters_out.dynamodb.ledger import DynamoLedger
-from adapters_out.entra.config import EntraConfig
-from adapters_out.entra.tokens import ServicePrincipalAuth
-from adapters_out.fabric.config import EventhouseConfig, EventstreamConfig
-from adapters_out.fabric.eventhouse import EventhouseDataset, EventhouseSink
-from adapters_out.fabric.eventstream import EventstreamDataset, EventstreamSink
-from adapters_out.hubspot.crm import HubSpotCrm, SearchLimits
-from adapters_out.powerbi.auth import ServicePrincipalAuth as PowerBIAuth
-from adapters_out.powerbi.config import PowerBIConfig
-from adapters_out.powerbi.dataset import PowerBIDatasetTool
-from adapters_out.powerbi.limiter import RealTime, Timebase
-from adapters_out.powerbi.shared_budget import SharedBudget
-from adapters_out.powerbi.sink import PowerBISink
-from adapters_out.secrets.aws import SecretsManagerSecrets, kept_fresh, secretsmanager_client
-from adapters_out.secrets.static import StaticSecrets
-from adapters_out.sqlite.control import (
+from pulse.adapters_out.dynamodb.incidents import DynamoIncidentStore
+from pulse.adapters_out.dynamodb.ledger import DynamoLedger
+from pulse.adapters_out.entra.config import EntraConfig
+from pulse.adapters_out.entra.tokens import ServicePrincipalAuth
+from pulse.adapters_out.fabric.config import EventhouseConfig, EventstreamConfig
+from pulse.adapters_out.fabric.eventhouse import EventhouseDataset, EventhouseSink
+from pulse.adapters_out.fabric.eventstream import EventstreamDataset, EventstreamSink
+from pulse.adapters_out.hubspot.crm import HubSpotCrm, SearchLimits
+from pulse.adapters_out.powerbi.auth import ServicePrincipalAuth as PowerBIAuth
+from pulse.adapters_out.powerbi.config import PowerBIConfig
+from pulse.adapters_out.powerbi.dataset import PowerBIDatasetTool
+from pulse.adapters_out.powerbi.limiter import RealTime, Timebase
+from pulse.adapters_out.powerbi.shared_budget import SharedBudget
+from pulse.adapters_out.powerbi.sink import PowerBISink
+from pulse.adapters_out.secrets.aws import SecretsManagerSecrets, kept_fresh, secretsmanager_client
+from pulse.adapters_out.secrets.static import StaticSecrets
+from pulse.adapters_out.sqlite.control import (
     SqliteAuditLog,
     SqliteJobLease,
     SqliteNonceStore,
@@ -70,27 +70,27 @@ from adapters_out.sqlite.control import (
     SqliteVersionStore,
     open_control_db,
 )
-from adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
-from adapters_out.sqlite.incidents import SqliteIncidentStore
-from adapters_out.sqlite.ledger import SqliteLedger
-from adapters_out.sqlite.warehouse import SqliteWarehouse
-from adapters_out.sqs.client import SqsClient, sqs_client
-from adapters_out.sqs.dead_letters import SqsDeadLetters
-from adapters_out.sqs.inbox import SqsInbox
-from adapters_out.static.crm import StaticCrmDirectory
-from adapters_out.static.roster import StaticRoster
-from bootstrap.daemon import Daemon
-from bootstrap.settings import Settings
-from core import control
-from core.control import ControlConfig, ControlPorts
-from core.dead_letters import DeadLetterPorts, purge_expired
-from core.dimensions import DateWindow
-from core.incidents import IncidentRules
-from core.ingest import IngestConfig, IngestPorts
-from core.reconcile import ReconcilePorts
-from core.rules import Policy
-from core.silence import from_shifts, parse_business_hours
-from ports.secrets import Credential, SecretSource
+from pulse.adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
+from pulse.adapters_out.sqlite.incidents import SqliteIncidentStore
+from pulse.adapters_out.sqlite.ledger import SqliteLedger
+from pulse.adapters_out.sqlite.warehouse import SqliteWarehouse
+from pulse.adapters_out.sqs.client import SqsClient, sqs_client
+from pulse.adapters_out.sqs.dead_letters import SqsDeadLetters
+from pulse.adapters_out.sqs.inbox import SqsInbox
+from pulse.adapters_out.static.crm import StaticCrmDirectory
+from pulse.adapters_out.static.roster import StaticRoster
+from pulse.bootstrap.daemon import Daemon
+from pulse.bootstrap.settings import Settings
+from pulse.core import control
+from pulse.core.control import ControlConfig, ControlPorts
+from pulse.core.dead_letters import DeadLetterPorts, purge_expired
+from pulse.core.dimensions import DateWindow
+from pulse.core.incidents import IncidentRules
+from pulse.core.ingest import IngestConfig, IngestPorts
+from pulse.core.reconcile import ReconcilePorts
+from pulse.core.rules import Policy
+from pulse.core.silence import from_shifts, parse_business_hours
+from pulse.ports.secrets import Credential, SecretSource
 
 T = TypeVar("T")
 

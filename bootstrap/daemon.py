@@ -13,13 +13,13 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from adapters_in.housekeeping import Housekeeping
-from adapters_in.http.server import PulseRunner
-from adapters_in.scheduler import ControlScheduler
-from adapters_in.worker import DrainReport, InboxWorkers
-from ports.clock import Clock
-from ports.directory import Roster
-from ports.sink import FactSink
+from pulse.adapters_in.housekeeping import Housekeeping
+from pulse.adapters_in.http.server import PulseRunner
+from pulse.adapters_in.scheduler import ControlScheduler
+from pulse.adapters_in.worker import DrainReport, InboxWorkers
+from pulse.ports.clock import Clock
+from pulse.ports.directory import Roster
+from pulse.ports.sink import FactSink
 
 log = logging.getLogger("pulse.daemon")
 

@@ -9,13 +9,13 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from bootstrap.settings import Settings, setting_fields
+from pulse.bootstrap.settings import Settings, setting_fields
 
 HEADER = """\
 # Pulse settings: every variable, its default and what it is for. Copy what you change into
 # .env (or the environment) and uncomment it. Lists: comma-separated (42,43) or JSON.
 # Nested settings use __ (POWERBI__TENANT_ID). Never commit real secrets.
-# Generated from bootstrap/settings.py: python -m bootstrap.env_example > .env.example
+# Generated from bootstrap/settings.py: python -m pulse.bootstrap.env_example > .env.example
 """
 
 

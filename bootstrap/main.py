@@ -11,27 +11,27 @@ import sys
 import tempfile
 from pathlib import Path
 
-from adapters_in.cli import backfill as cli_backfill
-from adapters_in.cli import console as cli_console
-from adapters_in.cli import control as cli_control
-from adapters_in.cli import dataset as cli_dataset
-from adapters_in.cli import incidents as cli_incidents
-from adapters_in.cli import infra as cli_infra
-from adapters_in.cli import ingest as cli_ingest
-from adapters_in.cli import main as cli
-from adapters_in.cli import sign as cli_sign
-from adapters_out.sqlite.db import private_folder
-from bootstrap.container import Container
-from bootstrap.daemon import StartFailed
-from bootstrap.logs import setup_logging
-from bootstrap.settings import (
+from pulse.adapters_in.cli import backfill as cli_backfill
+from pulse.adapters_in.cli import console as cli_console
+from pulse.adapters_in.cli import control as cli_control
+from pulse.adapters_in.cli import dataset as cli_dataset
+from pulse.adapters_in.cli import incidents as cli_incidents
+from pulse.adapters_in.cli import infra as cli_infra
+from pulse.adapters_in.cli import ingest as cli_ingest
+from pulse.adapters_in.cli import main as cli
+from pulse.adapters_in.cli import sign as cli_sign
+from pulse.adapters_out.sqlite.db import private_folder
+from pulse.bootstrap.container import Container
+from pulse.bootstrap.daemon import StartFailed
+from pulse.bootstrap.logs import setup_logging
+from pulse.bootstrap.settings import (
     ENV_FILE_VARIABLE,
     Settings,
     SettingsError,
     load_settings,
     unknown_settings,
 )
-from bootstrap.telemetry import setup_tracing
+from pulse.bootstrap.telemetry import setup_tracing
 
 
 async def _run(container: Container, args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from ports.secrets import Credential
+from pulse.ports.secrets import Credential
 
 # Inbound credentials: a sender may sign with the old value while its side is being rotated.
 INBOUND = (

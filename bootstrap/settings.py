@@ -27,16 +27,16 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
-from adapters_out.entra.config import EntraConfig
-from adapters_out.fabric.config import EventhouseConfig, EventstreamConfig, SendPolicy
-from adapters_out.fabric.sas import parse_connection_string
-from adapters_out.powerbi.config import PowerBIConfig
-from adapters_out.powerbi.limiter import Budgets
-from bootstrap.secret_settings import SecretSourceSettings
-from core.errors import ValidationFailed
-from core.model import Goal, MetricID, ShiftRule
-from core.silence import parse_business_hours
-from ports.secrets import Credential
+from pulse.adapters_out.entra.config import EntraConfig
+from pulse.adapters_out.fabric.config import EventhouseConfig, EventstreamConfig, SendPolicy
+from pulse.adapters_out.fabric.sas import parse_connection_string
+from pulse.adapters_out.powerbi.config import PowerBIConfig
+from pulse.adapters_out.powerbi.limiter import Budgets
+from pulse.bootstrap.secret_settings import SecretSourceSettings
+from pulse.core.errors import ValidationFailed
+from pulse.core.model import Goal, MetricID, ShiftRule
+from pulse.core.silence import parse_business_hours
+from pulse.ports.secrets import Credential
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "<secret>"}
 
@@ -785,7 +785,7 @@ class Settings(
         return self.ledger_ttl_days, "LEDGER_TTL_DAYS"
 
     def shift_rules(self) -> tuple[ShiftRule, ...]:
-        from core.calendar import ALL_DAY
+        from pulse.core.calendar import ALL_DAY
 
         if not self.shifts:
             return (ALL_DAY,)

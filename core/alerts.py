@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from core.incidents import Change, Incident, Transition
+from pulse.core.incidents import Change, Incident, Transition
 
 AlertFormat = Literal["slack", "teams", "json"]
 FORMATS: tuple[AlertFormat, ...] = ("slack", "teams", "json")

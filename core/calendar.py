@@ -6,7 +6,7 @@ import calendar as _cal
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from core.model import DateKey, DimDate, DimShift, MetricID, ShiftRule
+from pulse.core.model import DateKey, DimDate, DimShift, MetricID, ShiftRule
 
 UNASSIGNED_SHIFT = "UNASSIGNED"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

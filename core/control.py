@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from core import calendar
-from core.dimensions import (
+from pulse.core import calendar
+from pulse.core.dimensions import (
     AgentsDocument,
     DateWindow,
     Diff,
@@ -21,16 +21,16 @@ from core.dimensions import (
     months_between,
     push_once,
 )
-from core.errors import PulseError, TransientError, ValidationFailed
-from core.model import DimRow, Goal, MetricID, ShiftRule
-from core.records import AppliedVersion, AuditRecord
+from pulse.core.errors import PulseError, TransientError, ValidationFailed
+from pulse.core.model import DimRow, Goal, MetricID, ShiftRule
+from pulse.core.records import AppliedVersion, AuditRecord
 
 if TYPE_CHECKING:
-    from ports.clock import Clock
-    from ports.control import AuditLog, JobLease, VersionStore
-    from ports.ledger import Ledger
-    from ports.roster_source import RosterCache, RosterSource
-    from ports.sink import DimensionSink
+    from pulse.ports.clock import Clock
+    from pulse.ports.control import AuditLog, JobLease, VersionStore
+    from pulse.ports.ledger import Ledger
+    from pulse.ports.roster_source import RosterCache, RosterSource
+    from pulse.ports.sink import DimensionSink
 
 LEDGER_CHUNK = 500  # keys per ledger claim: a DynamoDB batch and a SQLite statement stay small
 

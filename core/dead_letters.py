@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from core.control import Caller, Summary, payload_hash
-from core.errors import ValidationFailed
-from core.records import AuditRecord
+from pulse.core.control import Caller, Summary, payload_hash
+from pulse.core.errors import ValidationFailed
+from pulse.core.records import AuditRecord
 
 if TYPE_CHECKING:
-    from ports.clock import Clock
-    from ports.control import AuditLog
-    from ports.inbox import DeadLetter, DeadLetters
+    from pulse.ports.clock import Clock
+    from pulse.ports.control import AuditLog
+    from pulse.ports.inbox import DeadLetter, DeadLetters
 
 PREVIEW_LIMIT = 20  # letters a preview names; the count is of every match
 MAX_NAMED_SCAN = 10_000  # letters a preview of request ids named by hand looks through

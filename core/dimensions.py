@@ -10,9 +10,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from core import calendar
-from core.errors import ValidationFailed
-from core.model import (
+from pulse.core import calendar
+from pulse.core.errors import ValidationFailed
+from pulse.core.model import (
     DimAgent,
     DimMetric,
     DimRow,
@@ -24,11 +24,11 @@ from core.model import (
     ShiftRule,
     row_dict,
 )
-from core.schema import key_of, table_of
+from pulse.core.schema import key_of, table_of
 
 if TYPE_CHECKING:
-    from ports.ledger import Ledger
-    from ports.sink import DimensionSink
+    from pulse.ports.ledger import Ledger
+    from pulse.ports.sink import DimensionSink
 
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 MINUTES_PER_DAY = 24 * 60

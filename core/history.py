@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from core.control import (
+from pulse.core.control import (
     Caller,
     ControlConfig,
     ControlPorts,
@@ -18,11 +18,11 @@ from core.control import (
     payload_hash,
     report_unchanged,
 )
-from core.dimensions import MONTH, MetricsDocument, ShiftsDocument
-from core.errors import ValidationFailed
+from pulse.core.dimensions import MONTH, MetricsDocument, ShiftsDocument
+from pulse.core.errors import ValidationFailed
 
 if TYPE_CHECKING:
-    from core.records import AppliedVersion
+    from pulse.core.records import AppliedVersion
 
 D = TypeVar("D", MetricsDocument, ShiftsDocument)
 

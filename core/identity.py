@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from core.model import EventKey, Kind, Source, SourceEvent
+from pulse.core.model import EventKey, Kind, Source, SourceEvent
 
 T = TypeVar("T")
 

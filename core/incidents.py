@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ports.incidents import IncidentStore
+    from pulse.ports.incidents import IncidentStore
 
 SAMPLE_CHARS = 500  # a sample message is for a human; a whole error body is not
 SILENCE = "silence"

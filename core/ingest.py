@@ -9,12 +9,17 @@ from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from core import calendar
-from core.dimensions import dimension_key, metric_row, push_once
-from core.errors import SinkPermanentError, SinkTransientError, TransientError, UnparseableEnvelope
-from core.identity import event_key, first_of_each
-from core.incidents import parse_signature, signature_of
-from core.model import (
+from pulse.core import calendar
+from pulse.core.dimensions import dimension_key, metric_row, push_once
+from pulse.core.errors import (
+    SinkPermanentError,
+    SinkTransientError,
+    TransientError,
+    UnparseableEnvelope,
+)
+from pulse.core.identity import event_key, first_of_each
+from pulse.core.incidents import parse_signature, signature_of
+from pulse.core.model import (
     CrmObject,
     DimAgent,
     DimRow,
@@ -29,16 +34,16 @@ from core.model import (
     Source,
     SourceEvent,
 )
-from core.rules import OUTBOUND_EMAIL_DIRECTION, Policy, classify
+from pulse.core.rules import OUTBOUND_EMAIL_DIRECTION, Policy, classify
 
 if TYPE_CHECKING:
-    from core.model import Delivery, IngestEnvelope
-    from ports.directory import CrmDirectory, Roster
-    from ports.inbox import DeadLetters, Inbox
-    from ports.ledger import Claim, Ledger
-    from ports.parser import EnvelopeParser
-    from ports.shifts import ShiftRuleSource
-    from ports.sink import Sink
+    from pulse.core.model import Delivery, IngestEnvelope
+    from pulse.ports.directory import CrmDirectory, Roster
+    from pulse.ports.inbox import DeadLetters, Inbox
+    from pulse.ports.ledger import Claim, Ledger
+    from pulse.ports.parser import EnvelopeParser
+    from pulse.ports.shifts import ShiftRuleSource
+    from pulse.ports.sink import Sink
 
 
 class Status(StrEnum):

@@ -8,18 +8,25 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
-from core.control import Busy, Caller, Summary, payload_hash
-from core.errors import ValidationFailed
-from core.ingest import EventOutcome, IngestConfig, IngestPorts, Status, preview, process_batch
-from core.model import CrmObject, Delivery, IngestEnvelope
-from core.records import AuditRecord
+from pulse.core.control import Busy, Caller, Summary, payload_hash
+from pulse.core.errors import ValidationFailed
+from pulse.core.ingest import (
+    EventOutcome,
+    IngestConfig,
+    IngestPorts,
+    Status,
+    preview,
+    process_batch,
+)
+from pulse.core.model import CrmObject, Delivery, IngestEnvelope
+from pulse.core.records import AuditRecord
 
 if TYPE_CHECKING:
-    from ports.clock import Clock
-    from ports.control import AuditLog, JobLease
-    from ports.directory import CrmDirectory, CrmListing, CrmPage
-    from ports.inbox import InboxStats
-    from ports.parser import WebhookReplay
+    from pulse.ports.clock import Clock
+    from pulse.ports.control import AuditLog, JobLease
+    from pulse.ports.directory import CrmDirectory, CrmListing, CrmPage
+    from pulse.ports.inbox import InboxStats
+    from pulse.ports.parser import WebhookReplay
 
 OBJECT_TYPES = ("email", "ticket")
 LEASE = "control:reconcile:hubspot"

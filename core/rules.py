@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.model import Direction, Kind, MetricID, Source, SourceEvent
+from pulse.core.model import Direction, Kind, MetricID, Source, SourceEvent
 
 FAILED_SMS_DISPOSITIONS = frozenset({"failed", "invalid", "undelivered", "rejected", "error"})
 FAILED_EMAIL_STATUSES = frozenset({"FAILED", "BOUNCED"})

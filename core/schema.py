@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from core.model import DimAgent, DimDate, DimMetric, DimShift, FactEvent, Row
+from pulse.core.model import DimAgent, DimDate, DimMetric, DimShift, FactEvent, Row
 
 
 class ColumnType(StrEnum):

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
-from core.errors import ValidationFailed
-from core.model import ShiftRule
+from pulse.core.errors import ValidationFailed
+from pulse.core.model import ShiftRule
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 LOOKBACK = timedelta(days=31)  # silence past a month is counted as a month: it is open anyway

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Protocol
 
 # The records are domain types (core builds them); they are re-exported here for the adapters.
-from core.records import AppliedVersion, AuditRecord
+from pulse.core.records import AppliedVersion, AuditRecord
 
 __all__ = [
     "AppliedVersion",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from core.model import CrmObject, RosterSnapshot
+from pulse.core.model import CrmObject, RosterSnapshot
 
 
 class Roster(Protocol):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from core.dead_letters import DeadLetterFilter
-from core.model import Delivery, IngestEnvelope
+from pulse.core.dead_letters import DeadLetterFilter
+from pulse.core.model import Delivery, IngestEnvelope
 
 
 @dataclass(frozen=True, slots=True)

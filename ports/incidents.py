@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from core.incidents import Incident
+from pulse.core.incidents import Incident
 
 __all__ = ["Incident", "IncidentStore"]
 

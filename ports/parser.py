@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from core.model import CrmObject, IngestEnvelope, SourceEvent
+from pulse.core.model import CrmObject, IngestEnvelope, SourceEvent
 
 
 class EnvelopeParser(Protocol):

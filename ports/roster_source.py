@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from core.model import RosterSnapshot
+from pulse.core.model import RosterSnapshot
 
 
 class RosterSource(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from core.model import DimRow, FactEvent
+from pulse.core.model import DimRow, FactEvent
 
 
 class FactSink(Protocol):

@@ -10,14 +10,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from core.control import Caller, ControlConfig, ControlPorts
-from core.dead_letters import DeadLetterFilter
-from core.errors import SinkPermanentError, SinkTransientError, TransientError
-from core.model import CrmObject, Delivery, DimRow, FactEvent, IngestEnvelope, RosterSnapshot
-from core.schema import key_of, table_of
-from ports.control import AppliedVersion, AuditRecord
-from ports.inbox import DeadLetter, InboxStats
-from ports.ledger import Claim
+from pulse.core.control import Caller, ControlConfig, ControlPorts
+from pulse.core.dead_letters import DeadLetterFilter
+from pulse.core.errors import SinkPermanentError, SinkTransientError, TransientError
+from pulse.core.model import CrmObject, Delivery, DimRow, FactEvent, IngestEnvelope, RosterSnapshot
+from pulse.core.schema import key_of, table_of
+from pulse.ports.control import AppliedVersion, AuditRecord
+from pulse.ports.inbox import DeadLetter, InboxStats
+from pulse.ports.ledger import Claim
 
 
 class FakeClock:
@@ -421,8 +421,8 @@ CALLER = Caller(who="test", owner="run-1")
 def config(**overrides: object) -> ControlConfig:
     from zoneinfo import ZoneInfo
 
-    from core.dimensions import DateWindow
-    from core.model import Goal, MetricID
+    from pulse.core.dimensions import DateWindow
+    from pulse.core.model import Goal, MetricID
 
     values: dict[str, object] = {
         "zone": ZoneInfo("America/New_York"),

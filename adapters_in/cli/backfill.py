@@ -11,12 +11,12 @@ from typing import Any
 
 from dependency_injector.wiring import Provide, inject
 
-from adapters_in.cli.outcome import failed, print_summary
-from adapters_in.cli.progress import progress_bar
-from core.control import Caller, Summary
-from core.errors import PulseError, ValidationFailed
-from core.ingest import IngestConfig
-from core.reconcile import ReconcilePorts, Window, reconcile_hubspot
+from pulse.adapters_in.cli.outcome import failed, print_summary
+from pulse.adapters_in.cli.progress import progress_bar
+from pulse.core.control import Caller, Summary
+from pulse.core.errors import PulseError, ValidationFailed
+from pulse.core.ingest import IngestConfig
+from pulse.core.reconcile import ReconcilePorts, Window, reconcile_hubspot
 
 COMMANDS = ("backfill",)
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from dependency_injector.wiring import Provide, inject
 
-from adapters_in.cli.sign import base_url
-from adapters_in.http.console import session as console_session
-from ports.clock import Clock
+from pulse.adapters_in.cli.sign import base_url
+from pulse.adapters_in.http.console import session as console_session
+from pulse.ports.clock import Clock
 
 COMMANDS = ("console-link",)
 

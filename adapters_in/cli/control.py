@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 from dependency_injector.wiring import Provide, inject
 
-from adapters_in.cli.outcome import failed, print_summary
-from adapters_in.cli.progress import progress_bar
-from adapters_in.http.admin import auth as admin_auth
-from adapters_in.http.admin.payloads import MetricsFile, ShiftsBody, parse
-from core import control, history
-from core.control import Caller, ControlConfig, ControlPorts, Summary
-from core.dimensions import ShiftsDocument
-from core.errors import PulseError, ValidationFailed
+from pulse.adapters_in.cli.outcome import failed, print_summary
+from pulse.adapters_in.cli.progress import progress_bar
+from pulse.adapters_in.http.admin import auth as admin_auth
+from pulse.adapters_in.http.admin.payloads import MetricsFile, ShiftsBody, parse
+from pulse.core import control, history
+from pulse.core.control import Caller, ControlConfig, ControlPorts, Summary
+from pulse.core.dimensions import ShiftsDocument
+from pulse.core.errors import PulseError, ValidationFailed
 
 COMMANDS = ("sync", "dates", "metrics", "shifts", "admin")
 

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from dependency_injector.wiring import Provide, inject
 
-from core.errors import PulseError
+from pulse.core.errors import PulseError
 
 COMMANDS = ("dataset",)
 

@@ -10,10 +10,10 @@ from typing import Any, Protocol
 
 from dependency_injector.wiring import Provide, inject
 
-from core import incidents
-from core.incidents import Incident, Transition
-from ports.clock import Clock
-from ports.incidents import IncidentStore
+from pulse.core import incidents
+from pulse.core.incidents import Incident, Transition
+from pulse.ports.clock import Clock
+from pulse.ports.incidents import IncidentStore
 
 COMMANDS = ("incidents",)
 

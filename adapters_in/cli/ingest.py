@@ -16,17 +16,17 @@ from typing import Any
 
 from dependency_injector.wiring import Provide, inject
 
-from adapters_in.cli.outcome import failed, print_summary
-from adapters_in.cli.progress import progress_bar
-from adapters_in.sources.base import SourceRejected, WebhookRequest, WebhookSource
-from core.control import Summary, payload_hash
-from core.errors import EnvelopeTooLarge, PulseError
-from core.ingest import IngestConfig, IngestPorts, Status, preview
-from core.model import Delivery, IngestEnvelope
-from core.records import AuditRecord
-from ports.clock import Clock
-from ports.control import AuditLog
-from ports.inbox import Inbox
+from pulse.adapters_in.cli.outcome import failed, print_summary
+from pulse.adapters_in.cli.progress import progress_bar
+from pulse.adapters_in.sources.base import SourceRejected, WebhookRequest, WebhookSource
+from pulse.core.control import Summary, payload_hash
+from pulse.core.errors import EnvelopeTooLarge, PulseError
+from pulse.core.ingest import IngestConfig, IngestPorts, Status, preview
+from pulse.core.model import Delivery, IngestEnvelope
+from pulse.core.records import AuditRecord
+from pulse.ports.clock import Clock
+from pulse.ports.control import AuditLog
+from pulse.ports.inbox import Inbox
 
 COMMANDS = ("ingest",)
 FORECAST_CHUNK = 100  # envelopes per preview: one roster read and one ledger read each

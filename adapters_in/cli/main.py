@@ -17,22 +17,22 @@ from typing import Any, Protocol
 
 from dependency_injector.wiring import Provide, inject
 
-from adapters_in.cli import backfill as cli_backfill
-from adapters_in.cli import console as cli_console
-from adapters_in.cli import control as cli_control
-from adapters_in.cli import dataset as cli_dataset
-from adapters_in.cli import incidents as cli_incidents
-from adapters_in.cli import infra as cli_infra
-from adapters_in.cli import ingest as cli_ingest
-from adapters_in.cli import sign as cli_sign
-from core import dead_letters as letters
-from core.calendar import date_key
-from core.control import Caller
-from core.dead_letters import DeadLetterFilter, DeadLetterPorts
-from core.errors import ValidationFailed
-from core.schema import Orphan
-from ports.clock import Clock
-from ports.health import Pingable
+from pulse.adapters_in.cli import backfill as cli_backfill
+from pulse.adapters_in.cli import console as cli_console
+from pulse.adapters_in.cli import control as cli_control
+from pulse.adapters_in.cli import dataset as cli_dataset
+from pulse.adapters_in.cli import incidents as cli_incidents
+from pulse.adapters_in.cli import infra as cli_infra
+from pulse.adapters_in.cli import ingest as cli_ingest
+from pulse.adapters_in.cli import sign as cli_sign
+from pulse.core import dead_letters as letters
+from pulse.core.calendar import date_key
+from pulse.core.control import Caller
+from pulse.core.dead_letters import DeadLetterFilter, DeadLetterPorts
+from pulse.core.errors import ValidationFailed
+from pulse.core.schema import Orphan
+from pulse.ports.clock import Clock
+from pulse.ports.health import Pingable
 
 
 class ReportSource(Protocol):

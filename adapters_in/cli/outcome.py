@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from core.control import Busy, Summary
-from core.errors import PulseError, ValidationFailed
+from pulse.core.control import Busy, Summary
+from pulse.core.errors import PulseError, ValidationFailed
 
 
 def print_summary(summary: Summary) -> None:

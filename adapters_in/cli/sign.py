@@ -13,9 +13,9 @@ from typing import Any
 from dependency_injector.wiring import Provide, inject
 from yarl import URL
 
-from adapters_in.sources import hubspot
-from adapters_in.sources.base import SourceRejected, WebhookRequest
-from ports.clock import Clock
+from pulse.adapters_in.sources import hubspot
+from pulse.adapters_in.sources.base import SourceRejected, WebhookRequest
+from pulse.ports.clock import Clock
 
 COMMANDS = ("sign",)
 WEBHOOK_PATH = "/webhooks/hubspot"

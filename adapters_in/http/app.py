@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from adapters_in.http import openapi
-from adapters_in.http.admin.api import AdminApi
-from adapters_in.http.console.routes import Console
-from adapters_in.http.health import Health
-from adapters_in.http.middleware import edge_middleware, measured
-from adapters_in.http.webhooks import WebhookEdge
+from pulse.adapters_in.http import openapi
+from pulse.adapters_in.http.admin.api import AdminApi
+from pulse.adapters_in.http.console.routes import Console
+from pulse.adapters_in.http.health import Health
+from pulse.adapters_in.http.middleware import edge_middleware, measured
+from pulse.adapters_in.http.webhooks import WebhookEdge
 
 
 def build_app(

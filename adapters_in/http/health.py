@@ -9,14 +9,14 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters_in.breakers import Breakers
-from adapters_in.http.webhooks import StoreHealth
-from adapters_in.incidents import IncidentMonitor
-from adapters_in.metrics import Metrics
-from adapters_in.scheduler import JobBoard
-from adapters_in.worker import InboxWorkers
-from ports.health import Pingable
-from ports.inbox import Inbox
+from pulse.adapters_in.breakers import Breakers
+from pulse.adapters_in.http.webhooks import StoreHealth
+from pulse.adapters_in.incidents import IncidentMonitor
+from pulse.adapters_in.metrics import Metrics
+from pulse.adapters_in.scheduler import JobBoard
+from pulse.adapters_in.worker import InboxWorkers
+from pulse.ports.health import Pingable
+from pulse.ports.inbox import Inbox
 
 PING_TIMEOUT_SEC = 3.0
 

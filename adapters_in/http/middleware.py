@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters_in.metrics import Metrics
+from pulse.adapters_in.metrics import Metrics
 
 log = logging.getLogger("pulse.http")
 

@@ -10,13 +10,13 @@ from datetime import datetime, timedelta
 from aiohttp import web
 from opentelemetry import propagate, trace
 
-from adapters_in.http.middleware import JsonError, request_id_of
-from adapters_in.metrics import Metrics
-from adapters_in.sources.base import SourceRejected, WebhookRequest, WebhookSource
-from core.errors import EnvelopeTooLarge
-from core.model import IngestEnvelope
-from ports.clock import Clock
-from ports.inbox import Inbox
+from pulse.adapters_in.http.middleware import JsonError, request_id_of
+from pulse.adapters_in.metrics import Metrics
+from pulse.adapters_in.sources.base import SourceRejected, WebhookRequest, WebhookSource
+from pulse.core.errors import EnvelopeTooLarge
+from pulse.core.model import IngestEnvelope
+from pulse.ports.clock import Clock
+from pulse.ports.inbox import Inbox
 
 log = logging.getLogger("pulse.edge")
 tracer = trace.get_tracer("pulse.edge")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from adapters_in.sources.base import (
+from pulse.adapters_in.sources.base import (
     Accepted,
     AuthFailed,
     BadPayload,
@@ -16,9 +16,9 @@ from adapters_in.sources.base import (
     load_json,
     matches_any,
 )
-from adapters_in.sources.bounds import INT64_MAX, MAX_ID_CHARS, bounded
-from core.errors import UnparseableEnvelope
-from core.model import Direction, IngestEnvelope, Kind, Source, SourceEvent
+from pulse.adapters_in.sources.bounds import INT64_MAX, MAX_ID_CHARS, bounded
+from pulse.core.errors import UnparseableEnvelope
+from pulse.core.model import Direction, IngestEnvelope, Kind, Source, SourceEvent
 
 AlowareAuth = Literal["bearer", "basic", "none"]
 

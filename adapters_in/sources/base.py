@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.model import IngestEnvelope, SourceEvent
+from pulse.core.model import IngestEnvelope, SourceEvent
 
 
 class SourceRejected(Exception):

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import fields
 from datetime import UTC, datetime
 
-from core.errors import UnparseableEnvelope
-from core.model import SourceEvent
+from pulse.core.errors import UnparseableEnvelope
+from pulse.core.model import SourceEvent
 
 MAX_ID_CHARS = 128  # ids of both vendors are a few digits; an EventKey embeds one
 MAX_TEXT_CHARS = 4_000  # Power BI's limit per string value (DESIGN §4)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from adapters_in.sources.base import (
+from pulse.adapters_in.sources.base import (
     Accepted,
     AuthFailed,
     BadPayload,
@@ -19,9 +19,9 @@ from adapters_in.sources.base import (
     load_json,
     matches_any,
 )
-from adapters_in.sources.bounds import INT64_MAX, bounded
-from core.errors import UnparseableEnvelope
-from core.model import CrmObject, Direction, IngestEnvelope, Kind, Source, SourceEvent
+from pulse.adapters_in.sources.bounds import INT64_MAX, bounded
+from pulse.core.errors import UnparseableEnvelope
+from pulse.core.model import CrmObject, Direction, IngestEnvelope, Kind, Source, SourceEvent
 
 HubSpotAuth = Literal["v3", "none"]
 

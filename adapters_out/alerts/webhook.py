@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from core.alerts import AlertFormat, render
-from core.incidents import Transition
+from pulse.core.alerts import AlertFormat, render
+from pulse.core.incidents import Transition
 
 log = logging.getLogger("pulse.alerts")
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
-from core.errors import PermanentError, TransientError
-from core.model import RosterAgent, RosterSnapshot
-from ports.clock import Clock
+from pulse.core.errors import PermanentError, TransientError
+from pulse.core.model import RosterAgent, RosterSnapshot
+from pulse.ports.clock import Clock
 
 log = logging.getLogger("pulse.aloware")
 

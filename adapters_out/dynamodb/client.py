@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from core.errors import PermanentError, TransientError
+from pulse.core.errors import PermanentError, TransientError
 
 if TYPE_CHECKING:  # aiobotocore loads only when this store is configured (cold start)
     from aiobotocore.session import AioSession

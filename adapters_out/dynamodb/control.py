@@ -8,15 +8,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from adapters_out.dynamodb.client import (
+from pulse.adapters_out.dynamodb.client import (
     Backoff,
     ConditionFailed,
     DynamoClient,
     call,
     ensure_active,
 )
-from ports.clock import Clock
-from ports.control import AppliedVersion, AuditRecord
+from pulse.ports.clock import Clock
+from pulse.ports.control import AppliedVersion, AuditRecord
 
 # Ledger keys always contain ':'; control items start with `ctl#`, so one table holds both.
 AUDIT_SEQ = "ctl#audit"

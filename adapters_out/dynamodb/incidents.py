@@ -9,9 +9,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters_out.dynamodb.client import ConditionFailed
-from adapters_out.dynamodb.control import _Store
-from core.incidents import Incident, State, incident_from_dict
+from pulse.adapters_out.dynamodb.client import ConditionFailed
+from pulse.adapters_out.dynamodb.control import _Store
+from pulse.core.incidents import Incident, State, incident_from_dict
 
 HEAD_PREFIX = "ctl#incident-head#"
 RECORD_PREFIX = "ctl#incident#"

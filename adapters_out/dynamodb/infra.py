@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters_out.dynamodb.client import Backoff, DynamoClient, DynamoPermanentError, call
+from pulse.adapters_out.dynamodb.client import Backoff, DynamoClient, DynamoPermanentError, call
 
 TTL_ATTRIBUTE = "expires_at"
 _BACKOFF = Backoff()

@@ -10,15 +10,15 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from adapters_out.dynamodb.client import (
+from pulse.adapters_out.dynamodb.client import (
     Backoff,
     ConditionFailed,
     DynamoClient,
     call,
     ensure_active,
 )
-from ports.clock import Clock
-from ports.ledger import Claim
+from pulse.ports.clock import Clock
+from pulse.ports.ledger import Claim
 
 log = logging.getLogger("pulse.dynamodb")
 

@@ -7,8 +7,8 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
-from adapters_out.entra.config import EntraConfig
-from core.errors import SinkTransientError
+from pulse.adapters_out.entra.config import EntraConfig
+from pulse.core.errors import SinkTransientError
 
 if TYPE_CHECKING:  # msal (and requests) load only when a Microsoft sink is configured
     import msal

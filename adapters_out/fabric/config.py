@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapters_out.entra.config import EntraConfig
-from adapters_out.fabric.sas import EventHubTarget
+from pulse.adapters_out.entra.config import EntraConfig
+from pulse.adapters_out.fabric.sas import EventHubTarget
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@ dead-letters with Fabric's own error text."""
 
 from __future__ import annotations
 
-from core.errors import SinkPermanentError, SinkTransientError
+from pulse.core.errors import SinkPermanentError, SinkTransientError
 
 
 class FabricUnavailable(SinkTransientError):

@@ -9,16 +9,16 @@ from typing import Any
 
 import httpx
 
-from adapters_out.entra.tokens import TokenProvider
-from adapters_out.fabric import kql
-from adapters_out.fabric.config import EventhouseConfig
-from adapters_out.fabric.kusto import KustoClient
-from adapters_out.fabric.sending import Framing, Sender
-from adapters_out.push.admission import Admission
-from adapters_out.push.rows import RowEncoder
-from core.errors import SinkPermanentError
-from core.model import DimRow, FactEvent, Row
-from core.schema import BY_NAME, FACT_EVENT, TABLES, Table, table_of
+from pulse.adapters_out.entra.tokens import TokenProvider
+from pulse.adapters_out.fabric import kql
+from pulse.adapters_out.fabric.config import EventhouseConfig
+from pulse.adapters_out.fabric.kusto import KustoClient
+from pulse.adapters_out.fabric.sending import Framing, Sender
+from pulse.adapters_out.push.admission import Admission
+from pulse.adapters_out.push.rows import RowEncoder
+from pulse.core.errors import SinkPermanentError
+from pulse.core.model import DimRow, FactEvent, Row
+from pulse.core.schema import BY_NAME, FACT_EVENT, TABLES, Table, table_of
 
 # A Kusto string value holds at most 1 MB; the request limit (4 MB) bounds a row anyway.
 MAX_STRING_CHARS = 1_000_000

@@ -10,22 +10,22 @@ from typing import Any
 
 import httpx
 
-from adapters_out.fabric.config import EventstreamConfig
-from adapters_out.fabric.errors import (
+from pulse.adapters_out.fabric.config import EventstreamConfig
+from pulse.adapters_out.fabric.errors import (
     FabricAccessDenied,
     FabricRejected,
     FabricThrottled,
     FabricTooLarge,
     FabricUnavailable,
 )
-from adapters_out.fabric.kusto import retry_after_seconds
-from adapters_out.fabric.sas import EventHubTarget, SasTokens
-from adapters_out.fabric.sending import Framing, Sender, post
-from adapters_out.push.admission import Admission
-from adapters_out.push.http import http_client
-from adapters_out.push.rows import ENCODE, RowEncoder
-from core.model import DimRow, FactEvent, Row
-from core.schema import BY_NAME, FACT_EVENT, Table, table_of
+from pulse.adapters_out.fabric.kusto import retry_after_seconds
+from pulse.adapters_out.fabric.sas import EventHubTarget, SasTokens
+from pulse.adapters_out.fabric.sending import Framing, Sender, post
+from pulse.adapters_out.push.admission import Admission
+from pulse.adapters_out.push.http import http_client
+from pulse.adapters_out.push.rows import ENCODE, RowEncoder
+from pulse.core.model import DimRow, FactEvent, Row
+from pulse.core.schema import BY_NAME, FACT_EVENT, Table, table_of
 
 BATCH_CONTENT_TYPE = "application/vnd.microsoft.servicebus.json"
 BATCH = Framing(open=b"[", sep=b",", close=b"]")

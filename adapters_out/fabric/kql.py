@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import SinkPermanentError
-from core.model import MetricID
-from core.schema import DIMENSIONS, FACT_EVENT, ColumnType, Table
+from pulse.core.errors import SinkPermanentError
+from pulse.core.model import MetricID
+from pulse.core.schema import DIMENSIONS, FACT_EVENT, ColumnType, Table
 
 KQL_TYPES: dict[ColumnType, str] = {
     ColumnType.INT64: "long",

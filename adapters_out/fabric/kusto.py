@@ -12,17 +12,17 @@ from urllib.parse import quote
 
 import httpx
 
-from adapters_out.entra.tokens import TokenProvider
-from adapters_out.fabric import sending
-from adapters_out.fabric.config import EventhouseConfig
-from adapters_out.fabric.errors import (
+from pulse.adapters_out.entra.tokens import TokenProvider
+from pulse.adapters_out.fabric import sending
+from pulse.adapters_out.fabric.config import EventhouseConfig
+from pulse.adapters_out.fabric.errors import (
     FabricAccessDenied,
     FabricRejected,
     FabricThrottled,
     FabricTooLarge,
     FabricUnavailable,
 )
-from adapters_out.push.http import http_client
+from pulse.adapters_out.push.http import http_client
 
 _BODY_EXCERPT = 2_000
 # Kusto error codes that mean "not set up yet" rather than "this data is bad": the events wait

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from adapters_out.fabric.config import SendPolicy
-from adapters_out.fabric.errors import (
+from pulse.adapters_out.fabric.config import SendPolicy
+from pulse.adapters_out.fabric.errors import (
     FabricRejected,
     FabricThrottled,
     FabricTooLarge,

@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 
-from core.errors import TransientError
-from core.model import CrmObject
-from ports.clock import Clock
-from ports.control import OwnerOverrides
-from ports.directory import CrmPage, Roster
+from pulse.core.errors import TransientError
+from pulse.core.model import CrmObject
+from pulse.ports.clock import Clock
+from pulse.ports.control import OwnerOverrides
+from pulse.ports.directory import CrmPage, Roster
 
 
 class HubSpotUnavailable(TransientError):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters_out.entra import tokens as entra
-from adapters_out.entra.tokens import TokenProvider
-from adapters_out.powerbi.errors import PowerBIAuthError
+from pulse.adapters_out.entra import tokens as entra
+from pulse.adapters_out.entra.tokens import TokenProvider
+from pulse.adapters_out.powerbi.errors import PowerBIAuthError
 
 __all__ = ["PowerBIAuthError", "ServicePrincipalAuth", "TokenProvider"]
 

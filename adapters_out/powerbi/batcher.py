@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
-from adapters_out.powerbi.errors import PowerBIThrottled, PowerBIUnavailable
-from adapters_out.powerbi.limiter import REAL_TIME, Limiter, Permit, Timebase
-from adapters_out.powerbi.shared_budget import Grant, SharedBudget
-from core.errors import SinkPermanentError, SinkTransientError
+from pulse.adapters_out.powerbi.errors import PowerBIThrottled, PowerBIUnavailable
+from pulse.adapters_out.powerbi.limiter import REAL_TIME, Limiter, Permit, Timebase
+from pulse.adapters_out.powerbi.shared_budget import Grant, SharedBudget
+from pulse.core.errors import SinkPermanentError, SinkTransientError
 
 log = logging.getLogger(__name__)
 

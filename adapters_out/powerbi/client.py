@@ -11,16 +11,16 @@ from urllib.parse import quote
 
 import httpx
 
-from adapters_out.entra.tokens import TokenProvider
-from adapters_out.powerbi.config import PowerBIConfig
-from adapters_out.powerbi.errors import (
+from pulse.adapters_out.entra.tokens import TokenProvider
+from pulse.adapters_out.powerbi.config import PowerBIConfig
+from pulse.adapters_out.powerbi.errors import (
     PowerBIAccessDenied,
     PowerBIFeatureDeprecated,
     PowerBIRejected,
     PowerBIThrottled,
     PowerBIUnavailable,
 )
-from adapters_out.push.http import http_client
+from pulse.adapters_out.push.http import http_client
 
 DEFAULT_RETRY_AFTER_SEC = 60.0  # Power BI always sends Retry-After on 429; this is a safety net
 _BODY_EXCERPT = 2_000

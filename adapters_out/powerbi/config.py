@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapters_out.entra.config import EntraConfig
-from adapters_out.powerbi.limiter import Budgets
+from pulse.adapters_out.entra.config import EntraConfig
+from pulse.adapters_out.powerbi.limiter import Budgets
 
 
 @dataclass(frozen=True, slots=True)

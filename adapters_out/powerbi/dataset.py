@@ -8,18 +8,18 @@ from typing import Any, TypeVar
 
 import httpx
 
-from adapters_out.entra.tokens import TokenProvider
-from adapters_out.powerbi.client import PowerBIClient
-from adapters_out.powerbi.config import PowerBIConfig
-from adapters_out.powerbi.errors import PowerBIAccessDenied
-from adapters_out.powerbi.schema import (
+from pulse.adapters_out.entra.tokens import TokenProvider
+from pulse.adapters_out.powerbi.client import PowerBIClient
+from pulse.adapters_out.powerbi.config import PowerBIConfig
+from pulse.adapters_out.powerbi.errors import PowerBIAccessDenied
+from pulse.adapters_out.powerbi.schema import (
     MEASURE_TABLE,
     MEASURES,
     RELATIONSHIPS,
     dataset_body,
     table_body,
 )
-from core.schema import TABLES
+from pulse.core.schema import TABLES
 
 _TYPE_ALIASES = {"bool": "boolean", "int": "int64", "string": "string"}
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from adapters_out.entra.tokens import EntraAuthError
-from core.errors import SinkPermanentError, SinkTransientError
+from pulse.adapters_out.entra.tokens import EntraAuthError
+from pulse.core.errors import SinkPermanentError, SinkTransientError
 
 
 class PowerBIUnavailable(SinkTransientError):

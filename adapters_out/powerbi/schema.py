@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from adapters_out.push.rows import RowEncoder
-from core.model import MetricID, Row
-from core.schema import DIMENSIONS, FACT_EVENT, TABLES, Table
+from pulse.adapters_out.push.rows import RowEncoder
+from pulse.core.model import MetricID, Row
+from pulse.core.schema import DIMENSIONS, FACT_EVENT, TABLES, Table
 
 MAX_STRING_CHARS = 4_000  # "characters per string value" (DESIGN §4 / push-dataset limits)
 

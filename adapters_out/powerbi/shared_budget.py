@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from adapters_out.powerbi.limiter import HOUR, MINUTE, Budgets
-from ports.budget import BudgetStore
-from ports.control import JobLease
+from pulse.adapters_out.powerbi.limiter import HOUR, MINUTE, Budgets
+from pulse.ports.budget import BudgetStore
+from pulse.ports.control import JobLease
 
 BUCKET_SEC = 360.0  # 6 minutes
 BUCKETS_KEPT = 11  # the current, partial bucket and ten before it: more than an hour

@@ -10,19 +10,19 @@ from typing import Any
 
 import httpx
 
-from adapters_out.entra.tokens import TokenProvider
-from adapters_out.powerbi.batcher import Batcher
-from adapters_out.powerbi.client import PowerBIClient
-from adapters_out.powerbi.config import PowerBIConfig
-from adapters_out.powerbi.dataset import resolve_dataset_id
-from adapters_out.powerbi.limiter import REAL_TIME, Budgets, Limiter, Timebase
-from adapters_out.powerbi.schema import encode_row
-from adapters_out.powerbi.shared_budget import SharedBudget
-from adapters_out.push.admission import Admission
-from core.errors import SinkPermanentError
-from core.model import DimRow, FactEvent
-from core.schema import BY_NAME, FACT_EVENT, key_of, table_of
-from ports.control import RowCounts
+from pulse.adapters_out.entra.tokens import TokenProvider
+from pulse.adapters_out.powerbi.batcher import Batcher
+from pulse.adapters_out.powerbi.client import PowerBIClient
+from pulse.adapters_out.powerbi.config import PowerBIConfig
+from pulse.adapters_out.powerbi.dataset import resolve_dataset_id
+from pulse.adapters_out.powerbi.limiter import REAL_TIME, Budgets, Limiter, Timebase
+from pulse.adapters_out.powerbi.schema import encode_row
+from pulse.adapters_out.powerbi.shared_budget import SharedBudget
+from pulse.adapters_out.push.admission import Admission
+from pulse.core.errors import SinkPermanentError
+from pulse.core.model import DimRow, FactEvent
+from pulse.core.schema import BY_NAME, FACT_EVENT, key_of, table_of
+from pulse.ports.control import RowCounts
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
-from core.errors import SinkTransientError
+from pulse.core.errors import SinkTransientError
 
 
 class Admission:

@@ -10,9 +10,9 @@ from enum import Enum
 from functools import cache
 from typing import Any
 
-from core.errors import SinkPermanentError
-from core.model import Row
-from core.schema import Column, ColumnType, Table
+from pulse.core.errors import SinkPermanentError
+from pulse.core.model import Row
+from pulse.core.schema import Column, ColumnType, Table
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 

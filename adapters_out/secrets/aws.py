@@ -14,7 +14,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ports.secrets import Credential, SecretSource
+from pulse.ports.secrets import Credential, SecretSource
 
 log = logging.getLogger("pulse.secrets")
 

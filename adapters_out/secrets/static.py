@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from ports.secrets import Credential
+from pulse.ports.secrets import Credential
 
 
 class StaticSecrets:

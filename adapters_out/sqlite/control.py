@@ -7,10 +7,10 @@ import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from adapters_out.sqlite.db import Database
-from adapters_out.sqlite.incidents import SCHEMA as INCIDENTS_SCHEMA
-from ports.clock import Clock
-from ports.control import AppliedVersion, AuditRecord
+from pulse.adapters_out.sqlite.db import Database
+from pulse.adapters_out.sqlite.incidents import SCHEMA as INCIDENTS_SCHEMA
+from pulse.ports.clock import Clock
+from pulse.ports.control import AppliedVersion, AuditRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (

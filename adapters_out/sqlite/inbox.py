@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from adapters_out.sqlite.db import Database
-from core.dead_letters import DeadLetterFilter
-from core.model import Delivery, IngestEnvelope
-from ports.clock import Clock
-from ports.inbox import DeadLetter, InboxStats
+from pulse.adapters_out.sqlite.db import Database
+from pulse.core.dead_letters import DeadLetterFilter
+from pulse.core.model import Delivery, IngestEnvelope
+from pulse.ports.clock import Clock
+from pulse.ports.inbox import DeadLetter, InboxStats
 
 POLL_SEC = 0.1  # another process (a CLI replay) may write; its rows are seen within this
 CHECKPOINT_RETRY_SEC = 1.0  # a WAL checkpoint another process's read made busy is tried again

@@ -6,8 +6,8 @@ import json
 import sqlite3
 from datetime import UTC, datetime
 
-from adapters_out.sqlite.db import Database
-from core.incidents import Incident, State, incident_from_dict
+from pulse.adapters_out.sqlite.db import Database
+from pulse.core.incidents import Incident, State, incident_from_dict
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incident_heads (

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from adapters_out.sqlite.db import Database
-from ports.clock import Clock
-from ports.ledger import Claim
+from pulse.adapters_out.sqlite.db import Database
+from pulse.ports.clock import Clock
+from pulse.ports.ledger import Claim
 
 PENDING, DONE = "PENDING", "DONE"
 _CHUNK = 500  # keys per IN (…) query, well under SQLite's bound-variable limit

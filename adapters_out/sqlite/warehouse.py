@@ -9,10 +9,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from adapters_out.sqlite.db import Database
-from core.errors import SinkPermanentError, SinkTransientError
-from core.model import DimRow, FactEvent, Row
-from core.schema import BY_NAME, REFERENCES, TABLES, ColumnType, Orphan, Table
+from pulse.adapters_out.sqlite.db import Database
+from pulse.core.errors import SinkPermanentError, SinkTransientError
+from pulse.core.model import DimRow, FactEvent, Row
+from pulse.core.schema import BY_NAME, REFERENCES, TABLES, ColumnType, Orphan, Table
 
 SQL_TYPES = {
     ColumnType.INT64: "INTEGER",

@@ -6,13 +6,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from adapters_out.sqs.queue import MAX_BATCH, Message, decode, encode
-from core.dead_letters import DeadLetterFilter
-from core.model import Delivery, IngestEnvelope
-from ports.inbox import DeadLetter
+from pulse.adapters_out.sqs.queue import MAX_BATCH, Message, decode, encode
+from pulse.core.dead_letters import DeadLetterFilter
+from pulse.core.model import Delivery, IngestEnvelope
+from pulse.ports.inbox import DeadLetter
 
 if TYPE_CHECKING:
-    from adapters_out.sqs.inbox import SqsInbox
+    from pulse.adapters_out.sqs.inbox import SqsInbox
 
 MAX_PAGES = 1_000  # dead-letter listing / replay: a bound, not an expectation
 PAGE_HIDE_SEC = 30  # hides a dead-letter page while we page on, then shown again at once

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from adapters_out.sqs.client import Backoff, SqsClient
-from adapters_out.sqs.dead_letters import letter_attributes
-from adapters_out.sqs.queue import (
+from pulse.adapters_out.sqs.client import Backoff, SqsClient
+from pulse.adapters_out.sqs.dead_letters import letter_attributes
+from pulse.adapters_out.sqs.queue import (
     MAX_BATCH,
     SQS_MESSAGE_LIMIT,
     EnvelopeTooLarge,
@@ -22,9 +22,9 @@ from adapters_out.sqs.queue import (
     encode,
     max_body_bytes,
 )
-from core.model import Delivery, IngestEnvelope
-from ports.clock import Clock
-from ports.inbox import InboxStats
+from pulse.core.model import Delivery, IngestEnvelope
+from pulse.ports.clock import Clock
+from pulse.ports.inbox import InboxStats
 
 log = logging.getLogger("pulse.sqs")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from adapters_out.sqs.client import Backoff, SqsClient, SqsPermanentError, call, error_code
-from adapters_out.sqs.queue import SQS_MESSAGE_LIMIT
+from pulse.adapters_out.sqs.client import Backoff, SqsClient, SqsPermanentError, call, error_code
+from pulse.adapters_out.sqs.queue import SQS_MESSAGE_LIMIT
 
 RETENTION_SEC = 1_209_600  # 14 days, SQS's maximum: an outage of the sink must not lose events
 _BACKOFF = Backoff()

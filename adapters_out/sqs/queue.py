@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from adapters_out.sqs.client import Backoff, SqsClient, SqsPermanentError, call
-from core import errors
-from core.model import IngestEnvelope
+from pulse.adapters_out.sqs.client import Backoff, SqsClient, SqsPermanentError, call
+from pulse.core import errors
+from pulse.core.model import IngestEnvelope
 
 SQS_MESSAGE_LIMIT = 262_144  # bytes per message, body and attributes (SQS quota)
 ENVELOPE_RESERVE = 16_384  # room for the JSON fields, kept headers and dead-letter attributes

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.model import CrmObject
-from ports.directory import CrmPage
+from pulse.core.model import CrmObject
+from pulse.ports.directory import CrmPage
 
 # File section → the object type core asks for.
 SECTIONS = {"emails": "email", "tickets": "ticket"}

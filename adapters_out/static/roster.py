@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.model import RosterAgent, RosterSnapshot
+from pulse.core.model import RosterAgent, RosterSnapshot
 
 
 class StaticRoster:

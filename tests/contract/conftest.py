@@ -36,19 +36,19 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters_out.aloware.roster import AlowareRoster
-from adapters_out.hubspot.crm import HubSpotCrm
-from adapters_out.powerbi.limiter import Budgets
-from adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
-from adapters_out.sqlite.ledger import SqliteLedger
-from adapters_out.sqlite.warehouse import SqliteWarehouse
-from adapters_out.static.crm import StaticCrmDirectory
-from adapters_out.static.roster import StaticRoster
-from core.model import CrmObject, IngestEnvelope, RosterAgent
-from ports.directory import CrmDirectory, Roster
-from ports.inbox import DeadLetters, Inbox
-from ports.ledger import Ledger
-from ports.sink import Sink
+from pulse.adapters_out.aloware.roster import AlowareRoster
+from pulse.adapters_out.hubspot.crm import HubSpotCrm
+from pulse.adapters_out.powerbi.limiter import Budgets
+from pulse.adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
+from pulse.adapters_out.sqlite.ledger import SqliteLedger
+from pulse.adapters_out.sqlite.warehouse import SqliteWarehouse
+from pulse.adapters_out.static.crm import StaticCrmDirectory
+from pulse.adapters_out.static.roster import StaticRoster
+from pulse.core.model import CrmObject, IngestEnvelope, RosterAgent
+from pulse.ports.directory import CrmDirectory, Roster
+from pulse.ports.inbox import DeadLetters, Inbox
+from pulse.ports.ledger import Ledger
+from pulse.ports.sink import Sink
 from tests.emulators.aloware import AlowareEmulator
 from tests.emulators.hubspot import HubSpotEmulator
 from tests.fakes import FakeClock

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from adapters_out.dynamodb import control as dynamo
-from adapters_out.dynamodb.incidents import DynamoIncidentStore
-from adapters_out.sqlite import control as sqlite
-from adapters_out.sqlite.incidents import SqliteIncidentStore
-from core import incidents
-from core.incidents import Change, IncidentRules, State
-from ports.control import (
+from pulse.adapters_out.dynamodb import control as dynamo
+from pulse.adapters_out.dynamodb.incidents import DynamoIncidentStore
+from pulse.adapters_out.sqlite import control as sqlite
+from pulse.adapters_out.sqlite.incidents import SqliteIncidentStore
+from pulse.core import incidents
+from pulse.core.incidents import Change, IncidentRules, State
+from pulse.ports.control import (
     AppliedVersion,
     AuditLog,
     AuditRecord,
@@ -29,7 +29,7 @@ from ports.control import (
     RowCounts,
     VersionStore,
 )
-from ports.incidents import IncidentStore
+from pulse.ports.incidents import IncidentStore
 from tests.fakes import FakeClock
 from tests.support.moto_server import dynamodb, new_table
 

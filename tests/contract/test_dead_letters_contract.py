@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-from core.dead_letters import DeadLetterFilter
-from core.model import Delivery
-from ports.inbox import DeadLetter
+from pulse.core.dead_letters import DeadLetterFilter
+from pulse.core.model import Delivery
+from pulse.ports.inbox import DeadLetter
 from tests.contract.conftest import InboxUnderTest, envelope
 
 

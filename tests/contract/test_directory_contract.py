@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core.model import CrmObject, RosterAgent
+from pulse.core.model import CrmObject, RosterAgent
 from tests.contract.conftest import CrmFactory, RosterFactory
 
 AGENTS = [

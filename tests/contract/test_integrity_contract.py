@@ -7,11 +7,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
-from core import calendar
-from core.control import ControlPorts, apply_metrics, apply_shifts, extend_dates, sync_agents
-from core.dimensions import MetricsDocument, ShiftsDocument
-from core.ingest import IngestConfig, dimension_rows
-from core.model import (
+from pulse.core import calendar
+from pulse.core.control import ControlPorts, apply_metrics, apply_shifts, extend_dates, sync_agents
+from pulse.core.dimensions import MetricsDocument, ShiftsDocument
+from pulse.core.ingest import IngestConfig, dimension_rows
+from pulse.core.model import (
     DateKey,
     EventKey,
     FactEvent,
@@ -21,7 +21,7 @@ from core.model import (
     RosterSnapshot,
     ShiftRule,
 )
-from core.schema import REFERENCES, orphans
+from pulse.core.schema import REFERENCES, orphans
 from tests.contract.conftest import SinkUnderTest
 from tests.fakes import CALLER, World, config
 

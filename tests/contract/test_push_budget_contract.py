@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters_out.powerbi.limiter import HOUR, MINUTE, Budgets
+from pulse.adapters_out.powerbi.limiter import HOUR, MINUTE, Budgets
 from tests.contract.conftest import BUDGET_FACTORIES
 from tests.support.powerbi.budgets import BudgetUnderTest
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from core.calendar import dim_date
-from core.model import DateKey, DimAgent, DimMetric, DimShift, EventKey, FactEvent, MetricID
+from pulse.core.calendar import dim_date
+from pulse.core.model import DateKey, DimAgent, DimMetric, DimShift, EventKey, FactEvent, MetricID
 from tests.contract.conftest import SinkUnderTest
 
 SYNCED = datetime(2025, 11, 5, 6, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from adapters_in.http.admin.auth import signed_headers
+from pulse.adapters_in.http.admin.auth import signed_headers
 from tests.support.serve import Pulse, post, sample, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

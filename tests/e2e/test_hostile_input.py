@@ -15,8 +15,8 @@ import time
 import aiohttp
 import pytest
 
-from adapters_in.http.admin.auth import signed_headers
-from adapters_in.sources.hubspot import signature_v3
+from pulse.adapters_in.http.admin.auth import signed_headers
+from pulse.adapters_in.sources.hubspot import signature_v3
 from tests.support.fuzz import Fuzzed, Fuzzer, dumps
 from tests.support.local import disposed_call
 from tests.support.raw_http import RawHttp

@@ -40,7 +40,7 @@ async def serve_and_wait(home: Path, env: dict[str, str]) -> tuple[int, str, str
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bootstrap.main",
+        "pulse.bootstrap.main",
         "serve",
         cwd=home,
         env=env,

@@ -12,8 +12,8 @@ import requests
 from aiohttp import web
 from dependency_injector import providers
 
-from adapters_out.entra.config import EntraConfig
-from adapters_out.entra.tokens import ServicePrincipalAuth
+from pulse.adapters_out.entra.config import EntraConfig
+from pulse.adapters_out.entra.tokens import ServicePrincipalAuth
 from tests.emulators.clock import RealTime
 
 AUTHORITY_HOST = "https://login.microsoftonline.com"

@@ -18,15 +18,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from adapters_in.http.app import build_app
-from adapters_in.http.health import Health
-from adapters_in.http.webhooks import WebhookEdge
-from adapters_in.metrics import Metrics
-from adapters_in.sources.aloware import AlowareSource
-from adapters_in.sources.base import WebhookSource
-from adapters_in.sources.hubspot import HubSpotSource
-from adapters_out.clock import SystemClock
-from adapters_out.sqlite.inbox import SqliteInbox
+from pulse.adapters_in.http.app import build_app
+from pulse.adapters_in.http.health import Health
+from pulse.adapters_in.http.webhooks import WebhookEdge
+from pulse.adapters_in.metrics import Metrics
+from pulse.adapters_in.sources.aloware import AlowareSource
+from pulse.adapters_in.sources.base import WebhookSource
+from pulse.adapters_in.sources.hubspot import HubSpotSource
+from pulse.adapters_out.clock import SystemClock
+from pulse.adapters_out.sqlite.inbox import SqliteInbox
 from tests.fakes import FakeClock
 
 SAMPLES = Path(__file__).parents[1] / "specs" / "webhooks"

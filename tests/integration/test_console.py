@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from adapters_in.http.console import session as console_session
-from adapters_in.http.middleware import edge_middleware
+from pulse.adapters_in.http.console import session as console_session
+from pulse.adapters_in.http.middleware import edge_middleware
 from tests.support.console import ConsoleRig, console_rig, seed_today, seed_trouble
 
 ClientMaker = Callable[..., Awaitable[TestClient[Any, Any]]]

@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from adapters_in.http.app import build_app
-from adapters_in.http.health import Health
-from adapters_in.http.server import PulseRunner
-from adapters_in.http.webhooks import StoreHealth, WebhookEdge
-from adapters_in.metrics import Metrics
-from adapters_in.sources.aloware import AlowareSource
-from adapters_in.sources.hubspot import HubSpotSource, signature_v3
-from adapters_out.clock import SystemClock
-from adapters_out.sqlite.inbox import SqliteInbox
+from pulse.adapters_in.http.app import build_app
+from pulse.adapters_in.http.health import Health
+from pulse.adapters_in.http.server import PulseRunner
+from pulse.adapters_in.http.webhooks import StoreHealth, WebhookEdge
+from pulse.adapters_in.metrics import Metrics
+from pulse.adapters_in.sources.aloware import AlowareSource
+from pulse.adapters_in.sources.hubspot import HubSpotSource, signature_v3
+from pulse.adapters_out.clock import SystemClock
+from pulse.adapters_out.sqlite.inbox import SqliteInbox
 from tests.support.raw_http import RawHttp
 
 BODY_LIMIT = 1 << 20

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from adapters_out.sqlite.warehouse import SqliteWarehouse
-from core import calendar
-from core.control import ControlPorts, apply_metrics, extend_dates, sync_agents
-from core.dimensions import MetricsDocument
-from core.ingest import IngestConfig, dimension_rows
-from core.model import (
+from pulse.adapters_out.sqlite.warehouse import SqliteWarehouse
+from pulse.core import calendar
+from pulse.core.control import ControlPorts, apply_metrics, extend_dates, sync_agents
+from pulse.core.dimensions import MetricsDocument
+from pulse.core.ingest import IngestConfig, dimension_rows
+from pulse.core.model import (
     DateKey,
     EventKey,
     FactEvent,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from adapters_in.sources.base import WebhookRequest, WebhookSource
-from core.model import IngestEnvelope, SourceEvent
+from pulse.adapters_in.sources.base import WebhookRequest, WebhookSource
+from pulse.core.model import IngestEnvelope, SourceEvent
 from tests.integration.conftest import (
     HUBSPOT_SECRET,
     WEBHOOK_SAMPLES,

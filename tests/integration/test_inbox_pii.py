@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters_out.sqlite.inbox import SqliteInbox
-from core.model import IngestEnvelope
+from pulse.adapters_out.sqlite.inbox import SqliteInbox
+from pulse.core.model import IngestEnvelope
 from tests.fakes import FakeClock
 
 PHONE = b"+12025550199"
@@ -63,7 +63,7 @@ async def test_an_acked_body_is_in_no_byte_of_the_inbox_files_while_others_wait(
 async def test_a_checkpoint_made_busy_by_a_reader_is_tried_again_without_another_ack(
     inbox: SqliteInbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("adapters_out.sqlite.inbox.CHECKPOINT_RETRY_SEC", 0.05)
+    monkeypatch.setattr("pulse.adapters_out.sqlite.inbox.CHECKPOINT_RETRY_SEC", 0.05)
     await inbox.put(envelope("lead", b'{"lead_number": "' + PHONE + b'"}'))
     await inbox.put(envelope("other", b'{"id": 2}'))
     lead, _ = await inbox.take(2, wait=0)

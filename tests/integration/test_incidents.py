@@ -18,23 +18,23 @@ import httpx
 import pytest
 from aiohttp import web
 
-from adapters_in.breakers import Breakers
-from adapters_in.http.middleware import edge_middleware
-from adapters_in.http.webhooks import WebhookEdge
-from adapters_in.incidents import IncidentMonitor, SilenceRules
-from adapters_in.metrics import Metrics
-from adapters_in.sources.aloware import AlowareSource
-from adapters_in.worker import InboxWorkers
-from adapters_out.alerts.webhook import WebhookAlerts
-from adapters_out.clock import SystemClock
-from adapters_out.powerbi.errors import PowerBIThrottled
-from adapters_out.sqlite.control import open_control_db
-from adapters_out.sqlite.db import Database
-from adapters_out.sqlite.incidents import SqliteIncidentStore
-from bootstrap.logs import setup_logging
-from core.incidents import Change, IncidentRules, State, Transition
-from core.ingest import IngestConfig
-from core.silence import parse_business_hours
+from pulse.adapters_in.breakers import Breakers
+from pulse.adapters_in.http.middleware import edge_middleware
+from pulse.adapters_in.http.webhooks import WebhookEdge
+from pulse.adapters_in.incidents import IncidentMonitor, SilenceRules
+from pulse.adapters_in.metrics import Metrics
+from pulse.adapters_in.sources.aloware import AlowareSource
+from pulse.adapters_in.worker import InboxWorkers
+from pulse.adapters_out.alerts.webhook import WebhookAlerts
+from pulse.adapters_out.clock import SystemClock
+from pulse.adapters_out.powerbi.errors import PowerBIThrottled
+from pulse.adapters_out.sqlite.control import open_control_db
+from pulse.adapters_out.sqlite.db import Database
+from pulse.adapters_out.sqlite.incidents import SqliteIncidentStore
+from pulse.bootstrap.logs import setup_logging
+from pulse.core.incidents import Change, IncidentRules, State, Transition
+from pulse.core.ingest import IngestConfig
+from pulse.core.silence import parse_business_hours
 from tests.emulators.alerts import AlertReceiver
 from tests.emulators.faults import Fault
 from tests.fakes import FakeClock
@@ -167,7 +167,7 @@ async def test_the_last_request_of_each_source_is_a_gauge_with_help_and_type(
 
 
 def _opened() -> Transition:
-    from core.incidents import observed
+    from pulse.core.incidents import observed
 
     return Transition(Change.OPENED, observed(None, "powerbi:5xx", 5, "502", MONDAY_9, RULES))
 
@@ -313,8 +313,8 @@ async def test_alerts_past_the_rate_wait_for_the_minute_to_pass() -> None:
 
 
 async def test_admin_status_lists_the_open_incidents(control: Database) -> None:
-    from adapters_in.http.health import OperatorStatus
-    from adapters_in.scheduler import JobBoard
+    from pulse.adapters_in.http.health import OperatorStatus
+    from pulse.adapters_in.scheduler import JobBoard
     from tests.fakes import FakeInbox
 
     clock = FakeClock(MONDAY_9)

@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from bootstrap.container import Container
-from bootstrap.settings import Settings
+from pulse.bootstrap.container import Container
+from pulse.bootstrap.settings import Settings
 from tests.integration.conftest import sample, sample_body, sample_headers
 from tests.unit.test_metrics_exposition import naming_problems, promtool_check_metrics
 

@@ -18,14 +18,20 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from adapters_in.http import openapi
-from adapters_in.http.admin import auth as admin_auth
-from adapters_in.http.admin.dead_letters import ReplayBody
-from adapters_in.http.admin.payloads import AckBody, MetricsBody, RollbackBody, ShiftsBody, parse
-from adapters_in.http.console import session as console_session
-from adapters_in.sources import hubspot
-from bootstrap.container import Container
-from bootstrap.settings import Settings
+from pulse.adapters_in.http import openapi
+from pulse.adapters_in.http.admin import auth as admin_auth
+from pulse.adapters_in.http.admin.dead_letters import ReplayBody
+from pulse.adapters_in.http.admin.payloads import (
+    AckBody,
+    MetricsBody,
+    RollbackBody,
+    ShiftsBody,
+    parse,
+)
+from pulse.adapters_in.http.console import session as console_session
+from pulse.adapters_in.sources import hubspot
+from pulse.bootstrap.container import Container
+from pulse.bootstrap.settings import Settings
 
 DOCUMENT_PATH = Path(openapi.__file__).with_name(openapi.DOCUMENT)
 DOCUMENT: dict[str, Any] = json.loads(DOCUMENT_PATH.read_text())

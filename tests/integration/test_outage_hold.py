@@ -13,14 +13,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from adapters_in.breakers import Breakers, State
-from adapters_in.metrics import Metrics
-from adapters_in.sources.aloware import AlowareSource
-from adapters_in.worker import InboxWorkers
-from adapters_out.clock import SystemClock
-from adapters_out.sqlite.inbox import SqliteDeadLetters
-from core.ingest import IngestConfig, IngestPorts
-from core.model import IngestEnvelope
+from pulse.adapters_in.breakers import Breakers, State
+from pulse.adapters_in.metrics import Metrics
+from pulse.adapters_in.sources.aloware import AlowareSource
+from pulse.adapters_in.worker import InboxWorkers
+from pulse.adapters_out.clock import SystemClock
+from pulse.adapters_out.sqlite.inbox import SqliteDeadLetters
+from pulse.core.ingest import IngestConfig, IngestPorts
+from pulse.core.model import IngestEnvelope
 from tests.integration.conftest import eventually
 from tests.support.local import call_envelope, local_stores
 from tests.support.outage_sink import OutageSink

@@ -14,17 +14,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from adapters_in.metrics import Metrics
-from adapters_in.sources.base import WebhookSource
-from adapters_in.worker import InboxWorkers
-from adapters_out.clock import SystemClock
-from adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
-from adapters_out.sqlite.ledger import SqliteLedger
-from adapters_out.sqlite.warehouse import SqliteWarehouse
-from adapters_out.static.crm import StaticCrmDirectory
-from adapters_out.static.roster import StaticRoster
-from core.ingest import IngestConfig, IngestPorts
-from core.model import Goal, MetricID
+from pulse.adapters_in.metrics import Metrics
+from pulse.adapters_in.sources.base import WebhookSource
+from pulse.adapters_in.worker import InboxWorkers
+from pulse.adapters_out.clock import SystemClock
+from pulse.adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
+from pulse.adapters_out.sqlite.ledger import SqliteLedger
+from pulse.adapters_out.sqlite.warehouse import SqliteWarehouse
+from pulse.adapters_out.static.crm import StaticCrmDirectory
+from pulse.adapters_out.static.roster import StaticRoster
+from pulse.core.ingest import IngestConfig, IngestPorts
+from pulse.core.model import Goal, MetricID
 from tests.fakes import FakeClock
 from tests.integration.conftest import (
     WEBHOOK_SAMPLES,

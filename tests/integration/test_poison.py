@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from adapters_in.metrics import Metrics
-from adapters_in.sources.aloware import AlowareSource
-from adapters_in.sources.hubspot import HubSpotSource
-from adapters_in.worker import InboxWorkers
-from adapters_out.clock import SystemClock
-from core.ingest import IngestConfig, IngestPorts
-from core.model import IngestEnvelope, SourceEvent
+from pulse.adapters_in.metrics import Metrics
+from pulse.adapters_in.sources.aloware import AlowareSource
+from pulse.adapters_in.sources.hubspot import HubSpotSource
+from pulse.adapters_in.worker import InboxWorkers
+from pulse.adapters_out.clock import SystemClock
+from pulse.core.ingest import IngestConfig, IngestPorts
+from pulse.core.model import IngestEnvelope, SourceEvent
 from tests.integration.conftest import eventually
 from tests.support.local import RECEIVED, LocalStores, call_envelope, local_stores
 

@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
-from adapters_out.sqlite.ledger import SqliteLedger
-from adapters_out.sqlite.warehouse import SqliteWarehouse
-from core.calendar import dim_date
-from core.errors import SinkPermanentError
-from core.model import (
+from pulse.adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
+from pulse.adapters_out.sqlite.ledger import SqliteLedger
+from pulse.adapters_out.sqlite.warehouse import SqliteWarehouse
+from pulse.core.calendar import dim_date
+from pulse.core.errors import SinkPermanentError
+from pulse.core.model import (
     DateKey,
     Delivery,
     DimAgent,

@@ -15,11 +15,11 @@ from typing import Any
 from aiohttp import web
 from dependency_injector import providers
 
-from adapters_in.http.console import session as console_session
-from bootstrap.container import Container
-from bootstrap.settings import Settings
-from core.calendar import dim_date
-from core.model import (
+from pulse.adapters_in.http.console import session as console_session
+from pulse.bootstrap.container import Container
+from pulse.bootstrap.settings import Settings
+from pulse.core.calendar import dim_date
+from pulse.core.model import (
     DateKey,
     DimAgent,
     DimMetric,

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from adapters_in.sources.hubspot import signature_v3
+from pulse.adapters_in.sources.hubspot import signature_v3
 from tests.support.local import disposed_call
 
 WEIRD_STRINGS = [

@@ -11,15 +11,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from adapters_out.clock import SystemClock
-from adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
-from adapters_out.sqlite.ledger import SqliteLedger
-from adapters_out.sqlite.warehouse import SqliteWarehouse
-from adapters_out.static.crm import StaticCrmDirectory
-from adapters_out.static.roster import StaticRoster
-from core.ingest import IngestPorts
-from core.model import IngestEnvelope
-from ports.parser import EnvelopeParser
+from pulse.adapters_out.clock import SystemClock
+from pulse.adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
+from pulse.adapters_out.sqlite.ledger import SqliteLedger
+from pulse.adapters_out.sqlite.warehouse import SqliteWarehouse
+from pulse.adapters_out.static.crm import StaticCrmDirectory
+from pulse.adapters_out.static.roster import StaticRoster
+from pulse.core.ingest import IngestPorts
+from pulse.core.model import IngestEnvelope
+from pulse.ports.parser import EnvelopeParser
 
 AGENT = "42"
 RECEIVED = datetime(2025, 11, 5, 17, 22, 30, tzinfo=UTC)

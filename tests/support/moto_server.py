@@ -13,10 +13,10 @@ import pytest
 from aiobotocore.session import AioSession, get_session
 from moto.server import ThreadedMotoServer
 
-from adapters_out.dynamodb.client import dynamodb_client
-from adapters_out.dynamodb.infra import ensure_table
-from adapters_out.sqs.client import sqs_client
-from adapters_out.sqs.infra import ensure_queues
+from pulse.adapters_out.dynamodb.client import dynamodb_client
+from pulse.adapters_out.dynamodb.infra import ensure_table
+from pulse.adapters_out.sqs.client import sqs_client
+from pulse.adapters_out.sqs.infra import ensure_queues
 
 REGION = "us-east-1"
 # Dummy credentials: moto checks none, and real ones must never be needed by the tests.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from core.errors import SinkTransientError
-from core.model import DimRow, FactEvent
+from pulse.core.errors import SinkTransientError
+from pulse.core.model import DimRow, FactEvent
 
 
 class OutageSink:

@@ -10,11 +10,11 @@ import time
 from datetime import UTC
 from pathlib import Path
 
-from adapters_in.metrics import Metrics
-from adapters_in.scheduler import ControlScheduler, Job, JobBoard
-from adapters_out.clock import SystemClock
-from adapters_out.sqlite.control import SqliteJobLease, open_control_db
-from core.control import Caller, Summary
+from pulse.adapters_in.metrics import Metrics
+from pulse.adapters_in.scheduler import ControlScheduler, Job, JobBoard
+from pulse.adapters_out.clock import SystemClock
+from pulse.adapters_out.sqlite.control import SqliteJobLease, open_control_db
+from pulse.core.control import Caller, Summary
 
 
 async def main(db_path: Path, runs_file: Path, seconds: float) -> None:

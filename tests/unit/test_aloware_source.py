@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from adapters_in.sources.aloware import AlowareSource
-from adapters_in.sources.base import AuthFailed, BadPayload, WebhookRequest
-from core.errors import UnparseableEnvelope
-from core.model import Direction, IngestEnvelope, Kind, Source, SourceEvent
+from pulse.adapters_in.sources.aloware import AlowareSource
+from pulse.adapters_in.sources.base import AuthFailed, BadPayload, WebhookRequest
+from pulse.core.errors import UnparseableEnvelope
+from pulse.core.model import Direction, IngestEnvelope, Kind, Source, SourceEvent
 
 SAMPLES = Path(__file__).parents[1] / "specs" / "webhooks"
 NOW_MS = 1_762_363_016_000
@@ -353,9 +353,9 @@ def test_a_failed_call_known_only_by_its_code_is_not_counted_by_default() -> Non
     import json
     from pathlib import Path
 
-    from adapters_in.sources.aloware import AlowareSource
-    from core.model import IngestEnvelope
-    from core.rules import Policy, classify
+    from pulse.adapters_in.sources.aloware import AlowareSource
+    from pulse.core.model import IngestEnvelope
+    from pulse.core.rules import Policy, classify
 
     sample = json.loads(
         (Path(__file__).parents[1] / "specs" / "webhooks" / "aloware-call-failed.json").read_text()

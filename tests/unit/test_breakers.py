@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from adapters_in.breakers import Breakers, State
-from adapters_in.metrics import Metrics
+from pulse.adapters_in.breakers import Breakers, State
+from pulse.adapters_in.metrics import Metrics
 
 
 class Clock:

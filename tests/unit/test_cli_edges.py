@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters_in.cli.main import build_parser
-from bootstrap.logs import setup_logging
+from pulse.adapters_in.cli.main import build_parser
+from pulse.bootstrap.logs import setup_logging
 from tests.support.cli import clean_env, pulse, webhook_secrets, write_env_file
 
 
@@ -86,7 +86,7 @@ def test_httpx_request_lines_stay_off_stderr_at_info() -> None:
 def test_output_piped_into_head_ends_without_a_traceback(tmp_path: Path) -> None:
     write_env_file(tmp_path / ".env", webhook_secrets())
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bootstrap.main", "check", "--all"],
+        [sys.executable, "-m", "pulse.bootstrap.main", "check", "--all"],
         cwd=tmp_path,
         env=clean_env(),
         stdout=subprocess.PIPE,

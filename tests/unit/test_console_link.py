@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from yarl import URL
 
-from adapters_in.cli import console
-from adapters_in.cli.main import build_parser
-from adapters_in.http.console import session as console_session
-from adapters_in.http.console.session import SignInRefused
-from bootstrap.settings import Settings
+from pulse.adapters_in.cli import console
+from pulse.adapters_in.cli.main import build_parser
+from pulse.adapters_in.http.console import session as console_session
+from pulse.adapters_in.http.console.session import SignInRefused
+from pulse.bootstrap.settings import Settings
 from tests.fakes import FakeClock
 
 SECRET = "console-link-test-secret-0123456789abcdef"

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core import calendar
-from core.model import MetricID, ShiftRule
+from pulse.core import calendar
+from pulse.core.model import MetricID, ShiftRule
 
 NEW_YORK = ZoneInfo("America/New_York")
 MON_TO_FRI = frozenset(range(5))

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from adapters_in.sources.aloware import AlowareSource
-from adapters_in.sources.hubspot import HubSpotSource
-from core.ingest import BatchOutcome, IngestConfig, IngestPorts, Status, process_batch
-from core.model import (
+from pulse.adapters_in.sources.aloware import AlowareSource
+from pulse.adapters_in.sources.hubspot import HubSpotSource
+from pulse.core.ingest import BatchOutcome, IngestConfig, IngestPorts, Status, process_batch
+from pulse.core.model import (
     CrmObject,
     Delivery,
     Goal,

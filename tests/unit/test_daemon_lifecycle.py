@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from adapters_in.worker import DrainReport
-from bootstrap.daemon import Daemon, StartFailed
-from core.model import RosterSnapshot
+from pulse.adapters_in.worker import DrainReport
+from pulse.bootstrap.daemon import Daemon, StartFailed
+from pulse.core.model import RosterSnapshot
 
 
 class FakeWorkers:

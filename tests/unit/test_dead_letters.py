@@ -6,15 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapters_in.metrics import Metrics
-from adapters_in.scheduler import ControlScheduler, JobBoard
-from bootstrap.container import control_jobs
-from bootstrap.settings import load_settings
-from core import dead_letters
-from core.control import Caller
-from core.dead_letters import DeadLetterFilter, DeadLetterPorts
-from core.errors import ValidationFailed
-from core.model import Delivery, IngestEnvelope
+from pulse.adapters_in.metrics import Metrics
+from pulse.adapters_in.scheduler import ControlScheduler, JobBoard
+from pulse.bootstrap.container import control_jobs
+from pulse.bootstrap.settings import load_settings
+from pulse.core import dead_letters
+from pulse.core.control import Caller
+from pulse.core.dead_letters import DeadLetterFilter, DeadLetterPorts
+from pulse.core.errors import ValidationFailed
+from pulse.core.model import Delivery, IngestEnvelope
 from tests.fakes import FakeAudit, FakeClock, FakeDeadLetters, FakeLeases
 
 START = datetime(2026, 11, 1, 12, tzinfo=UTC)

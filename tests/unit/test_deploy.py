@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from adapters_in.instrumented import sink_readings
-from adapters_in.metrics import FAMILIES, exposed_name, series_names
+from pulse.adapters_in.instrumented import sink_readings
+from pulse.adapters_in.metrics import FAMILIES, exposed_name, series_names
 from tests.unit.test_metrics_exposition import promtool
 
 DEPLOY = Path(__file__).parents[2] / "deploy"

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from adapters_in.sources.base import AuthFailed, BadPayload, WebhookRequest
-from adapters_in.sources.hubspot import HubSpotSource, signed_uri
-from core.errors import UnparseableEnvelope
-from core.model import Direction, IngestEnvelope, Kind, Source, SourceEvent
+from pulse.adapters_in.sources.base import AuthFailed, BadPayload, WebhookRequest
+from pulse.adapters_in.sources.hubspot import HubSpotSource, signed_uri
+from pulse.core.errors import UnparseableEnvelope
+from pulse.core.model import Direction, IngestEnvelope, Kind, Source, SourceEvent
 
 SAMPLES = Path(__file__).parents[1] / "specs" / "webhooks"
 SIGNED_SAMPLES = ("hubspot-v3-email-object-creation", "hubspot-v3-ticket-creation")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bootstrap.container import silence_rules
-from bootstrap.settings import SettingsError, load_settings
+from pulse.bootstrap.container import silence_rules
+from pulse.bootstrap.settings import SettingsError, load_settings
 
 SECRET_PATH = "/services/T0123/B0456/abcdefSECRET"
 OPEN = {"aloware_auth": "none", "hubspot_auth": "none"}

@@ -8,19 +8,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from adapters_out.dynamodb.client import DynamoThrottled
-from adapters_out.entra.tokens import EntraAuthError
-from adapters_out.fabric.errors import FabricUnavailable
-from adapters_out.powerbi.errors import (
+from pulse.adapters_out.dynamodb.client import DynamoThrottled
+from pulse.adapters_out.entra.tokens import EntraAuthError
+from pulse.adapters_out.fabric.errors import FabricUnavailable
+from pulse.adapters_out.powerbi.errors import (
     PowerBIAccessDenied,
     PowerBIAuthError,
     PowerBIThrottled,
     PowerBIUnavailable,
 )
-from core import alerts, silence
-from core.calendar import ALL_DAY
-from core.errors import ValidationFailed
-from core.incidents import (
+from pulse.core import alerts, silence
+from pulse.core.calendar import ALL_DAY
+from pulse.core.errors import ValidationFailed
+from pulse.core.incidents import (
     Change,
     IncidentRules,
     State,

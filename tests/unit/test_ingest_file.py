@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from adapters_in.cli.ingest import read_lines
-from adapters_in.sources.aloware import AlowareSource
-from adapters_in.sources.hubspot import HubSpotSource
+from pulse.adapters_in.cli.ingest import read_lines
+from pulse.adapters_in.sources.aloware import AlowareSource
+from pulse.adapters_in.sources.hubspot import HubSpotSource
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 SOURCES = {

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters_in.metrics import FAMILIES, Metrics, series_names
+from pulse.adapters_in.metrics import FAMILIES, Metrics, series_names
 
 NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")

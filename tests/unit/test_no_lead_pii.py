@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from core.model import FactEvent
+from pulse.core.model import FactEvent
 
 LEAD_FIELD = re.compile(r"phone|number|contact|lead|name|email", re.IGNORECASE)
 

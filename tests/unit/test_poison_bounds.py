@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from adapters_in.sources.aloware import AlowareSource
-from adapters_in.sources.hubspot import HubSpotSource
-from core.errors import UnparseableEnvelope
-from core.model import IngestEnvelope
+from pulse.adapters_in.sources.aloware import AlowareSource
+from pulse.adapters_in.sources.hubspot import HubSpotSource
+from pulse.core.errors import UnparseableEnvelope
+from pulse.core.model import IngestEnvelope
 from tests.support.local import call_envelope
 
 RECEIVED = datetime(2025, 11, 5, 17, 22, 30, tzinfo=UTC)

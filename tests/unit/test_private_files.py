@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters_out.sqlite.db import Database
-from bootstrap.main import check_data_dir
-from bootstrap.settings import load_settings
+from pulse.adapters_out.sqlite.db import Database
+from pulse.bootstrap.main import check_data_dir
+from pulse.bootstrap.settings import load_settings
 from tests.support.cli import ROOT
 
 

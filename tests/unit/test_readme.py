@@ -7,8 +7,8 @@ import argparse
 import re
 from pathlib import Path
 
-from adapters_in.cli.main import build_parser
-from core.rules import COUNTING_RULES
+from pulse.adapters_in.cli.main import build_parser
+from pulse.core.rules import COUNTING_RULES
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()
@@ -50,7 +50,7 @@ def _actions(command: str) -> list[str]:
 
 
 def test_the_readme_explains_every_metrics_series_and_reason_code() -> None:
-    from adapters_in.metrics import FAMILIES, exposed_name
+    from pulse.adapters_in.metrics import FAMILIES, exposed_name
 
     section = README.split("## Reading /metrics", 1)[1].split("\n## ", 1)[0]
     for name in FAMILIES:

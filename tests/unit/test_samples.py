@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from adapters_out.static.crm import read_crm_file
+from pulse.adapters_out.static.crm import read_crm_file
 
 ROOT = Path(__file__).parents[2]
 SAMPLES = ROOT / "samples"

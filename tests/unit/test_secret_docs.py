@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from bootstrap.secret_settings import SecretsManagerIds, SecretSourceSettings
+from pulse.bootstrap.secret_settings import SecretsManagerIds, SecretSourceSettings
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()

@@ -9,12 +9,12 @@ from functools import partial
 
 import pytest
 
-from adapters_in.http.admin import auth as admin_auth
-from adapters_in.sources.aloware import AlowareSource
-from adapters_in.sources.base import AuthFailed, WebhookRequest
-from adapters_in.sources.hubspot import HubSpotSource, signature_v3
-from adapters_out.secrets.static import StaticSecrets
-from ports.secrets import Credential
+from pulse.adapters_in.http.admin import auth as admin_auth
+from pulse.adapters_in.sources.aloware import AlowareSource
+from pulse.adapters_in.sources.base import AuthFailed, WebhookRequest
+from pulse.adapters_in.sources.hubspot import HubSpotSource, signature_v3
+from pulse.adapters_out.secrets.static import StaticSecrets
+from pulse.ports.secrets import Credential
 
 NOW_MS = 1_760_000_000_000
 URL = "https://pulse.example.com/webhooks/hubspot"

@@ -7,8 +7,8 @@ import secrets
 
 import pytest
 
-from bootstrap.settings import SettingsError, load_settings
-from ports.secrets import Credential
+from pulse.bootstrap.settings import SettingsError, load_settings
+from pulse.ports.secrets import Credential
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +61,7 @@ def test_previous_values_are_read_from_their_variables(monkeypatch: pytest.Monke
 
 
 def test_the_container_serves_current_and_previous_from_the_environment() -> None:
-    from bootstrap.container import env_secrets
+    from pulse.bootstrap.container import env_secrets
 
     current, old = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     settings = load_settings(

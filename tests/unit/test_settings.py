@@ -6,7 +6,7 @@ import secrets
 
 import pytest
 
-from bootstrap.settings import SettingsError, load_settings
+from pulse.bootstrap.settings import SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.settings import SettingsError, load_settings
+from pulse.bootstrap.settings import SettingsError, load_settings
 from tests.support.cli import clean_env, pulse, webhook_secrets, write_env_file
 
 OPEN = {"ALOWARE_AUTH": "none", "HUBSPOT_AUTH": "none"}

@@ -8,9 +8,9 @@ import argparse
 import re
 from pathlib import Path
 
-from adapters_in.cli.main import build_parser
-from bootstrap.env_example import _default, _written, render
-from bootstrap.settings import ENV_FILE_VARIABLE, setting_fields
+from pulse.adapters_in.cli.main import build_parser
+from pulse.bootstrap.env_example import _default, _written, render
+from pulse.bootstrap.settings import ENV_FILE_VARIABLE, setting_fields
 
 ROOT = Path(__file__).parents[2]
 FIELDS = dict(setting_fields())
@@ -42,7 +42,7 @@ def _names(cell: str, *, bare: bool = False) -> list[str]:
 
 def test_the_env_example_is_generated_from_the_settings_model() -> None:
     committed = (ROOT / ".env.example").read_text()
-    assert committed == render(), "run: python -m bootstrap.env_example > .env.example"
+    assert committed == render(), "run: python -m pulse.bootstrap.env_example > .env.example"
     for name, info in setting_fields():
         assert info.description and "\n" not in info.description, f"{name} has no meaning"
         assert f"\n# {name}=" in committed, name

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from adapters_in.cli import sign
-from adapters_in.cli.main import build_parser
-from adapters_in.sources.base import AuthFailed, WebhookRequest
-from adapters_in.sources.hubspot import HubSpotSource
-from bootstrap.settings import Settings
+from pulse.adapters_in.cli import sign
+from pulse.adapters_in.cli.main import build_parser
+from pulse.adapters_in.sources.base import AuthFailed, WebhookRequest
+from pulse.adapters_in.sources.hubspot import HubSpotSource
+from pulse.bootstrap.settings import Settings
 from tests.fakes import FakeClock
 from tests.support.curl import CurlRequest, parse_curl
 from tests.support.serve import hubspot_v3

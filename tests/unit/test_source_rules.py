@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from adapters_in.sources.aloware import AlowareSource
-from adapters_in.sources.hubspot import HubSpotSource
-from core.identity import event_key, first_of_each
-from core.model import Direction, IngestEnvelope, Kind, MetricID, SourceEvent
-from core.rules import Policy, classify
+from pulse.adapters_in.sources.aloware import AlowareSource
+from pulse.adapters_in.sources.hubspot import HubSpotSource
+from pulse.core.identity import event_key, first_of_each
+from pulse.core.model import Direction, IngestEnvelope, Kind, MetricID, SourceEvent
+from pulse.core.rules import Policy, classify
 
 SAMPLES = Path(__file__).parents[1] / "specs" / "webhooks"
 WEBHOOK_SAMPLES = sorted(

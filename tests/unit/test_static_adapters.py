@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters_out.static.crm import StaticCrmDirectory
-from adapters_out.static.roster import StaticRoster
-from core.model import RosterAgent
+from pulse.adapters_out.static.crm import StaticCrmDirectory
+from pulse.adapters_out.static.roster import StaticRoster
+from pulse.core.model import RosterAgent
 
 SPECS = Path(__file__).resolve().parents[1] / "specs" / "webhooks"
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from adapters_in.worker import _links
-from core.model import Delivery, IngestEnvelope
+from pulse.adapters_in.worker import _links
+from pulse.core.model import Delivery, IngestEnvelope
 
 
 def test_a_batch_span_links_to_the_edge_span_that_stored_each_envelope() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters_in.cli.main import print_settings
-from bootstrap.settings import load_settings, setting_fields, unknown_settings
+from pulse.adapters_in.cli.main import print_settings
+from pulse.bootstrap.settings import load_settings, setting_fields, unknown_settings
 from tests.support.cli import clean_env, pulse, webhook_secrets, write_env_file
 
 OPEN = {"aloware_auth": "none", "hubspot_auth": "none"}

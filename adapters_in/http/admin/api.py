@@ -10,13 +10,19 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters_in.http.admin import auth as admin_auth
-from adapters_in.http.admin.dead_letters import DeadLetterRoutes
-from adapters_in.http.admin.payloads import AckBody, MetricsBody, RollbackBody, ShiftsBody, parse
-from adapters_in.http.middleware import JsonError
-from adapters_in.incidents import IncidentMonitor
-from core import control, history
-from core.control import (
+from pulse.adapters_in.http.admin import auth as admin_auth
+from pulse.adapters_in.http.admin.dead_letters import DeadLetterRoutes
+from pulse.adapters_in.http.admin.payloads import (
+    AckBody,
+    MetricsBody,
+    RollbackBody,
+    ShiftsBody,
+    parse,
+)
+from pulse.adapters_in.http.middleware import JsonError
+from pulse.adapters_in.incidents import IncidentMonitor
+from pulse.core import control, history
+from pulse.core.control import (
     Busy,
     Caller,
     ControlConfig,
@@ -25,11 +31,11 @@ from core.control import (
     Summary,
     UnknownVersion,
 )
-from core.dead_letters import DeadLetterPorts
-from core.dimensions import MONTH, ShiftsDocument
-from core.errors import PermanentError, TransientError, ValidationFailed
-from core.incidents import UnknownIncident
-from ports.control import AuditRecord, NonceStore
+from pulse.core.dead_letters import DeadLetterPorts
+from pulse.core.dimensions import MONTH, ShiftsDocument
+from pulse.core.errors import PermanentError, TransientError, ValidationFailed
+from pulse.core.incidents import UnknownIncident
+from pulse.ports.control import AuditRecord, NonceStore
 
 log = logging.getLogger("pulse.admin")
 

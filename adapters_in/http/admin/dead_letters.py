@@ -11,13 +11,13 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters_in.http.admin.payloads import parse
-from adapters_in.http.middleware import JsonError
-from core import dead_letters
-from core.control import Caller
-from core.dead_letters import DeadLetterFilter, DeadLetterPorts
-from core.errors import TransientError, ValidationFailed
-from ports.inbox import DeadLetter
+from pulse.adapters_in.http.admin.payloads import parse
+from pulse.adapters_in.http.middleware import JsonError
+from pulse.core import dead_letters
+from pulse.core.control import Caller
+from pulse.core.dead_letters import DeadLetterFilter, DeadLetterPorts
+from pulse.core.errors import TransientError, ValidationFailed
+from pulse.ports.inbox import DeadLetter
 
 log = logging.getLogger("pulse.admin")
 

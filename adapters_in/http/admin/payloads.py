@@ -9,10 +9,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.calendar import WEEKDAYS
-from core.dimensions import MetricsDocument, ShiftsDocument
-from core.errors import ValidationFailed
-from core.model import Goal, MetricID, ShiftRule
+from pulse.core.calendar import WEEKDAYS
+from pulse.core.dimensions import MetricsDocument, ShiftsDocument
+from pulse.core.errors import ValidationFailed
+from pulse.core.model import Goal, MetricID, ShiftRule
 
 HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"

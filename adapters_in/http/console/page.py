@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 
 _TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("adapters_in.http.console", "templates"),
+    loader=jinja2.PackageLoader("pulse.adapters_in.http.console", "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,  # a misspelt name fails the test, not the operator
     trim_blocks=True,

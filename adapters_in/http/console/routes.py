@@ -11,18 +11,18 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from adapters_in.http.console import session as console_session
-from adapters_in.http.console.page import grid, render
-from adapters_in.http.console.session import Session, SignInRefused
-from adapters_in.incidents import IncidentMonitor
-from core import dead_letters
-from core.calendar import date_key
-from core.control import Caller, payload_hash
-from core.dead_letters import DeadLetterFilter, DeadLetterPorts
-from core.errors import TransientError, ValidationFailed
-from core.incidents import UnknownIncident
-from ports.clock import Clock
-from ports.control import AuditLog, AuditRecord, NonceStore
+from pulse.adapters_in.http.console import session as console_session
+from pulse.adapters_in.http.console.page import grid, render
+from pulse.adapters_in.http.console.session import Session, SignInRefused
+from pulse.adapters_in.incidents import IncidentMonitor
+from pulse.core import dead_letters
+from pulse.core.calendar import date_key
+from pulse.core.control import Caller, payload_hash
+from pulse.core.dead_letters import DeadLetterFilter, DeadLetterPorts
+from pulse.core.errors import TransientError, ValidationFailed
+from pulse.core.incidents import UnknownIncident
+from pulse.ports.clock import Clock
+from pulse.ports.control import AuditLog, AuditRecord, NonceStore
 
 log = logging.getLogger("pulse.console")
 

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from adapters_in.http.admin.auth import signed_headers
+from pulse.adapters_in.http.admin.auth import signed_headers
 from tests.support.moto_server import REGION, unique
 from tests.support.serve import PUBLIC_BASE_URL, Daemon, Pulse, hubspot_v3, post, wait_for
 

@@ -18,8 +18,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bootstrap.container import Container
-from bootstrap.settings import Settings
+from pulse.bootstrap.container import Container
+from pulse.bootstrap.settings import Settings
 from tests.emulators.aad import AuthorityRedirect, rerouted
 from tests.emulators.clock import ScaledTime
 from tests.emulators.kusto import KustoEmulator

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters_out.clock import SystemClock
-from adapters_out.sqlite.control import SqliteRowCounts, open_control_db
-from core.schema import DIMENSIONS
+from pulse.adapters_out.clock import SystemClock
+from pulse.adapters_out.sqlite.control import SqliteRowCounts, open_control_db
+from pulse.core.schema import DIMENSIONS
 from tests.emulators.clock import ScaledTime
 from tests.emulators.powerbi import PowerBIEmulator
 from tests.support.powerbi.daemon import RunningDaemon, daemon_settings, ensure_with, powerbi_daemon

@@ -25,11 +25,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters_in.worker import InboxWorkers
-from bootstrap.container import Container
-from bootstrap.settings import Settings
-from core.ingest import BatchOutcome
-from core.model import Delivery
+from pulse.adapters_in.worker import InboxWorkers
+from pulse.bootstrap.container import Container
+from pulse.bootstrap.settings import Settings
+from pulse.core.ingest import BatchOutcome
+from pulse.core.model import Delivery
 from tests.emulators.aloware import AlowareEmulator
 from tests.emulators.hubspot import HubSpotEmulator
 

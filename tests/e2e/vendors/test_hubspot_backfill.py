@@ -19,8 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters_in.http.admin.auth import signed_headers
-from bootstrap.settings import Settings
+from pulse.adapters_in.http.admin.auth import signed_headers
+from pulse.bootstrap.settings import Settings
 from tests.e2e.vendors.test_hubspot import Sender, counters, select, serve
 from tests.emulators.hubspot import HubSpotEmulator
 
@@ -127,7 +127,7 @@ async def pulse_cli(env: dict[str, str], *argv: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bootstrap.main",
+        "pulse.bootstrap.main",
         *argv,
         cwd=ROOT,
         env=env,

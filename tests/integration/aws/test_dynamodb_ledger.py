@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from adapters_out.clock import SystemClock
-from adapters_out.dynamodb.client import (
+from pulse.adapters_out.clock import SystemClock
+from pulse.adapters_out.dynamodb.client import (
     Backoff,
     DynamoPermanentError,
     DynamoTransientError,
 )
-from adapters_out.dynamodb.ledger import DynamoLedger
-from core.errors import PermanentError, TransientError
+from pulse.adapters_out.dynamodb.ledger import DynamoLedger
+from pulse.core.errors import PermanentError, TransientError
 from tests.fakes import FakeClock
 from tests.support.aws.fault_proxy import FaultProxy
 from tests.support.moto_server import REGION, dynamodb, new_table
@@ -122,9 +122,9 @@ async def test_a_claim_held_by_a_killed_process_is_free_after_its_lease(
         import asyncio, sys
         from contextlib import asynccontextmanager
         from datetime import timedelta
-        from adapters_out.clock import SystemClock
-        from adapters_out.dynamodb.client import dynamodb_client
-        from adapters_out.dynamodb.ledger import DynamoLedger
+        from pulse.adapters_out.clock import SystemClock
+        from pulse.adapters_out.dynamodb.client import dynamodb_client
+        from pulse.adapters_out.dynamodb.ledger import DynamoLedger
 
         async def main():
             opened = asynccontextmanager(dynamodb_client)(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from adapters_out.aws_infra import create_infra
+from pulse.adapters_out.aws_infra import create_infra
 from tests.support.moto_server import CREDENTIALS, REGION, unique
 
 

@@ -12,9 +12,13 @@ from typing import Any
 
 import pytest
 
-from adapters_out.secrets.aws import SecretsManagerSecrets, SecretUnavailable, secretsmanager_client
-from adapters_out.secrets.static import StaticSecrets
-from ports.secrets import Credential
+from pulse.adapters_out.secrets.aws import (
+    SecretsManagerSecrets,
+    SecretUnavailable,
+    secretsmanager_client,
+)
+from pulse.adapters_out.secrets.static import StaticSecrets
+from pulse.ports.secrets import Credential
 from tests.support.moto_server import CREDENTIALS, REGION, unique
 
 ALOWARE = Credential.ALOWARE_SECRET

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from adapters_out.dynamodb.control import DynamoBudgetStore, DynamoJobLease
-from adapters_out.powerbi.limiter import Budgets
-from adapters_out.powerbi.shared_budget import SharedBudget
+from pulse.adapters_out.dynamodb.control import DynamoBudgetStore, DynamoJobLease
+from pulse.adapters_out.powerbi.limiter import Budgets
+from pulse.adapters_out.powerbi.shared_budget import SharedBudget
 from tests.fakes import FakeClock
 from tests.support.powerbi.budgets import MovedTime
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from adapters_out.sqs.client import SqsPermanentError
-from adapters_out.sqs.dead_letters import SqsDeadLetters
-from adapters_out.sqs.inbox import SqsInbox
-from adapters_out.sqs.queue import SQS_MESSAGE_LIMIT, EnvelopeTooLarge, max_body_bytes
-from core.errors import PermanentError
-from core.model import IngestEnvelope
+from pulse.adapters_out.sqs.client import SqsPermanentError
+from pulse.adapters_out.sqs.dead_letters import SqsDeadLetters
+from pulse.adapters_out.sqs.inbox import SqsInbox
+from pulse.adapters_out.sqs.queue import SQS_MESSAGE_LIMIT, EnvelopeTooLarge, max_body_bytes
+from pulse.core.errors import PermanentError
+from pulse.core.model import IngestEnvelope
 from tests.fakes import FakeClock
 
 
@@ -217,13 +217,13 @@ async def test_one_message_twice_in_a_batch_is_counted_once_after_a_transient_fa
     import json as _json
     from zoneinfo import ZoneInfo
 
-    from adapters_in.sources.aloware import AlowareSource
-    from adapters_out.clock import SystemClock
-    from adapters_out.sqlite.ledger import SqliteLedger
-    from adapters_out.sqlite.warehouse import SqliteWarehouse
-    from adapters_out.static.crm import StaticCrmDirectory
-    from adapters_out.static.roster import StaticRoster
-    from core.ingest import IngestConfig, IngestPorts, Status, process_batch
+    from pulse.adapters_in.sources.aloware import AlowareSource
+    from pulse.adapters_out.clock import SystemClock
+    from pulse.adapters_out.sqlite.ledger import SqliteLedger
+    from pulse.adapters_out.sqlite.warehouse import SqliteWarehouse
+    from pulse.adapters_out.static.crm import StaticCrmDirectory
+    from pulse.adapters_out.static.roster import StaticRoster
+    from pulse.core.ingest import IngestConfig, IngestPorts, Status, process_batch
     from tests.support.moto_server import new_queues, sqs
     from tests.support.outage_sink import OutageSink
 

@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from adapters_out.dynamodb.ledger import DynamoLedger
+from pulse.adapters_out.dynamodb.ledger import DynamoLedger
 from tests.fakes import FakeClock
 from tests.support.aws.fault_proxy import FaultProxy
 from tests.support.moto_server import dynamodb

@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from adapters_in.http.admin import auth as admin_auth
-from adapters_in.http.admin.api import AdminApi
-from adapters_in.http.middleware import edge_middleware
-from core.model import RosterAgent, RosterSnapshot
+from pulse.adapters_in.http.admin import auth as admin_auth
+from pulse.adapters_in.http.admin.api import AdminApi
+from pulse.adapters_in.http.middleware import edge_middleware
+from pulse.core.model import RosterAgent, RosterSnapshot
 from tests.fakes import FakeClock, World, config
 
 ClientMaker = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -390,10 +390,10 @@ class _Offered:
 async def test_incidents_are_listed_acked_and_resolved_by_signed_requests(
     make_admin: Any, tmp_path: Any
 ) -> None:
-    from adapters_in.incidents import IncidentMonitor
-    from adapters_out.sqlite.control import open_control_db
-    from adapters_out.sqlite.incidents import SqliteIncidentStore
-    from core.incidents import IncidentRules
+    from pulse.adapters_in.incidents import IncidentMonitor
+    from pulse.adapters_out.sqlite.control import open_control_db
+    from pulse.adapters_out.sqlite.incidents import SqliteIncidentStore
+    from pulse.core.incidents import IncidentRules
 
     db = open_control_db(tmp_path / "control.sqlite")
     alerts = _Offered()

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from bootstrap.main import main
-from bootstrap.settings import Settings
+from pulse.bootstrap.main import main
+from pulse.bootstrap.settings import Settings
 from tests.support.serve import Daemon
 
 ROSTER = [
@@ -457,7 +457,7 @@ def daemon(pulse: Pulse) -> Iterator[Daemon]:
     log_path = pulse.home / "serve.log"
     with log_path.open("wb") as log:  # a file, not a pipe: a full pipe would stall the daemon
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bootstrap.main", "serve"],
+            [sys.executable, "-m", "pulse.bootstrap.main", "serve"],
             cwd=pulse.home,  # no stray `.env` from the repository
             env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
             stdout=log,
@@ -753,10 +753,10 @@ def _open_incident(data_dir: Path, signature: str) -> str:
     """An open incident in the control store, as a running daemon would have left it."""
     import asyncio
 
-    from adapters_out.sqlite.control import open_control_db
-    from adapters_out.sqlite.incidents import SqliteIncidentStore
-    from core import incidents
-    from core.incidents import IncidentRules
+    from pulse.adapters_out.sqlite.control import open_control_db
+    from pulse.adapters_out.sqlite.incidents import SqliteIncidentStore
+    from pulse.core import incidents
+    from pulse.core.incidents import IncidentRules
 
     async def seed() -> str:
         db = open_control_db(data_dir / "control.sqlite")

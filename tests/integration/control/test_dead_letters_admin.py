@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from adapters_in.http.admin.api import AdminApi
-from adapters_in.http.middleware import edge_middleware
-from core.dead_letters import DeadLetterPorts
-from core.model import Delivery, IngestEnvelope, RosterAgent, RosterSnapshot
+from pulse.adapters_in.http.admin.api import AdminApi
+from pulse.adapters_in.http.middleware import edge_middleware
+from pulse.core.dead_letters import DeadLetterPorts
+from pulse.core.model import Delivery, IngestEnvelope, RosterAgent, RosterSnapshot
 from tests.fakes import FakeDeadLetters, World, config
 from tests.integration.control.test_admin_api import Admin, ClientMaker, FakeNonces
 

@@ -7,8 +7,8 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
-from core.model import Delivery, IngestEnvelope
+from pulse.adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
+from pulse.core.model import Delivery, IngestEnvelope
 from tests.fakes import FakeClock
 from tests.integration.control.test_cli import Pulse, pulse  # noqa: F401  (the fixture)
 

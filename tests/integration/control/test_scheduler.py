@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters_in.metrics import Metrics
-from adapters_in.scheduler import ControlScheduler, Job, JobBoard
-from core.control import Caller, Summary
+from pulse.adapters_in.metrics import Metrics
+from pulse.adapters_in.scheduler import ControlScheduler, Job, JobBoard
+from pulse.core.control import Caller, Summary
 from tests.fakes import FakeClock, FakeLeases
 
 ROOT = Path(__file__).parents[3]
@@ -74,7 +74,7 @@ async def test_jobs_fire_on_a_short_cron_in_the_running_loop() -> None:
         fired.set()
         return Summary("tick", "applied", False, {}, 0.0)
 
-    from adapters_out.clock import SystemClock
+    from pulse.adapters_out.clock import SystemClock
 
     s = ControlScheduler(
         [Job("tick", "* * * * * *", job)], FakeLeases(), SystemClock(), UTC, JobBoard(Metrics())

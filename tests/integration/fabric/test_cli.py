@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from bootstrap import main
-from bootstrap.container import Container
-from core.schema import TABLES
+from pulse.bootstrap import main
+from pulse.bootstrap.container import Container
+from pulse.core.schema import TABLES
 from tests.emulators.aad import AuthorityRedirect, rerouted
 from tests.emulators.eventhubs import EventHubsEmulator
 from tests.emulators.kusto import KustoEmulator

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from adapters_out.fabric import kql
-from adapters_out.fabric.errors import FabricAccessDenied, FabricRejected
-from core.errors import SinkPermanentError, SinkTransientError
-from core.schema import TABLES
+from pulse.adapters_out.fabric import kql
+from pulse.adapters_out.fabric.errors import FabricAccessDenied, FabricRejected
+from pulse.core.errors import SinkPermanentError, SinkTransientError
+from pulse.core.schema import TABLES
 from tests.contract.test_sink_contract import agent, call
 from tests.emulators.kusto import KustoEmulator
 from tests.support.fabric.harness import ensure, eventhouse_sink

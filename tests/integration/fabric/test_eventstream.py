@@ -9,10 +9,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from adapters_out.fabric.errors import FabricAccessDenied
-from adapters_out.fabric.eventstream import EventstreamSink
-from adapters_out.fabric.sas import EventHubTarget, SasTokens, parse_connection_string, sas_token
-from core.errors import SinkTransientError
+from pulse.adapters_out.fabric.errors import FabricAccessDenied
+from pulse.adapters_out.fabric.eventstream import EventstreamSink
+from pulse.adapters_out.fabric.sas import (
+    EventHubTarget,
+    SasTokens,
+    parse_connection_string,
+    sas_token,
+)
+from pulse.core.errors import SinkTransientError
 from tests.contract.test_sink_contract import call
 from tests.emulators.eventhubs import EventHubsEmulator
 from tests.support.fabric.harness import (

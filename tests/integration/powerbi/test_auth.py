@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapters_out.powerbi.auth import PowerBIAuthError, ServicePrincipalAuth
+from pulse.adapters_out.powerbi.auth import PowerBIAuthError, ServicePrincipalAuth
 from tests.emulators.aad import AuthorityRedirect
 from tests.emulators.powerbi import PowerBIEmulator
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap import main
-from bootstrap.container import Container
-from core.schema import TABLES
+from pulse.bootstrap import main
+from pulse.bootstrap.container import Container
+from pulse.core.schema import TABLES
 from tests.emulators.aad import AuthorityRedirect, rerouted
 from tests.emulators.powerbi import PowerBIEmulator
 

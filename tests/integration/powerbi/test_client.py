@@ -6,16 +6,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters_out.powerbi.auth import ServicePrincipalAuth
-from adapters_out.powerbi.client import PowerBIClient, retry_after_seconds
-from adapters_out.powerbi.errors import (
+from pulse.adapters_out.powerbi.auth import ServicePrincipalAuth
+from pulse.adapters_out.powerbi.client import PowerBIClient, retry_after_seconds
+from pulse.adapters_out.powerbi.errors import (
     PowerBIAccessDenied,
     PowerBIFeatureDeprecated,
     PowerBIRejected,
     PowerBIThrottled,
     PowerBIUnavailable,
 )
-from adapters_out.powerbi.schema import dataset_body
+from pulse.adapters_out.powerbi.schema import dataset_body
 from tests.emulators.aad import AuthorityRedirect
 from tests.emulators.powerbi import PowerBIEmulator
 

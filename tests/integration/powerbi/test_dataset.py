@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from adapters_out.powerbi.auth import ServicePrincipalAuth
-from adapters_out.powerbi.dataset import ensure_dataset, show_dataset
-from adapters_out.powerbi.errors import PowerBIAccessDenied, PowerBIFeatureDeprecated
-from adapters_out.powerbi.schema import dataset_body
+from pulse.adapters_out.powerbi.auth import ServicePrincipalAuth
+from pulse.adapters_out.powerbi.dataset import ensure_dataset, show_dataset
+from pulse.adapters_out.powerbi.errors import PowerBIAccessDenied, PowerBIFeatureDeprecated
+from pulse.adapters_out.powerbi.schema import dataset_body
 from tests.emulators.aad import signed_in
 from tests.emulators.powerbi import PowerBIEmulator
 from tests.support.powerbi.harness import settings_for

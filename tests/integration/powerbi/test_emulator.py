@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters_out.powerbi.schema import dataset_body
+from pulse.adapters_out.powerbi.schema import dataset_body
 from tests.emulators.clock import ManualTime
 from tests.emulators.powerbi import Limits, PowerBIEmulator
 from tests.support.powerbi.fixtures import RawApi

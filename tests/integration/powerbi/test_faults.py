@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from adapters_out.powerbi.sink import PowerBISink
-from core.errors import SinkTransientError
-from core.model import FactEvent
+from pulse.adapters_out.powerbi.sink import PowerBISink
+from pulse.core.errors import SinkTransientError
+from pulse.core.model import FactEvent
 from tests.emulators.powerbi import PowerBIEmulator
 from tests.support.powerbi.fixtures import facts
 from tests.support.powerbi.harness import powerbi_sink

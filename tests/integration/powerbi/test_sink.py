@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from adapters_out.powerbi.errors import PowerBIAccessDenied, PowerBIAuthError
-from adapters_out.sqlite.control import SqliteRowCounts, open_control_db
-from core.calendar import dim_date
-from core.errors import SinkPermanentError, SinkTransientError
-from core.model import DimAgent, DimRow, DimShift
-from ports.control import RowCounts
+from pulse.adapters_out.powerbi.errors import PowerBIAccessDenied, PowerBIAuthError
+from pulse.adapters_out.sqlite.control import SqliteRowCounts, open_control_db
+from pulse.core.calendar import dim_date
+from pulse.core.errors import SinkPermanentError, SinkTransientError
+from pulse.core.model import DimAgent, DimRow, DimShift
+from pulse.ports.control import RowCounts
 from tests.emulators.clock import ScaledTime
 from tests.emulators.powerbi import PowerBIEmulator
 from tests.fakes import FakeClock

@@ -15,14 +15,21 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from adapters_in.sources.hubspot import HubSpotSource
-from adapters_out.hubspot.crm import HubSpotCrm, SearchLimits
-from adapters_out.sqlite.ledger import SqliteLedger
-from adapters_out.sqlite.warehouse import SqliteWarehouse
-from core.control import Caller
-from core.ingest import IngestConfig, IngestPorts, process_batch
-from core.model import Delivery, DimRow, FactEvent, IngestEnvelope, RosterAgent, RosterSnapshot
-from core.reconcile import ReconcilePorts, Window, reconcile_hubspot
+from pulse.adapters_in.sources.hubspot import HubSpotSource
+from pulse.adapters_out.hubspot.crm import HubSpotCrm, SearchLimits
+from pulse.adapters_out.sqlite.ledger import SqliteLedger
+from pulse.adapters_out.sqlite.warehouse import SqliteWarehouse
+from pulse.core.control import Caller
+from pulse.core.ingest import IngestConfig, IngestPorts, process_batch
+from pulse.core.model import (
+    Delivery,
+    DimRow,
+    FactEvent,
+    IngestEnvelope,
+    RosterAgent,
+    RosterSnapshot,
+)
+from pulse.core.reconcile import ReconcilePorts, Window, reconcile_hubspot
 from tests.emulators.hubspot import HubSpotEmulator
 from tests.fakes import FakeAudit, FakeClock, FakeDeadLetters, FakeInbox, FakeLeases, FakeRoster
 

@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from adapters_in.sources.base import WebhookRequest
-from adapters_in.sources.hubspot import HubSpotSource, signature_v3
-from adapters_out.aloware.roster import AlowareRoster
-from adapters_out.hubspot.crm import HubSpotCrm
-from core.ingest import IngestConfig, IngestPorts, process_batch
-from core.model import Delivery, DimRow, FactEvent, IngestEnvelope, MetricID
+from pulse.adapters_in.sources.base import WebhookRequest
+from pulse.adapters_in.sources.hubspot import HubSpotSource, signature_v3
+from pulse.adapters_out.aloware.roster import AlowareRoster
+from pulse.adapters_out.hubspot.crm import HubSpotCrm
+from pulse.core.ingest import IngestConfig, IngestPorts, process_batch
+from pulse.core.model import Delivery, DimRow, FactEvent, IngestEnvelope, MetricID
 from tests.emulators.aloware import AlowareEmulator
 from tests.emulators.hubspot import HubSpotEmulator
 from tests.fakes import FakeClock, FakeLedger

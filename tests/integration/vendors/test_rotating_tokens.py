@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from adapters_out.aloware.roster import AlowareRoster
-from adapters_out.hubspot.crm import HubSpotCrm
-from adapters_out.powerbi.auth import ServicePrincipalAuth
+from pulse.adapters_out.aloware.roster import AlowareRoster
+from pulse.adapters_out.hubspot.crm import HubSpotCrm
+from pulse.adapters_out.powerbi.auth import ServicePrincipalAuth
 from tests.emulators.aad import AuthorityRedirect
 from tests.emulators.aloware import AlowareEmulator
 from tests.emulators.hubspot import HubSpotEmulator

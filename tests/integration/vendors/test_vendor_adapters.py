@@ -9,10 +9,10 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from adapters_out.aloware.roster import AlowareRoster
-from adapters_out.hubspot.crm import HubSpotCrm
-from core.errors import PermanentError, TransientError
-from core.model import RosterAgent, RosterSnapshot
+from pulse.adapters_out.aloware.roster import AlowareRoster
+from pulse.adapters_out.hubspot.crm import HubSpotCrm
+from pulse.core.errors import PermanentError, TransientError
+from pulse.core.model import RosterAgent, RosterSnapshot
 from tests.emulators.aloware import AlowareEmulator
 from tests.emulators.faults import Fault, stall, throttled
 from tests.emulators.hubspot import HubSpotEmulator

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from dependency_injector import providers
 
-from bootstrap import main
-from bootstrap.container import Container
-from core.model import DimRow, FactEvent
-from ports.sink import Sink
+from pulse.bootstrap import main
+from pulse.bootstrap.container import Container
+from pulse.core.model import DimRow, FactEvent
+from pulse.ports.sink import Sink
 
 CRASH_POINT = "PULSE_TEST_CRASH_POINT"
 CRASH_SKIP = "PULSE_TEST_CRASH_SKIP"

@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from adapters_out.clock import SystemClock
-from adapters_out.dynamodb.ledger import DynamoLedger
-from adapters_out.sqs.dead_letters import SqsDeadLetters
-from adapters_out.sqs.inbox import SqsInbox
+from pulse.adapters_out.clock import SystemClock
+from pulse.adapters_out.dynamodb.ledger import DynamoLedger
+from pulse.adapters_out.sqs.dead_letters import SqsDeadLetters
+from pulse.adapters_out.sqs.inbox import SqsInbox
 from tests.fakes import FakeClock
 from tests.support.moto_server import dynamodb, new_queues, new_table, sqs
 

@@ -104,7 +104,7 @@ class SharedStores:
         """`pulse infra create` with the replicas' settings: what `pulse serve` will need."""
         home.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(
-            [sys.executable, "-m", "bootstrap.main", "infra", "create"],
+            [sys.executable, "-m", "pulse.bootstrap.main", "infra", "create"],
             cwd=home,
             env=self.env(home / "data"),
             capture_output=True,
@@ -186,11 +186,11 @@ class Replica:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def launch(self, module: str = "bootstrap.main", **extra: str) -> None:
+    def launch(self, module: str = "pulse.bootstrap.main", **extra: str) -> None:
         """Start `python -m <module> serve`-like entry with the shared settings (plus `extra`)."""
         self.port = 0
         self.log_path = self.home / f"serve-{len(self.procs)}.log"
-        args = ["serve"] if module == "bootstrap.main" else []
+        args = ["serve"] if module == "pulse.bootstrap.main" else []
         with self.log_path.open("wb") as log:  # a file, not a pipe: a full pipe would stall it
             self.procs.append(
                 subprocess.Popen(

@@ -10,17 +10,17 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from adapters_out.entra.tokens import ServicePrincipalAuth
-from adapters_out.fabric.eventhouse import EventhouseDataset, EventhouseSink
-from adapters_out.fabric.eventstream import (
+from pulse.adapters_out.entra.tokens import ServicePrincipalAuth
+from pulse.adapters_out.fabric.eventhouse import EventhouseDataset, EventhouseSink
+from pulse.adapters_out.fabric.eventstream import (
     OP_FIELD,
     REPLACE_FIELD,
     REPLACE_ROWS_FIELD,
     TABLE_FIELD,
     EventstreamSink,
 )
-from bootstrap.settings import FabricSettings
-from core.schema import BY_NAME
+from pulse.bootstrap.settings import FabricSettings
+from pulse.core.schema import BY_NAME
 from tests.emulators.aad import signed_in
 from tests.emulators.eventhubs import EventHubsEmulator, ReceivedEvent
 from tests.emulators.kusto import KustoEmulator

@@ -18,9 +18,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from adapters_out.dynamodb.control import DynamoBudgetStore, DynamoJobLease
-from adapters_out.powerbi.limiter import Budgets, Limiter, Permit
-from adapters_out.powerbi.shared_budget import SharedBudget
+from pulse.adapters_out.dynamodb.control import DynamoBudgetStore, DynamoJobLease
+from pulse.adapters_out.powerbi.limiter import Budgets, Limiter, Permit
+from pulse.adapters_out.powerbi.shared_budget import SharedBudget
 from tests.fakes import FakeClock
 from tests.support.moto_server import dynamodb, new_table
 

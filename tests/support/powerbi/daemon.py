@@ -22,12 +22,12 @@ from typing import Any
 import aiohttp
 from dependency_injector import providers
 
-from adapters_out.powerbi.auth import ServicePrincipalAuth
-from adapters_out.powerbi.dataset import ensure_dataset
-from adapters_out.powerbi.sink import PowerBISink
-from bootstrap.container import Container
-from bootstrap.daemon import Daemon
-from bootstrap.settings import Settings
+from pulse.adapters_out.powerbi.auth import ServicePrincipalAuth
+from pulse.adapters_out.powerbi.dataset import ensure_dataset
+from pulse.adapters_out.powerbi.sink import PowerBISink
+from pulse.bootstrap.container import Container
+from pulse.bootstrap.daemon import Daemon
+from pulse.bootstrap.settings import Settings
 from tests.emulators.aad import AuthorityRedirect, rerouted, signed_in
 from tests.emulators.powerbi import PowerBIEmulator
 from tests.support.powerbi.harness import settings_for

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core.model import DateKey, EventKey, FactEvent, MetricID
+from pulse.core.model import DateKey, EventKey, FactEvent, MetricID
 from tests.emulators.aad import POWERBI_SCOPE
 from tests.emulators.clock import ManualTime, ScaledTime
 from tests.emulators.powerbi import PowerBIEmulator

@@ -9,11 +9,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from adapters_out.powerbi.auth import ServicePrincipalAuth
-from adapters_out.powerbi.dataset import ensure_dataset
-from adapters_out.powerbi.sink import PowerBISink
-from bootstrap.settings import PowerBISettings
-from ports.control import RowCounts
+from pulse.adapters_out.powerbi.auth import ServicePrincipalAuth
+from pulse.adapters_out.powerbi.dataset import ensure_dataset
+from pulse.adapters_out.powerbi.sink import PowerBISink
+from pulse.bootstrap.settings import PowerBISettings
+from pulse.ports.control import RowCounts
 from tests.emulators.aad import signed_in
 from tests.emulators.clock import ScaledTime
 from tests.emulators.powerbi import PowerBIEmulator

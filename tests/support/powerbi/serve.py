@@ -15,8 +15,8 @@ import sys
 
 from dependency_injector import providers
 
-from bootstrap import main
-from bootstrap.container import Container
+from pulse.bootstrap import main
+from pulse.bootstrap.container import Container
 from tests.emulators.aad import AuthorityRedirect, rerouted
 from tests.emulators.clock import ScaledTime
 

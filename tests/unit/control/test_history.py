@@ -6,7 +6,7 @@ from datetime import time
 
 import pytest
 
-from core.control import (
+from pulse.core.control import (
     Busy,
     StaleVersion,
     UnknownVersion,
@@ -14,10 +14,10 @@ from core.control import (
     apply_shifts,
     payload_hash,
 )
-from core.dimensions import MetricsDocument, ShiftsDocument
-from core.errors import ValidationFailed
-from core.history import history, rollback_metrics, rollback_shifts
-from core.model import DimMetric, Goal, MetricID, ShiftRule
+from pulse.core.dimensions import MetricsDocument, ShiftsDocument
+from pulse.core.errors import ValidationFailed
+from pulse.core.history import history, rollback_metrics, rollback_shifts
+from pulse.core.model import DimMetric, Goal, MetricID, ShiftRule
 from tests.fakes import CALLER, World, config
 
 DAY = ShiftRule("DAY", "Day", time(8, 0), time(20, 0))

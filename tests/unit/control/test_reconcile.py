@@ -8,12 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from adapters_in.sources.hubspot import HubSpotSource
-from core.control import Busy, Caller
-from core.ingest import IngestConfig, IngestPorts, process_batch
-from core.model import CrmObject, Delivery, RosterAgent, RosterSnapshot
-from core.reconcile import ReconcilePorts, Window, reconcile_hubspot
-from ports.directory import CrmPage
+from pulse.adapters_in.sources.hubspot import HubSpotSource
+from pulse.core.control import Busy, Caller
+from pulse.core.ingest import IngestConfig, IngestPorts, process_batch
+from pulse.core.model import CrmObject, Delivery, RosterAgent, RosterSnapshot
+from pulse.core.reconcile import ReconcilePorts, Window, reconcile_hubspot
+from pulse.ports.directory import CrmPage
 from tests.fakes import (
     FakeAudit,
     FakeClock,

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core import calendar
-from core.control import (
+from pulse.core import calendar
+from pulse.core.control import (
     AppliedShiftRules,
     Busy,
     StaleVersion,
@@ -18,10 +18,18 @@ from core.control import (
     extend_dates,
     sync_agents,
 )
-from core.dimensions import MetricsDocument, ShiftsDocument
-from core.errors import SinkTransientError, ValidationFailed
-from core.model import DimAgent, DimRow, Goal, MetricID, RosterAgent, RosterSnapshot, ShiftRule
-from ports.control import AppliedVersion
+from pulse.core.dimensions import MetricsDocument, ShiftsDocument
+from pulse.core.errors import SinkTransientError, ValidationFailed
+from pulse.core.model import (
+    DimAgent,
+    DimRow,
+    Goal,
+    MetricID,
+    RosterAgent,
+    RosterSnapshot,
+    ShiftRule,
+)
+from pulse.ports.control import AppliedVersion
 from tests.fakes import CALLER, World, config
 
 JOHN = RosterAgent("2", "John Agent", "john.agent@example.test")

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from adapters_out.powerbi.batcher import Batcher
-from adapters_out.powerbi.errors import (
+from pulse.adapters_out.powerbi.batcher import Batcher
+from pulse.adapters_out.powerbi.errors import (
     PowerBIAccessDenied,
     PowerBIRejected,
     PowerBIThrottled,
     PowerBIUnavailable,
 )
-from adapters_out.powerbi.limiter import Budgets, Limiter
-from core.errors import SinkPermanentError, SinkTransientError
+from pulse.adapters_out.powerbi.limiter import Budgets, Limiter
+from pulse.core.errors import SinkPermanentError, SinkTransientError
 from tests.emulators.clock import ManualTime
 
 

@@ -8,7 +8,7 @@ from collections import deque
 
 import pytest
 
-from adapters_out.powerbi.limiter import Budgets, Limiter, Permit
+from pulse.adapters_out.powerbi.limiter import Budgets, Limiter, Permit
 from tests.emulators.clock import ManualTime
 
 

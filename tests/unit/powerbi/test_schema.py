@@ -8,11 +8,11 @@ from datetime import date
 
 import pytest
 
-from adapters_out.powerbi.schema import MEASURES, RELATIONSHIPS, dataset_body, encode_row
-from core.calendar import dim_date
-from core.errors import SinkPermanentError
-from core.model import DimMetric, MetricID
-from core.schema import DIM_DATE, DIM_METRIC, DIMENSIONS, FACT_EVENT, TABLES
+from pulse.adapters_out.powerbi.schema import MEASURES, RELATIONSHIPS, dataset_body, encode_row
+from pulse.core.calendar import dim_date
+from pulse.core.errors import SinkPermanentError
+from pulse.core.model import DimMetric, MetricID
+from pulse.core.schema import DIM_DATE, DIM_METRIC, DIMENSIONS, FACT_EVENT, TABLES
 from tests.emulators import swagger
 from tests.emulators.powerbi import PowerBIEmulator
 from tests.support.powerbi.fixtures import fact
