@@ -22,9 +22,10 @@ from pulse.adapters_in.http.admin.api import AdminApi
 from pulse.adapters_in.http.app import build_app
 from pulse.adapters_in.http.console.routes import Console
 from pulse.adapters_in.http.health import Health, OperatorStatus, readiness_checks
-from pulse.adapters_in.http.webhooks import StoreHealth, WebhookEdge
+from pulse.adapters_in.http.webhooks import WebhookEdge
 from pulse.adapters_in.incidents import IncidentMonitor, SilenceRules
 from pulse.adapters_in.instrumented import MeasuredLedger, MeasuredSink
+from pulse.adapters_in.intake import StoreHealth, WebhookIntake
 from pulse.adapters_in.metrics import Metrics
 from pulse.adapters_in.reconcile import reconcile_job
 from pulse.adapters_in.scheduler import ControlScheduler, Job, JobBoard
@@ -795,18 +796,20 @@ class Container(containers.DeclarativeContainer):
         incidents=incidents,
     )
     store_health = providers.Singleton(StoreHealth, clock)
-    edge = providers.Singleton(
-        WebhookEdge,
+    body_limit = providers.Callable(body_limit, settings.provided.body_limit_bytes, inbox)
+    intake = providers.Singleton(
+        WebhookIntake,
         sources,
         inbox,
         clock,
         metrics,
-        settings.provided.public_base_url,
         # no exporter: no spans on the edge
         tracing=providers.Callable(bool, settings.provided.otel_exporter_otlp_endpoint),
         store_health=store_health,
         activity=incidents.provided.saw,
+        body_limit=body_limit,
     )
+    edge = providers.Singleton(WebhookEdge, intake, settings.provided.public_base_url)
     readiness = providers.Singleton(
         Health,
         health,
@@ -850,7 +853,7 @@ class Container(containers.DeclarativeContainer):
         build_app,
         edge,
         readiness,
-        providers.Callable(body_limit, settings.provided.body_limit_bytes, inbox),
+        body_limit,
         admin=admin_api,
         console=console,
     )
