@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import httpx
 from dependency_injector import containers, providers
 
+from pulse.adapters_in.aws_lambda.edge import LambdaEdge
+from pulse.adapters_in.aws_lambda.worker import LambdaWorker
 from pulse.adapters_in.breakers import Breakers
 from pulse.adapters_in.cli.dataset import NoDatasetNeeded
 from pulse.adapters_in.housekeeping import Housekeeping
@@ -78,6 +80,7 @@ from pulse.adapters_out.sqlite.warehouse import SqliteWarehouse
 from pulse.adapters_out.sqs.client import SqsClient, sqs_client
 from pulse.adapters_out.sqs.dead_letters import SqsDeadLetters
 from pulse.adapters_out.sqs.inbox import SqsInbox
+from pulse.adapters_out.sqs.lambda_batch import LambdaBatch
 from pulse.adapters_out.static.crm import StaticCrmDirectory
 from pulse.adapters_out.static.roster import StaticRoster
 from pulse.bootstrap.daemon import Daemon
@@ -810,6 +813,12 @@ class Container(containers.DeclarativeContainer):
         body_limit=body_limit,
     )
     edge = providers.Singleton(WebhookEdge, intake, settings.provided.public_base_url)
+    # Lambda mode (DESIGN §9, INBOX=sqs): API Gateway into the same intake; the SQS event
+    # source mapping's records through the same workers' batch logic and breakers
+    lambda_edge = providers.Singleton(LambdaEdge, intake, settings.provided.public_base_url)
+    lambda_worker = providers.Singleton(
+        LambdaWorker, workers, providers.Singleton(partial, LambdaBatch, inbox)
+    )
     readiness = providers.Singleton(
         Health,
         health,
