@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -104,6 +105,14 @@ def _secret(value: Any) -> str | None:
 
 
 # --- resources: each opens in dependency order and closes in reverse ---------------------
+
+
+def aws_session() -> Any:
+    """One aiobotocore session for the process's AWS clients: endpoints and credentials are
+    resolved once, not per client (a Lambda cold start opens SQS and DynamoDB together)."""
+    from aiobotocore.session import get_session
+
+    return get_session()
 
 
 async def sqlite_inbox(settings: Settings, clock: SystemClock) -> AsyncIterator[SqliteInbox]:
@@ -524,15 +533,18 @@ class Container(containers.DeclarativeContainer):
     )
     sources = providers.Singleton(webhook_sources, settings, secret_source)
 
+    aws = providers.Singleton(aws_session)
     dynamodb = providers.Resource(
         dynamodb_client,
         region=settings.provided.aws_region,
         endpoint_url=settings.provided.aws_endpoint_url,
+        session=aws,
     )
     sqs = providers.Resource(
         sqs_client,
         region=settings.provided.aws_region,
         endpoint_url=settings.provided.aws_endpoint_url,
+        session=aws,
     )
     inbox = providers.Selector(
         settings.provided.inbox,
@@ -800,7 +812,7 @@ class Container(containers.DeclarativeContainer):
     )
     store_health = providers.Singleton(StoreHealth, clock)
     body_limit = providers.Callable(body_limit, settings.provided.body_limit_bytes, inbox)
-    intake = providers.Singleton(
+    webhook_intake = providers.Singleton(
         WebhookIntake,
         sources,
         inbox,
@@ -808,14 +820,16 @@ class Container(containers.DeclarativeContainer):
         metrics,
         # no exporter: no spans on the edge
         tracing=providers.Callable(bool, settings.provided.otel_exporter_otlp_endpoint),
-        store_health=store_health,
-        activity=incidents.provided.saw,
         body_limit=body_limit,
     )
+    # the daemon's edge adds its readiness and the silence alarm's hook (its monitor runs here)
+    intake = providers.Singleton(
+        replace, webhook_intake, store_health=store_health, activity=incidents.provided.saw
+    )
     edge = providers.Singleton(WebhookEdge, intake, settings.provided.public_base_url)
-    # Lambda mode (DESIGN §9, INBOX=sqs): API Gateway into the same intake; the SQS event
-    # source mapping's records through the same workers' batch logic and breakers
-    lambda_edge = providers.Singleton(LambdaEdge, intake, settings.provided.public_base_url)
+    # Lambda mode (DESIGN §9, INBOX=sqs): API Gateway into the same checks and inbox; the SQS
+    # event source mapping's records through the same workers' batch logic and breakers
+    lambda_edge = providers.Singleton(LambdaEdge, webhook_intake, settings.provided.public_base_url)
     lambda_worker = providers.Singleton(
         LambdaWorker, workers, providers.Singleton(partial, LambdaBatch, inbox)
     )

@@ -329,9 +329,12 @@ def test_edge_refusals_are_the_daemons_json_errors(env: Environment) -> None:
 def test_the_container_is_built_once_per_execution_environment(env: Environment) -> None:
     env.post_all(calls("1", "2"))
     runtime = lambda_handler._runtime
+    assert runtime is not None
+    assert runtime.container.sqs.initialized
+    assert not runtime.container.dynamodb.initialized  # the edge opens only what it stores in
     env.invoke({"Records": []})
 
-    assert lambda_handler._runtime is runtime and runtime is not None
+    assert lambda_handler._runtime is runtime
     edge, worker = runtime._parts["lambda_edge"], runtime._parts["lambda_worker"]
     assert worker.batch_of.args[0] is edge.intake.inbox  # one SQS inbox, one client
 
