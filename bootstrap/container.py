@@ -388,10 +388,10 @@ def env_secrets(settings: Settings) -> StaticSecrets:
     return StaticSecrets(current, settings.previous_values(), time.monotonic() + window)
 
 
-async def aws_secrets(settings: Settings) -> AsyncIterator[SecretsManagerSecrets]:
+async def aws_secrets(settings: Settings, session: Any) -> AsyncIterator[SecretsManagerSecrets]:
     """SECRETS_SOURCE=aws: read at start (a failure stops it), refreshed every SECRETS__TTL_SEC."""
     client = asynccontextmanager(secretsmanager_client)(
-        settings.aws_region, settings.aws_endpoint_url
+        settings.aws_region, settings.aws_endpoint_url, session=session
     )
     async with client as opened:
         source = SecretsManagerSecrets(
@@ -526,14 +526,14 @@ class Container(containers.DeclarativeContainer):
     # monotonic seconds and sleep, for the Power BI limiter and batcher (DESIGN §4 budgets)
     timebase = providers.Singleton(RealTime)
     metrics = providers.Singleton(Metrics)
+    aws = providers.Singleton(aws_session)
     secret_source = providers.Selector(
         settings.provided.secrets_source,
         env=providers.Singleton(env_secrets, settings),
-        aws=providers.Resource(aws_secrets, settings),
+        aws=providers.Resource(aws_secrets, settings, aws),
     )
     sources = providers.Singleton(webhook_sources, settings, secret_source)
 
-    aws = providers.Singleton(aws_session)
     dynamodb = providers.Resource(
         dynamodb_client,
         region=settings.provided.aws_region,

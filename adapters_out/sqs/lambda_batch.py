@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from pulse.adapters_out.sqs.dead_letters import letter_attributes
+from pulse.adapters_out.sqs.dead_letters import bury
 from pulse.adapters_out.sqs.inbox import MAX_VISIBILITY_SEC, SqsInbox
 from pulse.adapters_out.sqs.queue import decode
 from pulse.core.model import Delivery, IngestEnvelope
@@ -97,9 +97,6 @@ class LambdaBatch:
             log.warning("visibility change failed", extra={"fields": {"records": len(failed)}})
 
     async def _bury(self, message_id: str, body: str, reason: str, attempt: int) -> None:
-        """A record that is not an envelope cannot be a Delivery: straight to the DLQ, and not
-        reported, so the mapping deletes it."""
-        attributes = letter_attributes(reason, self._inbox.clock.now(), attempt)
-        await self._inbox.dead_letter_queue.send(body, attributes)
+        """Not reported once on the DLQ, so the mapping deletes it."""
+        await bury(self._inbox.dead_letter_queue, body, reason, self._inbox.clock.now(), attempt)
         self._done.add(message_id)
-        log.warning("foreign message dead-lettered", extra={"fields": {"reason": reason}})

@@ -396,3 +396,15 @@ def test_a_permanent_poison_is_dead_lettered_with_its_reason_and_not_reported(
     assert decode(letter["Body"]).source == "hubspot"
     reason = letter["MessageAttributes"]["reason"]["StringValue"]
     assert f"crm has no email {unknown_email}" in reason
+
+
+@pytest.mark.slow
+def test_a_foreign_message_is_dead_lettered_and_not_reported(env: Environment) -> None:
+    env.sqs.send_message(QueueUrl=env.queue_url, MessageBody="not an envelope")
+
+    _, reported = env.deliver(1)
+
+    assert reported == []
+    (letter,) = env.received(env.dlq_url, 1)
+    assert letter["Body"] == "not an envelope"
+    assert "not a Pulse envelope" in letter["MessageAttributes"]["reason"]["StringValue"]
