@@ -107,11 +107,11 @@ class InboxWorkers:
         """A batch handed over from outside (an SQS event source mapping), under the breakers:
         run while intake is open, or as the probe once a breaker's cool-down is over; else it
         is not run. Returns the deliveries left held (extended for `hold_extension`)."""
-        probed: frozenset[str] | None = frozenset()
-        if not self.breakers.intake_open:
-            probed = self._take_probe()
+        if not deliveries:
+            return []  # no probe taken: a half-open breaker with nothing to run would stay so
+        probed = frozenset() if self.breakers.intake_open else self._take_probe()
         held = deliveries
-        if probed is not None and deliveries:
+        if probed is not None:
             outcome = await self.run_batch(deliveries, probed)
             held = list(outcome.held) if outcome is not None else []
         if held:
