@@ -3,7 +3,9 @@
 #     -e ALOWARE_SECRET=… -e HUBSPOT_CLIENT_SECRET=… pulse
 # SIGTERM drains in-flight batches within DRAIN_TIMEOUT_SEC (default 10 s): --stop-timeout (or
 # ECS stopTimeout) above it, or Docker's SIGKILL after its default 10 s cuts the drain short.
-FROM python:3.11.14-slim-bookworm
+# Lambda mode (README "Running on Lambda"): `docker build --target lambda -t pulse-lambda .`;
+# the daemon is the last stage, so a plain `docker build` still builds it.
+FROM python:3.11.14-slim-bookworm AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -23,8 +25,20 @@ COPY ports ./ports
 COPY adapters_in ./adapters_in
 COPY adapters_out ./adapters_out
 COPY bootstrap ./bootstrap
-RUN pip install --no-deps --no-build-isolation . \
-    && groupadd --system --gid 10001 pulse \
+RUN pip install --no-deps --no-build-isolation .
+
+# One image, two functions: the runtime interface client (awslambdaric, in requirements.lock)
+# runs the handler the function's ImageConfig.Command names; `edge` here unless overridden,
+# `pulse.bootstrap.lambda_handler.worker` for the SQS function. Lambda runs it as its own
+# non-root user, and only /tmp is writable there.
+FROM base AS lambda
+ENV DATA_DIR=/tmp/pulse
+USER 10001:10001
+ENTRYPOINT ["python", "-m", "awslambdaric"]
+CMD ["pulse.bootstrap.lambda_handler.edge"]
+
+FROM base AS daemon
+RUN groupadd --system --gid 10001 pulse \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin pulse \
     && mkdir -p /data \
     && chown 10001:10001 /data

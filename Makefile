@@ -66,11 +66,12 @@ test: lint $(VENV)/.chromium
 	$(BIN)/pytest -q -p no:cacheprovider -n 4 --dist worksteal
 
 # requirements.lock: what the Docker image installs, every package pinned with its hashes, the
-# build backend included (the image builds Pulse without build isolation). Run after changing
+# build backend included (the image builds Pulse without build isolation), and the `lambda`
+# extra (the runtime interface client of the image's Lambda target). Run after changing
 # dependencies in pyproject.toml; tests/unit/test_packaging.py checks the two agree.
 lock: $(VENV)/.installed-test
 	$(BIN)/pip install --quiet 'uv>=0.5'
-	printf 'setuptools>=77\nwheel\n' | $(BIN)/uv pip compile --quiet pyproject.toml - \
+	printf 'setuptools>=77\nwheel\n' | $(BIN)/uv pip compile --quiet pyproject.toml - --extra lambda \
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
 		--no-header --output-file requirements.lock
 

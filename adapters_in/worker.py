@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from pulse.core.incidents import signature_of
 from pulse.core.ingest import BatchOutcome, IngestConfig, IngestPorts, process_batch
 from pulse.core.model import Delivery
 from pulse.ports.clock import Clock
+from pulse.ports.inbox import Inbox
 
 if TYPE_CHECKING:
     from pulse.adapters_in.incidents import IncidentMonitor
@@ -84,6 +85,38 @@ class InboxWorkers:
         self.dead_lettered = 0
         self.batches = 0
         self.last_error: str | None = None
+
+    def over(self, inbox: Inbox) -> InboxWorkers:
+        """Workers that settle deliveries on `inbox` (a Lambda invocation's records) with this
+        one's config, breakers, metrics and incidents; never started."""
+        return InboxWorkers(
+            replace(self.ports, inbox=inbox),
+            self.config,
+            self.clock,
+            self.metrics,
+            count=0,
+            batch_size=self.batch_size,
+            max_attempts=self.max_attempts,
+            crash_retry_delay=self.crash_retry_delay,
+            breakers=self.breakers,
+            hold_extension=self.hold_extension,
+            incidents=self.incidents,
+        )
+
+    async def run_handed(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """A batch handed over from outside (an SQS event source mapping), under the breakers:
+        run while intake is open, or as the probe once a breaker's cool-down is over; else it
+        is not run. Returns the deliveries left held (extended for `hold_extension`)."""
+        if not deliveries:
+            return []  # no probe taken: a half-open breaker with nothing to run would stay so
+        probed = frozenset() if self.breakers.intake_open else self._take_probe()
+        held = deliveries
+        if probed is not None:
+            outcome = await self.run_batch(deliveries, probed)
+            held = list(outcome.held) if outcome is not None else []
+        if held:
+            await self._extend(held)
+        return held
 
     def start(self) -> None:
         for i in range(self.count):

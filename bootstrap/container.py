@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any, TypeVar
 import httpx
 from dependency_injector import containers, providers
 
+from pulse.adapters_in.aws_lambda.edge import LambdaEdge
+from pulse.adapters_in.aws_lambda.worker import LambdaWorker
 from pulse.adapters_in.breakers import Breakers
 from pulse.adapters_in.cli.dataset import NoDatasetNeeded
 from pulse.adapters_in.housekeeping import Housekeeping
@@ -22,9 +25,10 @@ from pulse.adapters_in.http.admin.api import AdminApi
 from pulse.adapters_in.http.app import build_app
 from pulse.adapters_in.http.console.routes import Console
 from pulse.adapters_in.http.health import Health, OperatorStatus, readiness_checks
-from pulse.adapters_in.http.webhooks import StoreHealth, WebhookEdge
+from pulse.adapters_in.http.webhooks import WebhookEdge
 from pulse.adapters_in.incidents import IncidentMonitor, SilenceRules
 from pulse.adapters_in.instrumented import MeasuredLedger, MeasuredSink
+from pulse.adapters_in.intake import StoreHealth, WebhookIntake
 from pulse.adapters_in.metrics import Metrics
 from pulse.adapters_in.reconcile import reconcile_job
 from pulse.adapters_in.scheduler import ControlScheduler, Job, JobBoard
@@ -77,6 +81,7 @@ from pulse.adapters_out.sqlite.warehouse import SqliteWarehouse
 from pulse.adapters_out.sqs.client import SqsClient, sqs_client
 from pulse.adapters_out.sqs.dead_letters import SqsDeadLetters
 from pulse.adapters_out.sqs.inbox import SqsInbox
+from pulse.adapters_out.sqs.lambda_batch import LambdaBatch
 from pulse.adapters_out.static.crm import StaticCrmDirectory
 from pulse.adapters_out.static.roster import StaticRoster
 from pulse.bootstrap.daemon import Daemon
@@ -100,6 +105,14 @@ def _secret(value: Any) -> str | None:
 
 
 # --- resources: each opens in dependency order and closes in reverse ---------------------
+
+
+def aws_session() -> Any:
+    """One aiobotocore session for the process's AWS clients: endpoints and credentials are
+    resolved once, not per client (a Lambda cold start opens SQS and DynamoDB together)."""
+    from aiobotocore.session import get_session
+
+    return get_session()
 
 
 async def sqlite_inbox(settings: Settings, clock: SystemClock) -> AsyncIterator[SqliteInbox]:
@@ -375,10 +388,10 @@ def env_secrets(settings: Settings) -> StaticSecrets:
     return StaticSecrets(current, settings.previous_values(), time.monotonic() + window)
 
 
-async def aws_secrets(settings: Settings) -> AsyncIterator[SecretsManagerSecrets]:
+async def aws_secrets(settings: Settings, session: Any) -> AsyncIterator[SecretsManagerSecrets]:
     """SECRETS_SOURCE=aws: read at start (a failure stops it), refreshed every SECRETS__TTL_SEC."""
     client = asynccontextmanager(secretsmanager_client)(
-        settings.aws_region, settings.aws_endpoint_url
+        settings.aws_region, settings.aws_endpoint_url, session=session
     )
     async with client as opened:
         source = SecretsManagerSecrets(
@@ -513,10 +526,11 @@ class Container(containers.DeclarativeContainer):
     # monotonic seconds and sleep, for the Power BI limiter and batcher (DESIGN §4 budgets)
     timebase = providers.Singleton(RealTime)
     metrics = providers.Singleton(Metrics)
+    aws = providers.Singleton(aws_session)
     secret_source = providers.Selector(
         settings.provided.secrets_source,
         env=providers.Singleton(env_secrets, settings),
-        aws=providers.Resource(aws_secrets, settings),
+        aws=providers.Resource(aws_secrets, settings, aws),
     )
     sources = providers.Singleton(webhook_sources, settings, secret_source)
 
@@ -524,11 +538,13 @@ class Container(containers.DeclarativeContainer):
         dynamodb_client,
         region=settings.provided.aws_region,
         endpoint_url=settings.provided.aws_endpoint_url,
+        session=aws,
     )
     sqs = providers.Resource(
         sqs_client,
         region=settings.provided.aws_region,
         endpoint_url=settings.provided.aws_endpoint_url,
+        session=aws,
     )
     inbox = providers.Selector(
         settings.provided.inbox,
@@ -795,17 +811,27 @@ class Container(containers.DeclarativeContainer):
         incidents=incidents,
     )
     store_health = providers.Singleton(StoreHealth, clock)
-    edge = providers.Singleton(
-        WebhookEdge,
+    body_limit = providers.Callable(body_limit, settings.provided.body_limit_bytes, inbox)
+    webhook_intake = providers.Singleton(
+        WebhookIntake,
         sources,
         inbox,
         clock,
         metrics,
-        settings.provided.public_base_url,
         # no exporter: no spans on the edge
         tracing=providers.Callable(bool, settings.provided.otel_exporter_otlp_endpoint),
-        store_health=store_health,
-        activity=incidents.provided.saw,
+        body_limit=body_limit,
+    )
+    # the daemon's edge adds its readiness and the silence alarm's hook (its monitor runs here)
+    intake = providers.Singleton(
+        replace, webhook_intake, store_health=store_health, activity=incidents.provided.saw
+    )
+    edge = providers.Singleton(WebhookEdge, intake, settings.provided.public_base_url)
+    # Lambda mode (DESIGN §9, INBOX=sqs): API Gateway into the same checks and inbox; the SQS
+    # event source mapping's records through the same workers' batch logic and breakers
+    lambda_edge = providers.Singleton(LambdaEdge, webhook_intake, settings.provided.public_base_url)
+    lambda_worker = providers.Singleton(
+        LambdaWorker, workers, providers.Singleton(partial, LambdaBatch, inbox)
     )
     readiness = providers.Singleton(
         Health,
@@ -850,7 +876,7 @@ class Container(containers.DeclarativeContainer):
         build_app,
         edge,
         readiness,
-        providers.Callable(body_limit, settings.provided.body_limit_bytes, inbox),
+        body_limit,
         admin=admin_api,
         console=console,
     )

@@ -106,6 +106,13 @@ def _close_handler() -> None:
         _handler = None
 
 
+def flush_logs() -> None:
+    """Write what is buffered now: a Lambda environment is frozen between invocations, and its
+    writer thread with it."""
+    if _handler is not None:
+        _handler.flush()
+
+
 def setup_logging(level: str = "INFO") -> None:
     global _handler
     _close_handler()

@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from pulse.adapters_in.breakers import Breakers
-from pulse.adapters_in.http.webhooks import StoreHealth
 from pulse.adapters_in.incidents import IncidentMonitor
+from pulse.adapters_in.intake import StoreHealth
 from pulse.adapters_in.metrics import Metrics
 from pulse.adapters_in.scheduler import JobBoard
 from pulse.adapters_in.worker import InboxWorkers

@@ -2,63 +2,29 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
-import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from pulse.adapters_in.intake import ERROR_CODES, error_body, request_id_from
 from pulse.adapters_in.metrics import Metrics
 
 log = logging.getLogger("pulse.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SERVER_HEADER = "Pulse"  # aiohttp's default names Python's and its own version
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
-
-# 64 random bits per process + a counter: unique across processes and restarts, and far cheaper
-# than uuid4 (a getrandom syscall per request). 32 hex characters, the same shape as uuid4().hex.
-_ID_PREFIX = secrets.token_hex(8)
-_id_counter = itertools.count(1)
-
-
-def new_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_id_counter):016x}"
-
-
-ERROR_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "too_many_requests",
-    500: "internal_error",
-    503: "unavailable",
-}
 
 
 def error_response(
     status: int, message: str, request_id: str, code: str | None = None
 ) -> web.Response:
-    body = {
-        "error": {
-            "code": code or ERROR_CODES.get(status, "error"),
-            "message": message,
-            "request_id": request_id,
-        }
-    }
     return web.Response(
         status=status,
-        body=json.dumps(body).encode(),
+        body=error_body(status, message, request_id, code),
         content_type="application/json",
         headers={"X-Request-Id": request_id, "Server": SERVER_HEADER},
     )
@@ -80,8 +46,7 @@ def request_id_of(request: web.Request) -> str:
 
 @web.middleware
 async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    incoming = request.headers.get("X-Request-Id", "")
-    rid = incoming if incoming and _SAFE_ID.match(incoming) else new_request_id()
+    rid = request_id_from(request.headers.get("X-Request-Id"))
     request[REQUEST_ID] = rid
     started = time.perf_counter()
     error = ""

@@ -14,7 +14,8 @@ from typing import Any
 
 from aiohttp import web, web_protocol, web_request, web_server
 
-from pulse.adapters_in.http.middleware import error_response, new_request_id
+from pulse.adapters_in.http.middleware import error_response
+from pulse.adapters_in.intake import new_request_id
 
 log = logging.getLogger("pulse.http")
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from pulse.adapters_out.sqs.queue import MAX_BATCH, Message, decode, encode
+from pulse.adapters_out.sqs.queue import MAX_BATCH, Message, SqsQueue, decode, encode
 from pulse.core.dead_letters import DeadLetterFilter
 from pulse.core.model import Delivery, IngestEnvelope
 from pulse.ports.inbox import DeadLetter
 
 if TYPE_CHECKING:
     from pulse.adapters_out.sqs.inbox import SqsInbox
+
+log = logging.getLogger("pulse.sqs")
 
 MAX_PAGES = 1_000  # dead-letter listing / replay: a bound, not an expectation
 PAGE_HIDE_SEC = 30  # hides a dead-letter page while we page on, then shown again at once
@@ -26,6 +29,15 @@ def letter_attributes(reason: str, dead_at: datetime, attempts: int) -> dict[str
         "dead_at": dead_at.isoformat(),
         "attempts": attempts,
     }
+
+
+async def bury(
+    dead_letter_queue: SqsQueue, body: str, reason: str, now: datetime, attempts: int
+) -> None:
+    """A message that is not an envelope cannot be a Delivery: its body straight to the DLQ,
+    with the reason (the caller then deletes it, or lets the event source mapping)."""
+    await dead_letter_queue.send(body, letter_attributes(reason, now, attempts))
+    log.warning("foreign message dead-lettered", extra={"fields": {"reason": reason}})
 
 
 def read_letter(message: Message, max_receive_count: int | None) -> DeadLetter:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pulse.adapters_out.sqs.client import Backoff, SqsClient
-from pulse.adapters_out.sqs.dead_letters import letter_attributes
+from pulse.adapters_out.sqs.dead_letters import bury
 from pulse.adapters_out.sqs.queue import (
     MAX_BATCH,
     SQS_MESSAGE_LIMIT,
@@ -201,11 +201,10 @@ class SqsInbox:
         await self.dead_letter_queue.url()
 
     async def _bury(self, message: Message, reason: str) -> None:
-        """A message that is not an envelope cannot be a Delivery: straight to the DLQ."""
-        attributes = letter_attributes(reason, self.clock.now(), message.receive_count)
-        await self.dead_letter_queue.send(message.body, attributes)
+        await bury(
+            self.dead_letter_queue, message.body, reason, self.clock.now(), message.receive_count
+        )
         await self.queue.delete(message.receipt)
-        log.warning("foreign message dead-lettered", extra={"fields": {"reason": reason}})
 
     # --- visibility while a batch is in flight ------------------------------------------------
 

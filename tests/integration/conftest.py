@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient
 from pulse.adapters_in.http.app import build_app
 from pulse.adapters_in.http.health import Health
 from pulse.adapters_in.http.webhooks import WebhookEdge
+from pulse.adapters_in.intake import WebhookIntake
 from pulse.adapters_in.metrics import Metrics
 from pulse.adapters_in.sources.aloware import AlowareSource
 from pulse.adapters_in.sources.base import WebhookSource
@@ -158,7 +159,7 @@ async def start_edge(
 ) -> Edge:
     """`build_app` with WebhookEdge and Health exactly as `Daemon.run` composes them."""
     metrics = Metrics()
-    edge = WebhookEdge(sources, inbox, clock, metrics, PUBLIC_BASE_URL)
+    edge = WebhookEdge(WebhookIntake(sources, inbox, clock, metrics), PUBLIC_BASE_URL)
     health = Health({"inbox": inbox}, metrics)
     client = await aiohttp_client(build_app(edge, health, BODY_LIMIT))
     return Edge(client, inbox, clock, aloware_token, metrics)

@@ -18,7 +18,8 @@ from aiohttp import web
 from pulse.adapters_in.http.app import build_app
 from pulse.adapters_in.http.health import Health
 from pulse.adapters_in.http.server import PulseRunner
-from pulse.adapters_in.http.webhooks import StoreHealth, WebhookEdge
+from pulse.adapters_in.http.webhooks import WebhookEdge
+from pulse.adapters_in.intake import StoreHealth, WebhookIntake
 from pulse.adapters_in.metrics import Metrics
 from pulse.adapters_in.sources.aloware import AlowareSource
 from pulse.adapters_in.sources.hubspot import HubSpotSource, signature_v3
@@ -78,7 +79,7 @@ async def running(tmp_path: Path) -> AsyncIterator[RunningEdge]:
     }
     metrics = Metrics()
     storing = StoreHealth(clock)
-    edge = WebhookEdge(sources, inbox, clock, metrics, None, store_health=storing)
+    edge = WebhookEdge(WebhookIntake(sources, inbox, clock, metrics, store_health=storing))
     health = Health({"inbox": inbox}, metrics, {"inbox_storing": storing.check})
     runner = PulseRunner(build_app(edge, health, BODY_LIMIT), access_log=None)
     await runner.setup()

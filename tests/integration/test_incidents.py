@@ -5,7 +5,6 @@ receiver on 127.0.0.1 over HTTP without ever holding up ingest."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import time
@@ -22,6 +21,7 @@ from pulse.adapters_in.breakers import Breakers
 from pulse.adapters_in.http.middleware import edge_middleware
 from pulse.adapters_in.http.webhooks import WebhookEdge
 from pulse.adapters_in.incidents import IncidentMonitor, SilenceRules
+from pulse.adapters_in.intake import WebhookIntake
 from pulse.adapters_in.metrics import Metrics
 from pulse.adapters_in.sources.aloware import AlowareSource
 from pulse.adapters_in.worker import InboxWorkers
@@ -235,8 +235,10 @@ async def test_with_the_alert_receiver_hanging_the_edge_answers_and_the_workers_
             SqliteIncidentStore(control), SystemClock(), RULES, alerts, check_every_sec=0.05
         )
         metrics = Metrics()
-        edge = WebhookEdge({"aloware": source}, stores.inbox, SystemClock(), metrics)
-        edge = dataclasses.replace(edge, activity=watcher.saw)
+        intake = WebhookIntake(
+            {"aloware": source}, stores.inbox, SystemClock(), metrics, activity=watcher.saw
+        )
+        edge = WebhookEdge(intake)
         app = web.Application(middlewares=[edge_middleware])
         app.router.add_post("/webhooks/{source}", edge.receive)
         http = await aiohttp_client(app)

@@ -28,7 +28,10 @@ def test_every_runtime_dependency_is_locked_at_a_version_its_specifier_allows() 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     locked = _locked()
     build = [Requirement(r) for r in project["build-system"]["requires"]]
-    for requirement in [Requirement(r) for r in project["project"]["dependencies"]] + build:
+    image = (
+        project["project"]["dependencies"] + project["project"]["optional-dependencies"]["lambda"]
+    )
+    for requirement in [Requirement(r) for r in image] + build:
         name = canonicalize_name(requirement.name)
         assert name in locked, f"{name} is not in requirements.lock: run make lock"
         version, _ = locked[name]
