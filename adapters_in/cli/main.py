@@ -289,6 +289,8 @@ def print_settings(settings: EffectiveSettings, *, show_all: bool) -> None:
     unused = () if show_all else settings.unused()
     shown = {k: v for k, v in values.items() if not _among(k, unused)}
     mode = " ".join(f"{k.upper()}={dumped[k]}" for k in MODE)
+    if dumped.get("sinks"):
+        mode = mode.replace(f"SINK={dumped['sink']}", f"SINKS={','.join(dumped['sinks'])}")
     hidden = len(values) - len(shown)
     more = f"; {hidden} more with --all" if hidden else ""
     print(f"Effective settings for {mode} (secrets masked{more}):")
