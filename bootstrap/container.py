@@ -702,30 +702,32 @@ class Container(containers.DeclarativeContainer):
         ledger,
         metrics,
         providers.Dict(
-            local=warehouse.provider,
-            powerbi=powerbi.provider,
-            **{
+            {
+                "local": warehouse.provider,
+                "powerbi": powerbi.provider,
                 "fabric-eventhouse": eventhouse.provider,
                 "fabric-eventstream": eventstream.provider,
-            },
+            }
         ),
     )
     # `pulse dataset ensure|show` for each configured sink
     dataset_tools = providers.Dict(
-        local=providers.Singleton(
-            NoDatasetNeeded,
-            "local",
-            "the local warehouse (DATA_DIR/warehouse.sqlite) creates its tables itself",
-        ).provider,
-        powerbi=providers.Singleton(PowerBIDatasetTool, powerbi_config, powerbi_auth).provider,
-        **{
+        {
+            "local": providers.Singleton(
+                NoDatasetNeeded,
+                "local",
+                "the local warehouse (DATA_DIR/warehouse.sqlite) creates its tables itself",
+            ).provider,
+            "powerbi": providers.Singleton(
+                PowerBIDatasetTool, powerbi_config, powerbi_auth
+            ).provider,
             "fabric-eventhouse": providers.Singleton(
                 EventhouseDataset, eventhouse_config, eventhouse_auth
             ).provider,
             "fabric-eventstream": providers.Singleton(
                 EventstreamDataset, eventstream_config
             ).provider,
-        },
+        }
     )
     dataset_tool = providers.Singleton(each_sink_dataset, settings, dataset_tools)
 

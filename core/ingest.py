@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -217,12 +218,6 @@ class _Candidate:
             self.key, status, reason, metric, outage, code or reason, signature
         )
 
-    def settled_in(self, sink: str) -> None:
-        """The outcome just settled is this sink's: keep it, and settle the next sink afresh."""
-        assert self.outcome is not None
-        self.in_sinks.append(replace(self.outcome, sink=sink))
-        self.outcome = None
-
     @property
     def outcomes(self) -> list[EventOutcome]:
         return [self.outcome] if self.outcome is not None else self.in_sinks
@@ -247,19 +242,16 @@ async def process_batch(
     envelope already finds its keys DONE when it comes again)."""
     admitted = await _admitted(deliveries, ports, config)
     config = admitted.config
-    for lane in ports.sink_lanes:
-        if lane.dependency in skip:
-            for cand in admitted.unique:
-                cand.settle(
-                    Status.RETRY,
-                    f"{lane.dependency} held: its breaker is open",
-                    lane.dependency,
-                    HELD,
-                )
-        else:
-            await _claim_and_push(admitted.unique, lane, config, admitted.roster, now)
-        for cand in admitted.unique:
-            cand.settled_in(lane.name)
+    # Side by side: a slow sink delays the ack, never another sink's rows.
+    in_sinks = await asyncio.gather(
+        *(
+            _in_sink(lane, admitted.unique, lane.dependency in skip, config, admitted.roster, now)
+            for lane in ports.sink_lanes
+        )
+    )
+    for settled in in_sinks:
+        for cand, outcome in zip(admitted.unique, settled, strict=True):
+            cand.in_sinks.append(outcome)
 
     outcomes = _envelope_outcomes(deliveries, admitted.candidates, admitted.dead)
     held = await _settle_deliveries(deliveries, outcomes, ports, config, hold_outages)
@@ -493,8 +485,28 @@ def dimension_rows(
     return list(rows.values())
 
 
+async def _in_sink(
+    lane: SinkLane,
+    cands: Sequence[_Candidate],
+    held: bool,
+    config: IngestConfig,
+    roster: RosterSnapshot,
+    now: datetime,
+) -> list[EventOutcome]:
+    """The events' outcomes in one sink, settled on copies of them (the sinks run at once);
+    `held`: not tried, its breaker is open."""
+    mine = [_Candidate(c.index, c.event, c.key, c.fact) for c in cands]
+    if held:
+        reason = f"{lane.dependency} held: its breaker is open"
+        for cand in mine:
+            cand.settle(Status.RETRY, reason, lane.dependency, HELD)
+    else:
+        await _claim_and_push(mine, lane, config, roster, now)
+    return [replace(c.outcome, sink=lane.name) for c in mine if c.outcome is not None]
+
+
 async def _claim_and_push(
-    cands: list[_Candidate],
+    cands: Sequence[_Candidate],
     lane: SinkLane,
     config: IngestConfig,
     roster: RosterSnapshot,
