@@ -88,7 +88,8 @@ from pulse.core.control import ControlConfig, ControlPorts
 from pulse.core.dead_letters import DeadLetterPorts, purge_expired
 from pulse.core.dimensions import DateWindow
 from pulse.core.incidents import IncidentRules
-from pulse.core.ingest import IngestConfig, IngestPorts, SinkLane
+from pulse.core.ingest import IngestConfig, IngestPorts
+from pulse.core.lanes import SinkLane
 from pulse.core.reconcile import ReconcilePorts
 from pulse.core.rules import Policy
 from pulse.core.silence import from_shifts, parse_business_hours
@@ -776,6 +777,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         roster_source=roster,
         roster_cache=roster,
+        lanes=lanes,  # dimension rows go to every sink, each recorded in its namespace
     )
     control_config = providers.Singleton(control_config, settings)
     dead_letter_ports = providers.Singleton(

@@ -20,6 +20,7 @@ from pulse.core.errors import (
 )
 from pulse.core.identity import event_key, first_of_each
 from pulse.core.incidents import parse_signature, signature_of
+from pulse.core.lanes import SinkLane
 from pulse.core.model import (
     CrmObject,
     DimAgent,
@@ -156,19 +157,6 @@ class IngestConfig:
         # The exponent is bounded: from attempt 49 on, 2 s x 2**48 overflows timedelta.
         delay: timedelta = self.retry_base * (2 ** min(max(0, attempt - 1), 32))
         return min(self.retry_cap, delay)
-
-
-@dataclass(frozen=True, slots=True)
-class SinkLane:
-    """One sink every fact goes to, counted in its own ledger (a namespace of the one store),
-    behind its own breaker (DESIGN §9 "Several sinks")."""
-
-    name: str
-    """The sink as SINKS names it: `powerbi`."""
-    ledger: Ledger
-    sink: Sink
-    dependency: str = "sink"
-    """Its breaker: `sink` when it is the only sink, `sink:<name>` beside others."""
 
 
 @dataclass(frozen=True, slots=True)
