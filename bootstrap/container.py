@@ -22,7 +22,12 @@ from pulse.adapters_in.http.admin import auth as admin_auth
 from pulse.adapters_in.http.admin.api import AdminApi
 from pulse.adapters_in.http.app import build_app
 from pulse.adapters_in.http.console.routes import Console
-from pulse.adapters_in.http.health import Health, OperatorStatus, readiness_checks
+from pulse.adapters_in.http.health import (
+    Health,
+    OperatorStatus,
+    readiness_checks,
+    sink_states,
+)
 from pulse.adapters_in.http.webhooks import StoreHealth, WebhookEdge
 from pulse.adapters_in.incidents import IncidentMonitor, SilenceRules
 from pulse.adapters_in.instrumented import MeasuredLedger, MeasuredSink
@@ -523,7 +528,7 @@ def console(
     cloud sink its grid is a link to the workspace the numbers land in."""
     if settings.admin_hmac_secret is None:
         return None
-    local = settings.sink == "local"
+    local = "local" in settings.sink_names
     return Console(
         settings.admin_hmac_secret.get_secret_value(),
         nonces,
@@ -545,12 +550,17 @@ def report_link(settings: Settings) -> str:
     return "https://app.fabric.microsoft.com/" if settings.sink.startswith("fabric") else ""
 
 
+def writes_locally(settings: Settings) -> str:
+    """`local` when one of the sinks is the local warehouse (the console's grid reads it)."""
+    return "local" if "local" in settings.sink_names else "elsewhere"
+
+
 def listening_fields(settings: Settings) -> dict[str, Any]:
     """What the "listening" log line says about the configuration."""
     return {
         "inbox": settings.inbox,
         "ledger": settings.ledger,
-        "sink": settings.sink,
+        "sink": ",".join(settings.sink_names),
         "workers": settings.workers,
     }
 
@@ -879,6 +889,7 @@ class Container(containers.DeclarativeContainer):
         health,
         metrics,
         checks=providers.Callable(readiness_checks, inbox, store_health, workers),
+        sinks=providers.Callable(sink_states, breakers, lanes),
     )
     operator_status = providers.Singleton(OperatorStatus, job_board, breakers, inbox, incidents)
     admin_api = providers.Callable(
@@ -892,15 +903,11 @@ class Container(containers.DeclarativeContainer):
         incidents,
         secret_source,
     )
-    # the local warehouse is opened only when it is the sink (the console's grid reads it)
+    # the local warehouse is opened only when it is one of the sinks (the console's grid reads it)
     console_warehouse = providers.Selector(
-        settings.provided.sink,
+        providers.Callable(writes_locally, settings),
         local=warehouse,
-        powerbi=providers.Object(None),
-        **{
-            "fabric-eventhouse": providers.Object(None),
-            "fabric-eventstream": providers.Object(None),
-        },
+        elsewhere=providers.Object(None),
     )
     console = providers.Callable(
         console,
