@@ -121,8 +121,9 @@ class InboxWorkers:
                     holds.remove(hold)
                     holds += await self._busy_running(task, hold.deliveries, probe)
                 elif self._may_take(holds):
-                    # a fresh batch probes a breaker no held batch waits on
-                    holds += await self._take_and_run(task, self._take_probe() or frozenset())
+                    holds += await self._take_and_run(task, frozenset())
+                elif (probe := self._take_probe()) is not None:
+                    holds += await self._take_and_run(task, probe)  # no hold of ours waits on it
                 else:
                     await self._paused()  # backpressure: the inbox keeps what the edge stores
         finally:
