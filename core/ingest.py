@@ -104,6 +104,17 @@ class EnvelopeOutcome:
     def outages(self) -> frozenset[str]:
         return frozenset(e.outage for e in self.events if e.outage is not None)
 
+    def each_event_once(self) -> tuple[EventOutcome, ...]:
+        """One outcome per event: a counted event's most pressing over the sinks (accepted by
+        one sink and a duplicate in another is accepted)."""
+        merged: dict[object, EventOutcome] = {}
+        for index, event in enumerate(self.events):
+            slot: object = event.key if event.sink else index
+            kept = merged.get(slot)
+            if kept is None or _PRECEDENCE.index(event.status) < _PRECEDENCE.index(kept.status):
+                merged[slot] = event
+        return tuple(merged.values())
+
 
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
