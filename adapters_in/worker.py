@@ -229,7 +229,7 @@ class InboxWorkers:
                     self.config,
                     self.clock.now(),
                     hold_outages=True,
-                    skip=frozenset(self.sinks & down - probed),
+                    skip=frozenset(self.sinks & (down - probed)),  # held for, not tried
                 )
         except Exception as exc:
             self.last_error = f"batch failed: {exc!r}"
@@ -252,9 +252,9 @@ class InboxWorkers:
             half = len(deliveries) // 2
             first = await self.run_batch(deliveries[:half], probed)
             second = await self.run_batch(deliveries[half:], probed)
-            halves = [half for half in (first, second) if half is not None]
-            held = tuple(d for half in halves for d in half.held)
-            envelopes = tuple(env for half in halves for env in half.envelopes)
+            parts = [part for part in (first, second) if part is not None]
+            held = tuple(d for part in parts for d in part.held)
+            envelopes = tuple(env for part in parts for env in part.envelopes)
             return BatchOutcome(envelopes, held) if held else None
         self.breakers.record(outcome.outages, probed)
         self._record(outcome, time.perf_counter() - started)

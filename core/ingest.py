@@ -261,10 +261,10 @@ async def preview(
     deliveries: Sequence[Delivery], ports: IngestPorts, config: IngestConfig
 ) -> list[EventOutcome]:
     """What `process_batch` would decide, writing nothing: each event that would count is
-    ACCEPTED ("would count") unless every sink's ledger has it DONE (DUPLICATE, "already counted"); the
-    rest settled as the same rules and gate settle them (IGNORED, GATED, a repeat DUPLICATE),
-    and a delivery that cannot be parsed is one DEAD_LETTERED outcome. The ledger is only read:
-    nothing is claimed, pushed, acked or dead-lettered."""
+    ACCEPTED ("would count") unless every sink's ledger has it DONE (DUPLICATE, "already
+    counted"); the rest settled as the same rules and gate settle them (IGNORED, GATED, a repeat
+    DUPLICATE), and a delivery that cannot be parsed is one DEAD_LETTERED outcome. The ledger is
+    only read: nothing is claimed, pushed, acked or dead-lettered."""
     admitted = await _admitted(deliveries, ports, config)
     candidates, dead, unique = admitted.candidates, admitted.dead, admitted.unique
     done = await _done_in_every_sink([str(c.key) for c in unique], ports) if unique else set()
