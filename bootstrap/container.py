@@ -219,14 +219,19 @@ async def eventstream_sink(
 
 
 async def sink_lanes(
-    settings: Settings, ledger: Any, metrics: Metrics, sinks: Mapping[str, Callable[[], Any]]
+    settings: Settings,
+    ledger: Any,
+    metrics: Metrics,
+    first: Any,
+    sinks: Mapping[str, Callable[[], Any]],
 ) -> tuple[SinkLane, ...]:
-    """Each sink SINKS names (or SINK), opened from its provider in `sinks`, with its ledger
-    namespace: the first keeps the plain keys, the others count under `<sink>/` (DESIGN §9)."""
+    """Each sink SINKS names (or SINK) with its ledger namespace: the first (`first`, the
+    container's `sink`) keeps the plain keys, the others, opened from their provider in `sinks`,
+    count under `<sink>/` (DESIGN §9)."""
     names = settings.sink_names
     lanes = []
     for index, name in enumerate(names):
-        opened = sinks[name]()
+        opened = sinks[name]() if index else first
         sink = await opened if inspect.isawaitable(opened) else opened
         namespaced = NamespacedLedger(ledger, f"{name}/") if index else ledger
         lanes.append(
@@ -712,6 +717,7 @@ class Container(containers.DeclarativeContainer):
         settings,
         ledger,
         metrics,
+        sink,
         providers.Dict(
             {
                 "local": warehouse.provider,
