@@ -117,9 +117,9 @@ class InboxWorkers:
             while not self._stopping.is_set():
                 await self._extend(holds)
                 if (ready := self._ready(holds)) is not None:
-                    hold, probe = ready
+                    hold, probing = ready
                     holds.remove(hold)
-                    holds += await self._busy_running(task, hold.deliveries, probe)
+                    holds += await self._busy_running(task, hold.deliveries, probing)
                 elif self._may_take(holds):
                     holds += await self._take_and_run(task, frozenset())
                 elif (probe := self._take_probe()) is not None:

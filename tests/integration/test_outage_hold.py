@@ -8,6 +8,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,7 @@ from pulse.adapters_out.clock import SystemClock
 from pulse.adapters_out.sqlite.inbox import SqliteDeadLetters
 from pulse.core.ingest import IngestConfig, IngestPorts
 from pulse.core.model import IngestEnvelope
+from pulse.ports.inbox import Inbox
 from tests.integration.conftest import eventually
 from tests.support.local import call_envelope, local_stores
 from tests.support.outage_sink import OutageSink
@@ -40,6 +42,10 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[IngestPorts, OutageSink, 
         tmp_path, parsers, visibility=timedelta(seconds=2), sink=OutageSink
     ) as stores:
         yield stores.ports, stores.ports.sink, tmp_path / "inbox.sqlite"  # type: ignore[misc]
+
+
+async def emptied(inbox: Inbox) -> bool:
+    return (await inbox.stats()).depth == 0
 
 
 def call(n: int) -> IngestEnvelope:
@@ -79,11 +85,7 @@ async def test_a_sink_outage_holds_deliveries_and_counts_each_once_after(world) 
         assert (await ports.inbox.stats()).depth == 40
 
         sink.down = False
-
-        async def settled() -> bool:
-            return (await ports.inbox.stats()).depth == 0
-
-        assert await eventually(settled, within=10.0)
+        assert await eventually(partial(emptied, ports.inbox), within=10.0)
     finally:
         await workers.drain(budget_sec=2.0)
     rows = await sink.inner.rows("FactEvent")
@@ -170,11 +172,7 @@ async def test_a_sink_down_beside_another_holds_its_share_while_the_other_counts
             assert "sink:local" not in breakers.by_dependency  # never failed, never waited
 
             backup.down = False
-
-            async def settled() -> bool:
-                return (await ports.inbox.stats()).depth == 0
-
-            assert await eventually(settled, within=10.0)
+            assert await eventually(partial(emptied, ports.inbox), within=10.0)
         finally:
             await workers.drain(budget_sec=2.0)
         everyone = {f"aloware:{n}" for n in range(1, 31)}
