@@ -55,9 +55,9 @@ FAMILIES: dict[str, Family] = {
     # the data plane
     "events_total": Family(
         "counter",
-        "Events by source, outcome (accepted, duplicate, gated, ignored, dead_lettered, retry) "
-        "and reason code",
-        ("source", "outcome", "reason"),
+        "Events by source, outcome (accepted, duplicate, gated, ignored, dead_lettered, retry), "
+        "reason code and sink (a counted event settles once per sink; '' before any sink)",
+        ("source", "outcome", "reason", "sink"),
     ),
     "envelopes_total": Family(
         "counter", "Inbox deliveries processed, by source and outcome", ("source", "outcome")

@@ -28,10 +28,22 @@ log = logging.getLogger("pulse.worker")
 tracer = trace.get_tracer("pulse.worker")
 
 CRASH_RETRY_DELAY = timedelta(seconds=5)
-HOLD_EXTENSION = timedelta(seconds=60)
-PAUSE_SEC = 0.5
-STORES = "stores"  # the breaker of a store outage that escaped the use case (no port named)  # how often a paused worker looks at the breakers again  # how long each extension keeps held deliveries hidden
+HOLD_EXTENSION = timedelta(seconds=60)  # how long each extension keeps held deliveries hidden
+PAUSE_SEC = 0.5  # how often a paused worker looks at the breakers again
+STORES = "stores"  # the breaker of a store outage that escaped the use case (no port named)
 MAX_ATTEMPTS = 5
+# Deliveries one worker holds for a sink that is down while the others count on; past it,
+# intake waits for that sink too (memory, and SQS's 120,000 in flight, stay bounded).
+MAX_HELD = 10_000
+
+
+@dataclass(slots=True)
+class _Hold:
+    """A batch's deliveries held while the breakers in `waits_for` are open."""
+
+    deliveries: list[Delivery]
+    waits_for: frozenset[str]
+    extended_at: float  # time.monotonic() of its last visibility extension
 
 
 @dataclass(slots=True)
@@ -65,6 +77,7 @@ class InboxWorkers:
         breakers: Breakers | None = None,
         hold_extension: timedelta = HOLD_EXTENSION,
         incidents: IncidentMonitor | None = None,
+        max_held: int = MAX_HELD,
     ) -> None:
         self.ports = ports
         self.config = config
@@ -78,6 +91,9 @@ class InboxWorkers:
         self.breakers = breakers if breakers is not None else Breakers(clock)
         self.hold_extension = hold_extension
         self.incidents = incidents
+        self.max_held = max_held
+        # each sink's breaker: one that is open holds its share, the others go on
+        self.sinks = frozenset(lane.dependency for lane in ports.sink_lanes)
         self._tasks: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -109,13 +125,13 @@ class InboxWorkers:
         is not run. Returns the deliveries left held (extended for `hold_extension`)."""
         if not deliveries:
             return []  # no probe taken: a half-open breaker with nothing to run would stay so
-        probed = frozenset() if self.breakers.intake_open else self._take_probe()
+        probed = frozenset() if self._may_take([]) else self._take_probe()
         held = deliveries
         if probed is not None:
             outcome = await self.run_batch(deliveries, probed)
             held = list(outcome.held) if outcome is not None else []
         if held:
-            await self._extend(held)
+            await self._hide(held)
         return held
 
     def start(self) -> None:
@@ -129,28 +145,50 @@ class InboxWorkers:
     async def _run(self) -> None:
         task = asyncio.current_task()
         assert task is not None
-        held: list[Delivery] = []
+        holds: list[_Hold] = []
         try:
             while not self._stopping.is_set():
-                if held:
-                    held = await self._hold_or_probe(held, task)
-                elif self.breakers.intake_open:
-                    held = await self._take_and_run(task, frozenset())
+                await self._extend(holds)
+                if (ready := self._ready(holds)) is not None:
+                    hold, probing = ready
+                    holds.remove(hold)
+                    holds += await self._busy_running(task, hold.deliveries, probing)
+                elif self._may_take(holds):
+                    holds += await self._take_and_run(task, frozenset())
                 elif (probe := self._take_probe()) is not None:
-                    held = await self._take_and_run(task, probe)  # no one holds: fresh probe
+                    holds += await self._take_and_run(task, probe)  # no hold of ours waits on it
                 else:
                     await self._paused()  # backpressure: the inbox keeps what the edge stores
         finally:
-            if held:  # stopping: what is held goes back for another worker or a restart
-                await self._hand_back(held)
+            if holds:  # stopping: what is held goes back for another worker or a restart
+                await self._hand_back([d for hold in holds for d in hold.deliveries])
 
-    def _take_probe(self) -> frozenset[str] | None:
-        probe = next((b for b in self.breakers.not_closed() if b.take_probe()), None)
+    def _take_probe(self, among: frozenset[str] | None = None) -> frozenset[str] | None:
+        breakers = [b for b in self.breakers.not_closed() if among is None or b.dependency in among]
+        probe = next((b for b in breakers if b.take_probe()), None)
         return frozenset({probe.dependency}) if probe is not None else None
 
-    async def _take_and_run(
-        self, task: asyncio.Task[None], probed: frozenset[str]
-    ) -> list[Delivery]:
+    def _ready(self, holds: list[_Hold]) -> tuple[_Hold, frozenset[str]] | None:
+        """A held batch to run again: every breaker it waits for closed (another worker's probe
+        closed it), or one of them due for a probe, which this batch then is."""
+        for hold in holds:
+            if not any(b.dependency in hold.waits_for for b in self.breakers.not_closed()):
+                return hold, frozenset()
+        for hold in holds:
+            if (probe := self._take_probe(hold.waits_for)) is not None:
+                return hold, probe
+        return None
+
+    def _may_take(self, holds: list[_Hold]) -> bool:
+        """Intake goes on while every shared dependency (ledger, CRM, stores) is closed and one
+        sink at least is: a sink that is down has its share held, the others keep counting. A
+        worker holding `max_held` deliveries takes no more until some are released."""
+        down = {b.dependency for b in self.breakers.not_closed()}
+        if down - self.sinks or self.sinks <= down:
+            return False
+        return sum(len(h.deliveries) for h in holds) < self.max_held
+
+    async def _take_and_run(self, task: asyncio.Task[None], probed: frozenset[str]) -> list[_Hold]:
         try:
             deliveries = await self.ports.inbox.take(self.batch_size, self.take_wait)
         except Exception as exc:
@@ -165,25 +203,16 @@ class InboxWorkers:
 
     async def _busy_running(
         self, task: asyncio.Task[None], deliveries: list[Delivery], probed: frozenset[str]
-    ) -> list[Delivery]:
+    ) -> list[_Hold]:
         self._busy.add(task)
         try:
             outcome = await self.run_batch(deliveries, probed)
         finally:
             self._busy.discard(task)
-        return list(outcome.held) if outcome is not None else []
-
-    async def _hold_or_probe(
-        self, held: list[Delivery], task: asyncio.Task[None]
-    ) -> list[Delivery]:
-        """With a breaker open: keep the deliveries hidden, and run them again as the probe
-        when the breaker's cool-down is over (or as soon as another worker's probe closed it)."""
-        probe = self._take_probe()
-        if probe is not None or self.breakers.intake_open:
-            return await self._busy_running(task, held, probe or frozenset())
-        await self._extend(held)
-        await self._paused()
-        return held
+        if outcome is None or not outcome.held:
+            return []
+        waits_for = frozenset().union(*(env.outages for env in outcome.envelopes))
+        return [_Hold(list(outcome.held), waits_for or frozenset({STORES}), time.monotonic())]
 
     async def _paused(self) -> None:
         waits = [b.seconds_to_probe() for b in self.breakers.not_closed()]
@@ -191,11 +220,24 @@ class InboxWorkers:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), max(delay, 0.01))
 
-    async def _extend(self, held: list[Delivery]) -> None:
+    async def _extend(self, holds: list[_Hold]) -> None:
+        """Keep held deliveries hidden: each batch a third of the way into its last extension."""
+        due = time.monotonic() - self.hold_extension.total_seconds() / 3
+        stale = [hold for hold in holds if hold.extended_at <= due]
+        if not stale:
+            return
+        if await self._hide([d for hold in stale for d in hold.deliveries]):
+            for hold in stale:
+                hold.extended_at = time.monotonic()
+
+    async def _hide(self, held: list[Delivery]) -> bool:
+        """Extend held deliveries' visibility by `hold_extension`; False when the inbox failed."""
         try:
             await self.ports.inbox.extend([d.receipt for d in held], self.hold_extension)
         except Exception:
             log.exception("could not extend held deliveries; they may be redelivered")
+            return False
+        return True
 
     async def _hand_back(self, held: list[Delivery]) -> None:
         try:
@@ -211,6 +253,7 @@ class InboxWorkers:
         and that one is retried, then dead-lettered after `max_attempts` (a backstop for what
         parsing does not catch; the ledger makes every retry safe)."""
         started = time.perf_counter()
+        down = {b.dependency for b in self.breakers.not_closed()}
         try:
             with tracer.start_as_current_span(
                 "inbox.batch",
@@ -218,7 +261,12 @@ class InboxWorkers:
                 attributes={"pulse.envelopes": len(deliveries)},
             ):
                 outcome = await process_batch(
-                    deliveries, self.ports, self.config, self.clock.now(), hold_outages=True
+                    deliveries,
+                    self.ports,
+                    self.config,
+                    self.clock.now(),
+                    hold_outages=True,
+                    skip=frozenset(self.sinks & (down - probed)),  # held for, not tried
                 )
         except Exception as exc:
             self.last_error = f"batch failed: {exc!r}"
@@ -241,8 +289,10 @@ class InboxWorkers:
             half = len(deliveries) // 2
             first = await self.run_batch(deliveries[:half], probed)
             second = await self.run_batch(deliveries[half:], probed)
-            held = [*(first.held if first else ()), *(second.held if second else ())]
-            return BatchOutcome((), tuple(held)) if held else None
+            parts = [part for part in (first, second) if part is not None]
+            held = tuple(d for part in parts for d in part.held)
+            envelopes = tuple(env for part in parts for env in part.envelopes)
+            return BatchOutcome(envelopes, held) if held else None
         self.breakers.record(outcome.outages, probed)
         self._record(outcome, time.perf_counter() - started)
         return outcome
@@ -303,6 +353,7 @@ class InboxWorkers:
                     source=env.source,
                     outcome=event.status.value,
                     reason=event.code,
+                    sink=event.sink,
                 )
             if env.status.value == "dead_lettered":
                 log.warning(

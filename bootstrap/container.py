@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
@@ -18,13 +19,18 @@ from dependency_injector import containers, providers
 from pulse.adapters_in.aws_lambda.edge import LambdaEdge
 from pulse.adapters_in.aws_lambda.worker import LambdaWorker
 from pulse.adapters_in.breakers import Breakers
-from pulse.adapters_in.cli.dataset import NoDatasetNeeded
+from pulse.adapters_in.cli.dataset import EachSinkDataset, NoDatasetNeeded
 from pulse.adapters_in.housekeeping import Housekeeping
 from pulse.adapters_in.http.admin import auth as admin_auth
 from pulse.adapters_in.http.admin.api import AdminApi
 from pulse.adapters_in.http.app import build_app
 from pulse.adapters_in.http.console.routes import Console
-from pulse.adapters_in.http.health import Health, OperatorStatus, readiness_checks
+from pulse.adapters_in.http.health import (
+    Health,
+    OperatorStatus,
+    readiness_checks,
+    sink_states,
+)
 from pulse.adapters_in.http.webhooks import WebhookEdge
 from pulse.adapters_in.incidents import IncidentMonitor, SilenceRules
 from pulse.adapters_in.instrumented import MeasuredLedger, MeasuredSink
@@ -57,6 +63,7 @@ from pulse.adapters_out.fabric.config import EventhouseConfig, EventstreamConfig
 from pulse.adapters_out.fabric.eventhouse import EventhouseDataset, EventhouseSink
 from pulse.adapters_out.fabric.eventstream import EventstreamDataset, EventstreamSink
 from pulse.adapters_out.hubspot.crm import HubSpotCrm, SearchLimits
+from pulse.adapters_out.ledger_namespace import NamespacedLedger
 from pulse.adapters_out.powerbi.auth import ServicePrincipalAuth as PowerBIAuth
 from pulse.adapters_out.powerbi.config import PowerBIConfig
 from pulse.adapters_out.powerbi.dataset import PowerBIDatasetTool
@@ -92,6 +99,7 @@ from pulse.core.dead_letters import DeadLetterPorts, purge_expired
 from pulse.core.dimensions import DateWindow
 from pulse.core.incidents import IncidentRules
 from pulse.core.ingest import IngestConfig, IngestPorts
+from pulse.core.lanes import SinkLane
 from pulse.core.reconcile import ReconcilePorts
 from pulse.core.rules import Policy
 from pulse.core.silence import from_shifts, parse_business_hours
@@ -223,6 +231,49 @@ async def eventstream_sink(
         await sink.close()
 
 
+async def sink_lanes(
+    settings: Settings,
+    ledger: Any,
+    metrics: Metrics,
+    first: Any,
+    sinks: Mapping[str, Callable[[], Any]],
+) -> tuple[SinkLane, ...]:
+    """Each sink SINKS names (or SINK) with its ledger namespace: the first (`first`, the
+    container's `sink`) keeps the plain keys, the others, opened from their provider in `sinks`,
+    count under `<sink>/` (DESIGN §9)."""
+    names = settings.sink_names
+    lanes = []
+    for index, name in enumerate(names):
+        opened = sinks[name]() if index else first
+        sink = await opened if inspect.isawaitable(opened) else opened
+        namespaced = NamespacedLedger(ledger, f"{name}/") if index else ledger
+        lanes.append(
+            SinkLane(
+                name,
+                MeasuredLedger(namespaced, metrics),
+                MeasuredSink(sink, metrics, name),
+                "sink" if len(names) == 1 else f"sink:{name}",
+            )
+        )
+    return tuple(lanes)
+
+
+def ingest_ports(lanes: tuple[SinkLane, ...], **ports: Any) -> IngestPorts:
+    """The first sink is also `ledger` and `sink` (what a dry run reads)."""
+    return IngestPorts(ledger=lanes[0].ledger, sink=lanes[0].sink, lanes=lanes, **ports)
+
+
+async def each_sink_dataset(
+    settings: Settings, tools: Mapping[str, Callable[[], Any]]
+) -> EachSinkDataset:
+    """`pulse dataset` over the tool of each sink SINKS names (or SINK)."""
+    opened = {}
+    for name in settings.sink_names:
+        tool = tools[name]()
+        opened[name] = await tool if inspect.isawaitable(tool) else tool
+    return EachSinkDataset(opened)
+
+
 def ingest_config(settings: Settings) -> IngestConfig:
     return IngestConfig(
         zone=settings.zone,
@@ -320,12 +371,20 @@ def aws_infra(settings: Settings) -> Callable[[bool], Awaitable[list[str]]]:
     return create
 
 
-def checked_dependencies(health: dict[str, Any], **more: Any) -> dict[str, Any]:
-    """The health set plus each other store or vendor API that can be pinged (the static
-    roster and CRM read local files and have nothing to probe)."""
-    found = dict(health)
+def checked_dependencies(
+    health: dict[str, Any], ledger: Any, lanes: tuple[SinkLane, ...], **more: Any
+) -> dict[str, Any]:
+    """The health set, the ledger, each sink (`sink`, or `sink:<name>` beside others), plus each
+    other store or vendor API that can be pinged (the static roster and CRM read local files
+    and have nothing to probe)."""
+    found = {**health, "ledger": ledger, **lane_sinks(lanes)}
     found.update({name: dep for name, dep in more.items() if callable(getattr(dep, "ping", None))})
     return found
+
+
+def lane_sinks(lanes: tuple[SinkLane, ...]) -> dict[str, Any]:
+    """Each sink by its breaker's name: what `pulse check` probes and the drain flushes."""
+    return {lane.dependency: lane.sink for lane in lanes}
 
 
 def control_config(settings: Settings) -> ControlConfig:
@@ -487,7 +546,7 @@ def console(
     cloud sink its grid is a link to the workspace the numbers land in."""
     if settings.admin_hmac_secret is None:
         return None
-    local = settings.sink == "local"
+    local = "local" in settings.sink_names
     return Console(
         settings.admin_hmac_secret.get_secret_value(),
         nonces,
@@ -509,12 +568,17 @@ def report_link(settings: Settings) -> str:
     return "https://app.fabric.microsoft.com/" if settings.sink.startswith("fabric") else ""
 
 
+def writes_locally(settings: Settings) -> str:
+    """`local` when one of the sinks is the local warehouse (the console's grid reads it)."""
+    return "local" if "local" in settings.sink_names else "elsewhere"
+
+
 def listening_fields(settings: Settings) -> dict[str, Any]:
     """What the "listening" log line says about the configuration."""
     return {
         "inbox": settings.inbox,
         "ledger": settings.ledger,
-        "sink": settings.sink,
+        "sink": ",".join(settings.sink_names),
         "workers": settings.workers,
     }
 
@@ -649,38 +713,56 @@ class Container(containers.DeclarativeContainer):
         entra_auth, ServicePrincipalAuth, eventhouse_config.provided.entra
     )
     eventstream_config = settings.provided.fabric.eventstream_config.call()
+    eventhouse = providers.Resource(
+        eventhouse_sink, eventhouse_config, eventhouse_auth, settings.provided.drain_timeout_sec
+    )
+    eventstream = providers.Resource(
+        eventstream_sink, eventstream_config, settings.provided.drain_timeout_sec
+    )
+    # the first sink (SINK, or SINKS' first): the control plane's and the checks' sink
     sink = providers.Selector(
         settings.provided.sink,
         local=warehouse,
         powerbi=powerbi,
-        **{  # type: ignore[arg-type]  # mypy infers dict[str, object] for mixed providers
-            "fabric-eventhouse": providers.Resource(
-                eventhouse_sink,
-                eventhouse_config,
-                eventhouse_auth,
-                settings.provided.drain_timeout_sec,
-            ),
-            "fabric-eventstream": providers.Resource(
-                eventstream_sink, eventstream_config, settings.provided.drain_timeout_sec
-            ),
-        },
+        **{"fabric-eventhouse": eventhouse, "fabric-eventstream": eventstream},  # type: ignore[arg-type]
     )
-    # `pulse dataset ensure|show` for the configured sink
-    dataset_tool = providers.Selector(
-        settings.provided.sink,
-        local=providers.Singleton(
-            NoDatasetNeeded,
-            "local",
-            "the local warehouse (DATA_DIR/warehouse.sqlite) creates its tables itself",
+    # every sink, each with its own ledger namespace and breaker (DESIGN §9); a sink's
+    # provider is called only when SINKS names it
+    lanes = providers.Singleton(
+        sink_lanes,
+        settings,
+        ledger,
+        metrics,
+        sink,
+        providers.Dict(
+            {
+                "local": warehouse.provider,
+                "powerbi": powerbi.provider,
+                "fabric-eventhouse": eventhouse.provider,
+                "fabric-eventstream": eventstream.provider,
+            }
         ),
-        powerbi=providers.Singleton(PowerBIDatasetTool, powerbi_config, powerbi_auth),
-        **{  # type: ignore[arg-type]  # mypy infers dict[str, object] for mixed providers
+    )
+    # `pulse dataset ensure|show` for each configured sink
+    dataset_tools = providers.Dict(
+        {
+            "local": providers.Singleton(
+                NoDatasetNeeded,
+                "local",
+                "the local warehouse (DATA_DIR/warehouse.sqlite) creates its tables itself",
+            ).provider,
+            "powerbi": providers.Singleton(
+                PowerBIDatasetTool, powerbi_config, powerbi_auth
+            ).provider,
             "fabric-eventhouse": providers.Singleton(
                 EventhouseDataset, eventhouse_config, eventhouse_auth
-            ),
-            "fabric-eventstream": providers.Singleton(EventstreamDataset, eventstream_config),
-        },
+            ).provider,
+            "fabric-eventstream": providers.Singleton(
+                EventstreamDataset, eventstream_config
+            ).provider,
+        }
     )
+    dataset_tool = providers.Singleton(each_sink_dataset, settings, dataset_tools)
 
     roster = providers.Selector(
         settings.provided.roster,
@@ -727,6 +809,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         roster_source=roster,
         roster_cache=roster,
+        lanes=lanes,  # dimension rows go to every sink, each recorded in its namespace
     )
     control_config = providers.Singleton(control_config, settings)
     dead_letter_ports = providers.Singleton(
@@ -735,13 +818,13 @@ class Container(containers.DeclarativeContainer):
     job_board = providers.Singleton(JobBoard, metrics)
     ingest_config = providers.Singleton(ingest_config, settings)
     ingest_ports = providers.Singleton(
-        IngestPorts,
+        ingest_ports,
+        # ledger and sinks timed for /metrics and traced under the batch span (the control
+        # plane's are not)
+        lanes,
         parsers=sources,
         inbox=inbox,
         dead_letters=dead_letters,
-        # timed for /metrics and traced under the batch span (the control plane's are not)
-        ledger=providers.Singleton(MeasuredLedger, ledger, metrics),
-        sink=providers.Singleton(MeasuredSink, sink, metrics, settings.provided.sink),
         roster=roster,
         crm=crm,
         shifts=providers.Singleton(control.AppliedShiftRules, versions, clock),
@@ -788,8 +871,8 @@ class Container(containers.DeclarativeContainer):
     probes: providers.Singleton[dict[str, Any]] = providers.Singleton(
         checked_dependencies,
         health,
-        ledger=ledger,
-        sink=sink,
+        ledger,
+        lanes,
         roster=roster,
         crm=crm,
         control=audit_log,
@@ -838,6 +921,7 @@ class Container(containers.DeclarativeContainer):
         health,
         metrics,
         checks=providers.Callable(readiness_checks, inbox, store_health, workers),
+        sinks=providers.Callable(sink_states, breakers, lanes),
     )
     operator_status = providers.Singleton(OperatorStatus, job_board, breakers, inbox, incidents)
     admin_api = providers.Callable(
@@ -851,15 +935,11 @@ class Container(containers.DeclarativeContainer):
         incidents,
         secret_source,
     )
-    # the local warehouse is opened only when it is the sink (the console's grid reads it)
+    # the local warehouse is opened only when it is one of the sinks (the console's grid reads it)
     console_warehouse = providers.Selector(
-        settings.provided.sink,
+        providers.Callable(writes_locally, settings),
         local=warehouse,
-        powerbi=providers.Object(None),
-        **{
-            "fabric-eventhouse": providers.Object(None),
-            "fabric-eventstream": providers.Object(None),
-        },
+        elsewhere=providers.Object(None),
     )
     console = providers.Callable(
         console,
@@ -886,7 +966,7 @@ class Container(containers.DeclarativeContainer):
         app=app,
         workers=workers,
         scheduler=scheduler,
-        sinks=providers.Dict(sink=sink),
+        sinks=providers.Callable(lane_sinks, lanes),
         housekeeping=housekeeping,
         roster=roster,
         clock=clock,

@@ -67,7 +67,7 @@ async def serve(container: Container, args: argparse.Namespace) -> int:
 
 def check_data_dir(settings: Settings) -> None:
     """The embedded stores live in DATA_DIR: it must be a folder this process can write."""
-    if "sqlite" not in (settings.inbox, settings.ledger) and settings.sink != "local":
+    if "sqlite" not in (settings.inbox, settings.ledger) and "local" not in settings.sink_names:
         return
     folder = Path(settings.data_dir)
     try:

@@ -352,22 +352,47 @@ def _https_or_loopback(url: str) -> bool:
     )
 
 
-class SinkSettings(SettingsPart):
-    """SINK and the push sinks' own settings (POWERBI__*, FABRIC__*)."""
+SinkName = Literal["local", "powerbi", "fabric-eventhouse", "fabric-eventstream"]
 
-    sink: Literal["local", "powerbi", "fabric-eventhouse", "fabric-eventstream"] = "local"
+
+class SinkSettings(SettingsPart):
+    """SINK or SINKS, and the push sinks' own settings (POWERBI__*, FABRIC__*)."""
+
+    sink: SinkName = "local"
     """Where the star schema goes: local (SQLite warehouse), powerbi, fabric-eventhouse or fabric-eventstream"""
+    sinks: Annotated[list[SinkName], NoDecode, BeforeValidator(_as_list)] = Field(
+        default_factory=list,
+        description="Several sinks at once (powerbi,fabric-eventhouse): every fact goes to each; "
+        "the first keeps the ledger keys SINK had. Unset: SINK",
+    )
     powerbi: PowerBISettings = PowerBISettings()
     fabric: FabricSettings = FabricSettings()
 
+    @property
+    def sink_names(self) -> tuple[str, ...]:
+        """SINKS, or SINK alone: SINK=powerbi is SINKS=powerbi."""
+        return tuple(self.sinks) or (self.sink,)
+
     def sink_problems(self, ledger_lease_sec: float) -> list[str]:
-        """The chosen sink's rules, and its wait against the ledger lease."""
+        """Each chosen sink's rules, and its wait against the ledger lease."""
+        found: list[str] = []
+        if len(set(self.sinks)) < len(self.sinks):
+            found.append(f"SINKS names a sink twice: {','.join(self.sinks)}")
+        if self.sinks and "sink" in self.model_fields_set and self.sink != self.sinks[0]:
+            found.append(
+                f"set SINK or SINKS, not both (SINK={self.sink}, SINKS={','.join(self.sinks)})"
+            )
+        for name in dict.fromkeys(self.sink_names):
+            found += self._problems_of(name, ledger_lease_sec)
+        return list(dict.fromkeys(found))
+
+    def _problems_of(self, name: str, ledger_lease_sec: float) -> list[str]:
         chosen: PushSinkSettings
-        if self.sink == "powerbi":
+        if name == "powerbi":
             chosen, found = self.powerbi, self.powerbi.problems()
-        elif self.sink == "fabric-eventhouse":
+        elif name == "fabric-eventhouse":
             chosen, found = self.fabric, self.fabric.eventhouse_problems()
-        elif self.sink == "fabric-eventstream":
+        elif name == "fabric-eventstream":
             chosen, found = self.fabric, self.fabric.eventstream_problems()
         else:
             return []
@@ -733,6 +758,8 @@ class Settings(
         problems = self.problems()
         if problems:
             raise ValueError("\n".join(problems))
+        if self.sinks:
+            self.sink = self.sinks[0]  # the first sink is the one SINK names everywhere
         return self
 
     def problems(self) -> list[str]:
@@ -754,9 +781,9 @@ class Settings(
         """The variables (a name, or a prefix ending in `_`) that the configured INBOX, LEDGER,
         SINK, ROSTER and CRM never read: `pulse check` leaves them out unless `--all`."""
         unused: list[str] = []
-        if self.sink != "powerbi":
+        if "powerbi" not in self.sink_names:
             unused.append("POWERBI__")
-        if not self.sink.startswith("fabric-"):
+        if not any(name.startswith("fabric-") for name in self.sink_names):
             unused.append("FABRIC__")
         if self.inbox != "sqs":
             unused.append("SQS_")

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pulse.core import calendar
@@ -22,6 +23,7 @@ from pulse.core.dimensions import (
     push_once,
 )
 from pulse.core.errors import PulseError, TransientError, ValidationFailed
+from pulse.core.lanes import SinkLane
 from pulse.core.model import DimRow, Goal, MetricID, ShiftRule
 from pulse.core.records import AppliedVersion, AuditRecord
 
@@ -79,6 +81,13 @@ class ControlPorts:
     clock: Clock
     roster_source: RosterSource | None = None
     roster_cache: RosterCache | None = None
+    lanes: tuple[SinkLane, ...] = ()
+    """Every sink, each with its ledger namespace (SINKS); empty: the one `sink`, its rows
+    recorded in `ledger`."""
+
+    @property
+    def sink_lanes(self) -> tuple[SinkLane, ...]:
+        return self.lanes or (SinkLane("sink", self.ledger, self.sink),)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +328,7 @@ async def apply_change(
     change's hook. Audit either way."""
     if not dry_run:
         async with _lease(ports, config, caller, change.table):
-            await ports.sink.replace(change.table, change.rows)
+            await _in_every_sink(ports, partial(_replace_in, change=change, config=config))
             applied = AppliedVersion(
                 change.document,
                 change.version,
@@ -333,7 +342,6 @@ async def apply_change(
                 raise StaleVersion(
                     f"{change.document}: version {change.version} was overtaken while applying"
                 )
-            await _mark_pushed(ports, config, change.rows)
             if change.after is not None:
                 await change.after()
     outcome = "dry_run" if dry_run else "applied"
@@ -426,35 +434,58 @@ class _lease:
         await self.ports.leases.release(self.name, self.caller.owner)
 
 
+async def _in_every_sink(ports: ControlPorts, step: Callable[[SinkLane], Awaitable[None]]) -> None:
+    """`step` in each sink: one that fails does not keep the others from theirs; its error then
+    raises, and the call, idempotent in every sink, is made again whole."""
+    failed: list[Exception] = []
+    for lane in ports.sink_lanes:
+        try:
+            await step(lane)
+        except Exception as exc:
+            failed.append(exc)
+    if failed:
+        raise failed[0]
+
+
+async def _replace_in(lane: SinkLane, *, change: DimensionChange, config: ControlConfig) -> None:
+    """Replace the table in one sink, then record its rows pushed in that sink's ledger (so
+    ingest never overwrites them with defaults)."""
+    await lane.sink.replace(change.table, change.rows)
+    for chunk in _chunks(change.rows, LEDGER_CHUNK):
+        claim = await lane.ledger.claim([dimension_key(r) for r in chunk], config.ledger_lease)
+        if claim.claimed:
+            await lane.ledger.commit(claim, forever=True)
+
+
 async def _push_window(
     rows: Sequence[DimRow], ports: ControlPorts, config: ControlConfig, progress: Progress | None
 ) -> tuple[int, int]:
-    """Push once, a ledger chunk at a time, telling `progress`; (pushed, already pushed)."""
-    pushed = already = 0
-    for done, chunk in enumerate(_chunks(rows, LEDGER_CHUNK)):
-        chunk_pushed, chunk_already = await push_once(
-            chunk, ports.ledger, ports.sink, config.ledger_lease
-        )
-        pushed += chunk_pushed
-        already += chunk_already
-        if progress is not None:
-            progress(min((done + 1) * LEDGER_CHUNK, len(rows)), len(rows))
-    return pushed, already
+    """Push once in each sink, a ledger chunk at a time, telling `progress`; (pushed, already
+    pushed), summed over the sinks."""
+    totals = [0, 0]
+
+    async def push(lane: SinkLane) -> None:
+        for done, chunk in enumerate(_chunks(rows, LEDGER_CHUNK)):
+            pushed, already = await push_once(chunk, lane.ledger, lane.sink, config.ledger_lease)
+            totals[0] += pushed
+            totals[1] += already
+            if progress is not None:
+                progress(min((done + 1) * LEDGER_CHUNK, len(rows)), len(rows))
+
+    await _in_every_sink(ports, push)
+    return totals[0], totals[1]
 
 
 async def _already_pushed(rows: Sequence[DimRow], ports: ControlPorts) -> int:
-    done = 0
-    for chunk in _chunks(rows, LEDGER_CHUNK):
-        done += len(await ports.ledger.done_among([dimension_key(r) for r in chunk]))
-    return done
-
-
-async def _mark_pushed(ports: ControlPorts, config: ControlConfig, rows: Sequence[DimRow]) -> None:
-    """After a replace, the rows are in the sink: record their keys DONE in the ledger."""
-    for chunk in _chunks(rows, LEDGER_CHUNK):
-        claim = await ports.ledger.claim([dimension_key(r) for r in chunk], config.ledger_lease)
-        if claim.claimed:
-            await ports.ledger.commit(claim, forever=True)
+    """How many rows every sink has pushed already."""
+    keys = [dimension_key(r) for r in rows]
+    everywhere: set[str] | None = None
+    for lane in ports.sink_lanes:
+        done: set[str] = set()
+        for start in range(0, len(keys), LEDGER_CHUNK):
+            done |= await lane.ledger.done_among(keys[start : start + LEDGER_CHUNK])
+        everywhere = done if everywhere is None else everywhere & done
+    return len(everywhere or ())
 
 
 def _chunks(rows: Sequence[DimRow], size: int) -> list[Sequence[DimRow]]:

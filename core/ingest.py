@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,7 @@ from pulse.core.errors import (
 )
 from pulse.core.identity import event_key, first_of_each
 from pulse.core.incidents import parse_signature, signature_of
+from pulse.core.lanes import SinkLane
 from pulse.core.model import (
     CrmObject,
     DimAgent,
@@ -79,6 +81,13 @@ class EventOutcome:
     error's text, so `/metrics` can count by it."""
     signature: str | None = None
     """The failure's incident signature (`powerbi:429`), when a dependency failed."""
+    sink: str = ""
+    """The sink this outcome is for (`powerbi`): a counted event has one outcome per sink;
+    '' when it was settled before any sink (ignored, gated, a repeat, the CRM down)."""
+
+
+HELD = "sink_held"
+"""The code of an event a sink's lane did not try: its breaker is open (held, not failed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +104,17 @@ class EnvelopeOutcome:
     def outages(self) -> frozenset[str]:
         return frozenset(e.outage for e in self.events if e.outage is not None)
 
+    def each_event_once(self) -> tuple[EventOutcome, ...]:
+        """One outcome per event: a counted event's most pressing over the sinks (accepted by
+        one sink and a duplicate in another is accepted)."""
+        merged: dict[object, EventOutcome] = {}
+        for index, event in enumerate(self.events):
+            slot: object = event.key if event.sink else index
+            kept = merged.get(slot)
+            if kept is None or _PRECEDENCE.index(event.status) < _PRECEDENCE.index(kept.status):
+                merged[slot] = event
+        return tuple(merged.values())
+
 
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
@@ -108,7 +128,7 @@ class BatchOutcome:
         found: dict[str, str] = {}
         for env in self.envelopes:
             for event in env.events:
-                if event.outage is not None:
+                if event.outage is not None and event.code != HELD:
                     found.setdefault(event.outage, event.reason)
         return found
 
@@ -162,6 +182,13 @@ class IngestPorts:
     shifts: ShiftRuleSource | None = None
     """The shift rules an operator applied (`pulse shifts apply`); None, or no rules applied
     yet: `IngestConfig.shift_rules` (the SHIFTS setting)."""
+    lanes: tuple[SinkLane, ...] = ()
+    """Every sink, each with its ledger namespace (SINKS); empty: the one `sink`, counted in
+    `ledger`."""
+
+    @property
+    def sink_lanes(self) -> tuple[SinkLane, ...]:
+        return self.lanes or (SinkLane("sink", self.ledger, self.sink),)
 
 
 @dataclass(slots=True)
@@ -173,6 +200,8 @@ class _Candidate:
     key: EventKey | None = None
     fact: FactEvent | None = None
     outcome: EventOutcome | None = None
+    in_sinks: list[EventOutcome] = field(default_factory=list)
+    """A counted event's outcome in each sink (`outcome` is then None)."""
 
     def settle(
         self,
@@ -188,6 +217,10 @@ class _Candidate:
             self.key, status, reason, metric, outage, code or reason, signature
         )
 
+    @property
+    def outcomes(self) -> list[EventOutcome]:
+        return [self.outcome] if self.outcome is not None else self.in_sinks
+
 
 async def process_batch(
     deliveries: Sequence[Delivery],
@@ -196,15 +229,28 @@ async def process_batch(
     now: datetime,
     *,
     hold_outages: bool = False,
+    skip: frozenset[str] = frozenset(),
 ) -> BatchOutcome:
-    """parse → classify → identity + dedup → enrich → gate → claim → dims → append → commit → ack.
+    """parse → classify → identity + dedup → enrich → gate → then in each sink: claim → dims →
+    append → commit; → ack once every sink has each envelope's events.
 
     An envelope that must come back because a dependency is down is handed back to the inbox
     with backoff, or, with `hold_outages`, left with the caller (`BatchOutcome.held`) to hold
-    while its breaker is open and process again when it half-opens."""
+    while its breaker is open and process again when it half-opens. The sinks whose breaker
+    is in `skip` are not tried: what they still need is held for them (a sink that counted an
+    envelope already finds its keys DONE when it comes again)."""
     admitted = await _admitted(deliveries, ports, config)
     config = admitted.config
-    await _claim_and_push(admitted.unique, ports, config, admitted.roster, now)
+    # Side by side: a slow sink delays the ack, never another sink's rows.
+    in_sinks = await asyncio.gather(
+        *(
+            _in_sink(lane, admitted.unique, lane.dependency in skip, config, admitted.roster, now)
+            for lane in ports.sink_lanes
+        )
+    )
+    for settled in in_sinks:
+        for cand, outcome in zip(admitted.unique, settled, strict=True):
+            cand.in_sinks.append(outcome)
 
     outcomes = _envelope_outcomes(deliveries, admitted.candidates, admitted.dead)
     held = await _settle_deliveries(deliveries, outcomes, ports, config, hold_outages)
@@ -215,23 +261,31 @@ async def preview(
     deliveries: Sequence[Delivery], ports: IngestPorts, config: IngestConfig
 ) -> list[EventOutcome]:
     """What `process_batch` would decide, writing nothing: each event that would count is
-    ACCEPTED ("would count") unless the ledger has it DONE (DUPLICATE, "already counted"); the
-    rest settled as the same rules and gate settle them (IGNORED, GATED, a repeat DUPLICATE),
-    and a delivery that cannot be parsed is one DEAD_LETTERED outcome. The ledger is only read:
-    nothing is claimed, pushed, acked or dead-lettered."""
+    ACCEPTED ("would count") unless every sink's ledger has it DONE (DUPLICATE, "already
+    counted"); the rest settled as the same rules and gate settle them (IGNORED, GATED, a repeat
+    DUPLICATE), and a delivery that cannot be parsed is one DEAD_LETTERED outcome. The ledger is
+    only read: nothing is claimed, pushed, acked or dead-lettered."""
     admitted = await _admitted(deliveries, ports, config)
     candidates, dead, unique = admitted.candidates, admitted.dead, admitted.unique
-    done = await ports.ledger.done_among([str(c.key) for c in unique]) if unique else frozenset()
+    done = await _done_in_every_sink([str(c.key) for c in unique], ports) if unique else set()
     for cand in unique:
         if cand.key in done:
             cand.settle(Status.DUPLICATE, "already counted", code="already_counted")
         else:
             cand.settle(Status.ACCEPTED, "would count", code="counted")
-    outcomes = [c.outcome for c in candidates if c.outcome is not None]
+    outcomes = [o for c in candidates for o in c.outcomes]
     return outcomes + [
         EventOutcome(None, Status.DEAD_LETTERED, reason, code="unparseable", signature=signature)
         for reason, signature in dead.values()
     ]
+
+
+async def _done_in_every_sink(keys: list[str], ports: IngestPorts) -> set[str]:
+    done: set[str] | None = None
+    for lane in ports.sink_lanes:
+        found = await lane.ledger.done_among(keys)
+        done = set(found) if done is None else done & found
+    return done or set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,18 +484,38 @@ def dimension_rows(
     return list(rows.values())
 
 
+async def _in_sink(
+    lane: SinkLane,
+    cands: Sequence[_Candidate],
+    held: bool,
+    config: IngestConfig,
+    roster: RosterSnapshot,
+    now: datetime,
+) -> list[EventOutcome]:
+    """The events' outcomes in one sink, settled on copies of them (the sinks run at once);
+    `held`: not tried, its breaker is open."""
+    mine = [_Candidate(c.index, c.event, c.key, c.fact) for c in cands]
+    if held:
+        reason = f"{lane.dependency} held: its breaker is open"
+        for cand in mine:
+            cand.settle(Status.RETRY, reason, lane.dependency, HELD)
+    else:
+        await _claim_and_push(mine, lane, config, roster, now)
+    return [replace(c.outcome, sink=lane.name) for c in mine if c.outcome is not None]
+
+
 async def _claim_and_push(
-    cands: list[_Candidate],
-    ports: IngestPorts,
+    cands: Sequence[_Candidate],
+    lane: SinkLane,
     config: IngestConfig,
     roster: RosterSnapshot,
     now: datetime,
 ) -> None:
-    """Claim the events' keys; push the ones claimed and settle every event."""
+    """Claim the events' keys in the sink's ledger; push the ones claimed and settle every event."""
     if not cands:
         return
     try:
-        claim = await ports.ledger.claim([str(c.key) for c in cands], config.ledger_lease)
+        claim = await lane.ledger.claim([str(c.key) for c in cands], config.ledger_lease)
     except TransientError as exc:
         failed = signature_of(exc, "ledger")
         for cand in cands:
@@ -452,7 +526,7 @@ async def _claim_and_push(
     ours = _settle_taken(cands, claim)
     if not ours:
         return
-    status, reason, outage, code, signature = await _push(ours, claim, ports, config, roster, now)
+    status, reason, outage, code, signature = await _push(ours, claim, lane, config, roster, now)
     for cand in ours:
         cand.settle(status, reason, outage, code, signature)
 
@@ -475,7 +549,7 @@ def _settle_taken(cands: Sequence[_Candidate], claim: Claim) -> list[_Candidate]
 async def _push(
     ours: Sequence[_Candidate],
     claim: Claim,
-    ports: IngestPorts,
+    lane: SinkLane,
     config: IngestConfig,
     roster: RosterSnapshot,
     now: datetime,
@@ -488,22 +562,29 @@ async def _push(
     try:
         await push_once(
             dimension_rows(facts, config, roster, now),
-            ports.ledger,
-            ports.sink,
+            lane.ledger,
+            lane.sink,
             config.ledger_lease,
         )
-        await ports.sink.append(facts)
+        await lane.sink.append(facts)
     except TransientError as exc:
-        await _release(ports.ledger, claim)
-        outage = "sink" if isinstance(exc, SinkTransientError) else "ledger"
+        await _release(lane.ledger, claim)
+        sink = isinstance(exc, SinkTransientError)
+        outage, code = (lane.dependency, "sink") if sink else ("ledger", "ledger")
         reason = f"{outage} unavailable: {exc}"
-        return Status.RETRY, reason, outage, f"{outage}_unavailable", signature_of(exc, outage)
+        return Status.RETRY, reason, outage, f"{code}_unavailable", signature_of(exc, outage)
     except SinkPermanentError as exc:
-        await _release(ports.ledger, claim)
-        reason = f"sink rejected: {exc}"
-        return Status.DEAD_LETTERED, reason, None, "sink_rejected", signature_of(exc, "sink")
+        await _release(lane.ledger, claim)
+        reason = f"{lane.dependency} rejected: {exc}"
+        return (
+            Status.DEAD_LETTERED,
+            reason,
+            None,
+            "sink_rejected",
+            signature_of(exc, lane.dependency),
+        )
     try:
-        await ports.ledger.commit(claim)
+        await lane.ledger.commit(claim)
     except TransientError as exc:
         reason = f"ledger unavailable: {exc}"
         return Status.RETRY, reason, "ledger", "ledger_unavailable", signature_of(exc, "ledger")
@@ -525,8 +606,8 @@ def _envelope_outcomes(
 ) -> list[EnvelopeOutcome]:
     by_index: dict[int, list[EventOutcome]] = {i: [] for i in range(len(deliveries))}
     for cand in candidates:
-        assert cand.outcome is not None, "every candidate is settled"
-        by_index[cand.index].append(cand.outcome)
+        assert cand.outcomes, "every candidate is settled"
+        by_index[cand.index].extend(cand.outcomes)
     return [
         _envelope_outcome(delivery.envelope, tuple(by_index[index]), dead.get(index))
         for index, delivery in enumerate(deliveries)

@@ -172,7 +172,7 @@ class _Walk:
             outcomes = await self._preview(deliveries, ingest)
         else:
             batch = await process_batch(deliveries, ingest, self.config, now)
-            outcomes = [event for env in batch.envelopes for event in env.events]
+            outcomes = [event for env in batch.envelopes for event in env.each_event_once()]
         self.counts["found"] += len(page.objects)
         self.counts.update(_TALLY[o.status] for o in outcomes)
         if self.progress is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from dependency_injector.wiring import Provide, inject
@@ -33,6 +34,38 @@ class NoDatasetNeeded:
 
     async def show(self) -> str:
         return self._sentence
+
+
+class EachSinkDataset:
+    """The tool of every sink SINKS names, run one after the other: a sink that fails does
+    not stop the others; the failures then raise together. One sink: its own text."""
+
+    def __init__(self, tools: Mapping[str, DatasetTool]) -> None:
+        self._tools = dict(tools)
+
+    async def ensure(self) -> str:
+        return await self._each("ensure")
+
+    async def show(self) -> str:
+        return await self._each("show")
+
+    async def _each(self, action: str) -> str:
+        texts, failures = [], []
+        for name, tool in self._tools.items():
+            try:
+                text = await (tool.ensure() if action == "ensure" else tool.show())
+            except PulseError as exc:
+                failures.append(f"{name}: {exc}" if len(self._tools) > 1 else str(exc))
+            else:
+                texts.append(f"== {name}\n{text}" if len(self._tools) > 1 else text)
+        if failures:
+            done = "; ".join(f"{name} done" for name in self._done(failures))
+            raise PulseError("; ".join(failures) + (f" ({done})" if done else ""))
+        return "\n".join(texts)
+
+    def _done(self, failures: list[str]) -> list[str]:
+        failed = {f.split(":", 1)[0] for f in failures}
+        return [name for name in self._tools if name not in failed] if len(self._tools) > 1 else []
 
 
 def add_commands(sub: Any) -> None:

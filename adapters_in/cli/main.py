@@ -51,6 +51,9 @@ class EffectiveSettings(Protocol):
     sink: str
 
     @property
+    def sink_names(self) -> tuple[str, ...]: ...
+
+    @property
     def zone(self) -> Any: ...
 
     def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
@@ -185,7 +188,7 @@ async def report(
     clock: Clock = Provide["clock"],
     settings: EffectiveSettings = Provide["settings"],
 ) -> int:
-    if settings.sink != "local":
+    if "local" not in settings.sink_names:
         print(
             f"pulse: report reads the local warehouse, and SINK={settings.sink} writes elsewhere: "
             "read the numbers where they land (the Power BI measures, or PulseDailyMetric() in "
@@ -289,6 +292,8 @@ def print_settings(settings: EffectiveSettings, *, show_all: bool) -> None:
     unused = () if show_all else settings.unused()
     shown = {k: v for k, v in values.items() if not _among(k, unused)}
     mode = " ".join(f"{k.upper()}={dumped[k]}" for k in MODE)
+    if dumped.get("sinks"):
+        mode = mode.replace(f"SINK={dumped['sink']}", f"SINKS={','.join(dumped['sinks'])}")
     hidden = len(values) - len(shown)
     more = f"; {hidden} more with --all" if hidden else ""
     print(f"Effective settings for {mode} (secrets masked{more}):")
@@ -307,7 +312,7 @@ async def integrity(
     settings: EffectiveSettings = Provide["settings"],
 ) -> int:
     """Exit 0 when every key a fact carries has its dimension row, 1 (listing them) if not."""
-    if settings.sink != "local":
+    if "local" not in settings.sink_names:
         print(
             f"pulse: check --integrity reads the local warehouse, and SINK={settings.sink}"
             " writes elsewhere.",

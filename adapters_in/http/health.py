@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +15,7 @@ from pulse.adapters_in.intake import StoreHealth
 from pulse.adapters_in.metrics import Metrics
 from pulse.adapters_in.scheduler import JobBoard
 from pulse.adapters_in.worker import InboxWorkers
+from pulse.core.lanes import SinkLane
 from pulse.ports.health import Pingable
 from pulse.ports.inbox import Inbox
 
@@ -27,6 +28,9 @@ class Health:
     metrics: Metrics
     checks: Mapping[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     """Extra readiness checks (inbox not wedged, workers alive): raise to fail."""
+    sinks: Callable[[], Mapping[str, str]] | None = None
+    """Each sink's breaker state (`closed`, `open`, `half_open`): shown, never failing, since
+    a sink that is down has its share held while the edge keeps storing."""
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
@@ -46,7 +50,10 @@ class Health:
                 failing[name] = f"{type(result).__name__}({result})"
             else:
                 ok.append(name)
-        return web.json_response({"ok": ok, "failing": failing}, status=503 if failing else 200)
+        body: dict[str, Any] = {"ok": ok, "failing": failing}
+        if self.sinks is not None:
+            body["sinks"] = dict(self.sinks())
+        return web.json_response(body, status=503 if failing else 200)
 
     async def metrics_text(self, request: web.Request) -> web.Response:
         return web.Response(text=self.metrics.render(), content_type="text/plain")
@@ -77,6 +84,19 @@ def readiness_checks(
         "inbox_flowing": inbox_flowing,
         "workers": workers_alive,
     }
+
+
+def sink_states(breakers: Breakers, lanes: Sequence[SinkLane]) -> Callable[[], dict[str, str]]:
+    """Each sink by name, with its breaker's state."""
+
+    def states() -> dict[str, str]:
+        found = breakers.by_dependency
+        return {
+            lane.name: found[lane.dependency].state.value if lane.dependency in found else "closed"
+            for lane in lanes
+        }
+
+    return states
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ import pytest
 
 from pulse.adapters_out.aloware.roster import AlowareRoster
 from pulse.adapters_out.hubspot.crm import HubSpotCrm
+from pulse.adapters_out.ledger_namespace import NamespacedLedger
 from pulse.adapters_out.powerbi.limiter import Budgets
 from pulse.adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
 from pulse.adapters_out.sqlite.ledger import SqliteLedger
@@ -147,6 +148,26 @@ async def sqlite_ledger(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Ledge
 
 
 @asynccontextmanager
+async def namespaced_ledger(tmp_path: Path, clock: FakeClock) -> AsyncIterator[LedgerUnderTest]:
+    """A second sink's share of the SQLite ledger (SINKS=local,powerbi: `powerbi/<key>`)."""
+    async with sqlite_ledger(tmp_path, clock) as plain:
+        other = plain.other_process
+        assert other is not None
+
+        @asynccontextmanager
+        async def other_process() -> AsyncIterator[Ledger]:
+            async with other() as store:
+                yield NamespacedLedger(store, "powerbi/")
+
+        yield LedgerUnderTest(
+            NamespacedLedger(plain.ledger, "powerbi/"),
+            plain.ttl,
+            plain.pass_time,
+            other_process=other_process,
+        )
+
+
+@asynccontextmanager
 async def sqlite_warehouse(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SinkUnderTest]:
     warehouse = SqliteWarehouse(tmp_path / "warehouse.sqlite")
     try:
@@ -210,7 +231,11 @@ async def hubspot_crm(tmp_path: Path, objects: Sequence[CrmObject]) -> AsyncIter
 # --- the extension point: one entry per adapter -----------------------------------------------
 
 INBOX_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_inbox, "sqs": sqs_inbox}
-LEDGER_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_ledger, "dynamodb": dynamodb_ledger}
+LEDGER_FACTORIES: dict[str, StoreFactory] = {
+    "sqlite": sqlite_ledger,
+    "dynamodb": dynamodb_ledger,
+    "sqlite-namespaced": namespaced_ledger,
+}
 SINK_FACTORIES: dict[str, StoreFactory] = {
     "sqlite": sqlite_warehouse,
     "powerbi": powerbi_sink_under_test,

@@ -243,3 +243,24 @@ async def test_keys_kept_forever_and_keys_with_a_ttl_are_told_apart_by_another_p
 
 async def test_ping_answers(ledger_under_test: LedgerUnderTest) -> None:
     await ledger_under_test.ledger.ping()
+
+
+async def test_two_sinks_count_the_same_key_apart_in_one_store(
+    ledger_under_test: LedgerUnderTest,
+) -> None:
+    """SINKS=powerbi,fabric-eventhouse: each sink's namespace of the one store counts on its
+    own; a key DONE for one sink is new for the other, and one's release leaves the other's."""
+    from pulse.adapters_out.ledger_namespace import NamespacedLedger
+
+    store = ledger_under_test.ledger
+    powerbi, fabric = NamespacedLedger(store, "powerbi/"), NamespacedLedger(store, "fabric/")
+    await powerbi.commit(await powerbi.claim(["aloware:1"], LEASE))
+    pending = await fabric.claim(["aloware:1", "aloware:2"], LEASE)
+    assert sorted(pending.claimed) == ["aloware:1", "aloware:2"]
+    await fabric.release(pending)
+
+    assert await powerbi.done_among(["aloware:1", "aloware:2"]) == {"aloware:1"}
+    assert await fabric.done_among(["aloware:1", "aloware:2"]) == frozenset()
+    assert await store.done_among(["aloware:1"]) == frozenset()  # the plain key is the first sink's
+    again = await powerbi.claim(["aloware:1", "aloware:2"], LEASE)
+    assert (again.claimed, again.done) == (("aloware:2",), ("aloware:1",))

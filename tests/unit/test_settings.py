@@ -132,3 +132,30 @@ def test_ring_group_id_takes_several_ring_groups(monkeypatch: pytest.MonkeyPatch
             aloware_api_token="t0ken-" + secrets.token_hex(8),
             ring_group_id=" , ",
         )
+
+
+def test_sinks_is_a_list_and_sink_its_one_item_spelling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SINKS", "local,powerbi")
+    with pytest.raises(SettingsError) as err:
+        load_settings(aloware_auth="none", hubspot_auth="none")
+    assert "SINK=powerbi needs POWERBI__TENANT_ID" in str(err.value)  # each sink's own rules
+
+    monkeypatch.setenv("SINKS", "local,fabric-eventhouse,local")
+    with pytest.raises(SettingsError, match="SINKS names a sink twice"):
+        load_settings(aloware_auth="none", hubspot_auth="none")
+
+    monkeypatch.setenv("SINKS", "local,bogus")
+    with pytest.raises(SettingsError, match="SINKS__1=bogus"):
+        load_settings(aloware_auth="none", hubspot_auth="none")
+
+    monkeypatch.setenv("SINKS", "local")
+    monkeypatch.setenv("SINK", "powerbi")
+    with pytest.raises(SettingsError, match="set SINK or SINKS, not both"):
+        load_settings(aloware_auth="none", hubspot_auth="none")
+
+    monkeypatch.delenv("SINK")
+    one = load_settings(aloware_auth="none", hubspot_auth="none")
+    monkeypatch.delenv("SINKS")
+    monkeypatch.setenv("SINK", "local")
+    alone = load_settings(aloware_auth="none", hubspot_auth="none")
+    assert one.sink_names == alone.sink_names == ("local",) and one.sink == alone.sink == "local"

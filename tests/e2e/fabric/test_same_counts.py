@@ -1,26 +1,23 @@
-"""One scenario, two sinks: the same webhooks through the real daemon with SINK=powerbi and with
-SINK=fabric-eventhouse give the same per-agent, per-day, per-metric counts (what
-`DISTINCTCOUNT(FactEvent[EventKey])` and `PulseActivities()` count). Only settings differ."""
+"""One scenario, two sinks at once: the same webhooks through one real daemon with
+SINKS=powerbi,fabric-eventhouse give the same per-agent, per-day, per-metric counts in both
+(what `DISTINCTCOUNT(FactEvent[EventKey])` and `PulseActivities()` count), each event pushed to
+each sink once. Only settings choose the sinks."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import random
-import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from pulse.bootstrap.container import Container
 from pulse.bootstrap.settings import Settings
-from tests.emulators.aad import AuthorityRedirect, rerouted
 from tests.emulators.clock import ScaledTime
 from tests.emulators.kusto import KustoEmulator
 from tests.emulators.powerbi import PowerBIEmulator
@@ -97,72 +94,47 @@ async def settled(read: Callable[[], Count], expected: Count, within_sec: float 
     return counts
 
 
-@asynccontextmanager
-async def eventhouse_daemon(kusto: KustoEmulator, data_dir: Path) -> AsyncIterator[tuple[str, str]]:
-    """The real container and daemon with SINK=fabric-eventhouse; only Entra ID's host is
-    rerouted (the Kusto query URI is the emulator's, a setting like any other)."""
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        data_dir=data_dir,
-        sink="fabric-eventhouse",
+def several_sinks_settings(
+    powerbi: PowerBIEmulator, kusto: KustoEmulator, data_dir: Path, **fabric: Any
+) -> Settings:
+    """What an operator migrating sets: SINKS=powerbi,fabric-eventhouse, each sink's own
+    settings (POWERBI__*, FABRIC__*) pointing at its emulator."""
+    return daemon_settings(
+        powerbi,
+        data_dir,
         roster_agents=ROSTER,
-        aloware_auth="bearer",
-        aloware_secret=secrets.token_hex(16),
-        hubspot_auth="none",
-        admin_hmac_secret=None,
-        otel_exporter_otlp_endpoint=None,
-        fabric=eventhouse_settings(kusto),
+        sinks=["powerbi", "fabric-eventhouse"],
+        fabric=eventhouse_settings(kusto, **fabric),
     )
-    session = AuthorityRedirect(kusto.url)
-    container = Container(settings=settings)
-    container.eventhouse_auth.override(rerouted(container.eventhouse_auth, session))
-    daemon = await container.daemon()
-    task = asyncio.create_task(daemon.run("127.0.0.1", 0))
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_SEC
-        while daemon.port is None:
-            assert not task.done(), task.exception()
-            assert time.monotonic() < deadline, "the daemon did not start listening"
-            await asyncio.sleep(0.02)
-        assert settings.aloware_secret is not None
-        yield f"http://127.0.0.1:{daemon.port}", settings.aloware_secret.get_secret_value()
-        daemon.stop_requested.set()
-        assert await asyncio.wait_for(task, DRAIN_TIMEOUT_SEC) == 0
-    finally:
-        if not task.done():
-            daemon.stop_requested.set()
-            await asyncio.wait({task}, timeout=DRAIN_TIMEOUT_SEC)
-            task.cancel()
-        closing = container.shutdown_resources()
-        if closing is not None:
-            await closing
-        session.close()
 
 
-async def test_powerbi_and_eventhouse_count_the_same_events_per_agent_and_day(
+def once_each(rows: list[dict[str, Any]]) -> bool:
+    """Every EventKey is one row: the sink was handed each event exactly once."""
+    return max(Counter(row["EventKey"] for row in rows).values(), default=1) == 1
+
+
+async def test_one_daemon_with_powerbi_and_eventhouse_counts_the_same_events_in_both(
     tmp_path: Path,
 ) -> None:
     deliveries, expected = scenario()
     assert len(expected) >= 6 and sum(expected.values()) >= 60  # the scenario is not trivial
 
-    async with PowerBIEmulator(timebase=ScaledTime(20)) as powerbi:
-        settings = daemon_settings(powerbi, tmp_path / "powerbi", roster_agents=ROSTER)
-        async with powerbi_daemon(powerbi, settings) as running:
+    async with PowerBIEmulator(timebase=ScaledTime(20)) as powerbi, KustoEmulator() as kusto:
+        await ensure(kusto)
+        settings = several_sinks_settings(powerbi, kusto, tmp_path)
+        async with powerbi_daemon(powerbi, settings, eventhouse=kusto) as running:
             assert settings.aloware_secret is not None
             await post_all(running.url, settings.aloware_secret.get_secret_value(), deliveries)
             via_powerbi = await settled(
                 lambda: distinct_counts(powerbi.rows("FactEvent")), expected
             )
-
-    async with KustoEmulator() as kusto:
-        await ensure(kusto)
-        async with eventhouse_daemon(kusto, tmp_path / "eventhouse") as (url, secret):
-            await post_all(url, secret, deliveries)
             via_eventhouse = await settled(
                 lambda: distinct_counts(kusto.rows("FactEvent")), expected
             )
         dates = {row["DateKey"] for row in kusto.rows("DimDate")}
+        facts = powerbi.rows("FactEvent"), kusto.rows("FactEvent")
 
     assert via_powerbi == expected
     assert via_eventhouse == via_powerbi
+    assert all(once_each(rows) for rows in facts)  # each sink's own ledger: no repeat pushed
     assert {20251105, 20251106} <= dates  # the dimension rows the facts refer to exist

@@ -110,3 +110,23 @@ async def test_report_with_a_cloud_sink_says_where_the_numbers_are_instead_of_an
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "SINK=fabric-eventstream writes elsewhere" in captured.err
+
+
+async def test_dataset_ensure_and_check_act_on_each_of_several_sinks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with KustoEmulator() as kusto:
+        eventhouse_env(monkeypatch, kusto)
+        monkeypatch.delenv("SINK")
+        monkeypatch.setenv("SINKS", "local,fabric-eventhouse")
+
+        assert await run_cli(["dataset", "ensure"], kusto.url) == 0
+        ensured = capsys.readouterr().out
+        assert await run_cli(["check"], kusto.url) == 0
+        checked = capsys.readouterr().out
+
+    assert set(kusto.tables) == {t.name for t in TABLES}  # the second sink's dataset too
+    assert "== local\nSINK=local needs no dataset" in ensured
+    assert f"== fabric-eventhouse\nKQL database '{kusto.database}' ensured" in ensured
+    assert "  ok    sink:local" in checked and "  ok    sink:fabric-eventhouse" in checked
+    assert "SINKS=local,fabric-eventhouse" in checked

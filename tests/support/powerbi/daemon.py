@@ -29,6 +29,7 @@ from pulse.bootstrap.container import Container
 from pulse.bootstrap.daemon import Daemon
 from pulse.bootstrap.settings import Settings
 from tests.emulators.aad import AuthorityRedirect, rerouted, signed_in
+from tests.emulators.kusto import KustoEmulator
 from tests.emulators.powerbi import PowerBIEmulator
 from tests.support.powerbi.harness import settings_for
 
@@ -129,15 +130,23 @@ async def ensure_with(emulator: PowerBIEmulator, settings: Settings) -> None:
 
 @asynccontextmanager
 async def powerbi_daemon(
-    emulator: PowerBIEmulator, settings: Settings, *, ensure: bool = True
+    emulator: PowerBIEmulator,
+    settings: Settings,
+    *,
+    ensure: bool = True,
+    eventhouse: KustoEmulator | None = None,
 ) -> AsyncIterator[RunningDaemon]:
     """`pulse dataset ensure`, then the daemon on a free port; on exit, SIGTERM's path (drain)
-    and the container's shutdown, as `pulse serve` does."""
+    and the container's shutdown, as `pulse serve` does. With `eventhouse` (SINKS names
+    fabric-eventhouse too), that sink signs in at its emulator's Entra ID."""
     if ensure:
         await ensure_with(emulator, settings)
     session = AuthorityRedirect(emulator.url)
+    kusto_session = AuthorityRedirect(eventhouse.url) if eventhouse is not None else None
     container = Container(settings=settings)
     container.powerbi_auth.override(rerouted(container.powerbi_auth, session))
+    if kusto_session is not None:
+        container.eventhouse_auth.override(rerouted(container.eventhouse_auth, kusto_session))
     container.timebase.override(providers.Object(emulator.time))
     daemon = await container.daemon()
     task = asyncio.create_task(daemon.run("127.0.0.1", 0))
@@ -161,3 +170,5 @@ async def powerbi_daemon(
         if closing is not None:
             await closing
         session.close()
+        if kusto_session is not None:
+            kusto_session.close()

@@ -230,3 +230,26 @@ def test_the_replayed_webhook_parses_as_the_creation_webhook_hubspot_sends() -> 
     assert event.occurred_at == created
     [ticket_event] = source.parse(source.envelope(ticket("9001122471", 1, None), NOW))
     assert (ticket_event.kind.value, ticket_event.event_name) == ("ticket", "ticket.creation")
+
+
+async def test_with_two_sinks_the_gap_is_each_missed_event_once_and_each_sink_gets_it() -> None:
+    from dataclasses import replace
+
+    from pulse.adapters_out.ledger_namespace import NamespacedLedger
+    from pulse.core.lanes import SinkLane
+
+    world = World(OBJECTS)
+    fabric = FakeSink()
+    lanes = (
+        SinkLane("powerbi", world.ledger, world.sink, "sink:powerbi"),
+        SinkLane("fabric", NamespacedLedger(world.ledger, "fabric/"), fabric, "sink:fabric"),
+    )
+    world.ingest = replace(world.ingest, lanes=lanes)
+    world.ports = replace(world.ports, ingest=world.ingest)
+    await world.webhook(OBJECTS[0])
+
+    counts = await world.backfill(days=7)
+
+    assert counts == {"found": 6, "new": 2, "already": 1, "gated": 1, "ignored": 2}
+    assert {f.EventKey for f in fabric.facts()} == {f.EventKey for f in world.sink.facts()}
+    assert len(fabric.facts()) == 3
