@@ -21,6 +21,7 @@ from pulse.core.model import Delivery
 from pulse.ports.clock import Clock
 
 if TYPE_CHECKING:
+    from pulse.adapters_in.edge_load import EdgeLoad
     from pulse.adapters_in.incidents import IncidentMonitor
 
 log = logging.getLogger("pulse.worker")
@@ -31,6 +32,7 @@ HOLD_EXTENSION = timedelta(seconds=60)
 PAUSE_SEC = 0.5
 STORES = "stores"  # the breaker of a store outage that escaped the use case (no port named)  # how often a paused worker looks at the breakers again  # how long each extension keeps held deliveries hidden
 MAX_ATTEMPTS = 5
+YIELD_TICK_SEC = 0.02  # how often workers yielding to a busy edge look at it again
 
 
 @dataclass(slots=True)
@@ -64,6 +66,8 @@ class InboxWorkers:
         breakers: Breakers | None = None,
         hold_extension: timedelta = HOLD_EXTENSION,
         incidents: IncidentMonitor | None = None,
+        edge: EdgeLoad | None = None,
+        yield_sec: float = 0.0,
     ) -> None:
         self.ports = ports
         self.config = config
@@ -77,6 +81,9 @@ class InboxWorkers:
         self.breakers = breakers if breakers is not None else Breakers(clock)
         self.hold_extension = hold_extension
         self.incidents = incidents
+        self.edge = edge
+        self.yield_sec = yield_sec
+        self._yielding_since: float | None = None  # shared: the backlog's age, not a worker's
         self._tasks: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -102,6 +109,9 @@ class InboxWorkers:
                 if held:
                     held = await self._hold_or_probe(held, task)
                 elif self.breakers.intake_open:
+                    await self._yield_to_edge()
+                    if self._stopping.is_set():
+                        break  # stopped while yielding: nothing was taken
                     held = await self._take_and_run(task, frozenset())
                 elif (probe := self._take_probe()) is not None:
                     held = await self._take_and_run(task, probe)  # no one holds: fresh probe
@@ -110,6 +120,22 @@ class InboxWorkers:
         finally:
             if held:  # stopping: what is held goes back for another worker or a restart
                 await self._hand_back(held)
+
+    async def _yield_to_edge(self) -> None:
+        """While the edge is busy, take nothing: its requests get the loop and the cores, and the
+        inbox keeps what it stores. For at most `yield_sec` from the first yield until the
+        workers have caught up (a take that found less than a batch), so an edge that stays
+        busy delays counting by that much at most, then shares the process as before."""
+        if self.edge is None or self.yield_sec <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        while self.edge.busy and not self._stopping.is_set():
+            if self._yielding_since is None:
+                self._yielding_since = loop.time()
+            elif loop.time() - self._yielding_since >= self.yield_sec:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), YIELD_TICK_SEC)
 
     def _take_probe(self) -> frozenset[str] | None:
         probe = next((b for b in self.breakers.not_closed() if b.take_probe()), None)
@@ -125,6 +151,8 @@ class InboxWorkers:
             log.exception("inbox take failed")
             await asyncio.sleep(1)
             deliveries = []
+        if len(deliveries) < self.batch_size:
+            self._yielding_since = None  # caught up: the next busy spell may yield again
         if not deliveries:
             self.breakers.record({}, probed)  # nothing waits: nothing to hold back for
             return []

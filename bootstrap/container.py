@@ -16,6 +16,7 @@ from dependency_injector import containers, providers
 
 from pulse.adapters_in.breakers import Breakers
 from pulse.adapters_in.cli.dataset import NoDatasetNeeded
+from pulse.adapters_in.edge_load import EdgeLoad
 from pulse.adapters_in.housekeeping import Housekeeping
 from pulse.adapters_in.http.admin import auth as admin_auth
 from pulse.adapters_in.http.admin.api import AdminApi
@@ -781,6 +782,7 @@ class Container(containers.DeclarativeContainer):
 
     # --- the daemon's parts (DESIGN §1): declared here, started and stopped by `Daemon` ----
     breakers = providers.Singleton(Breakers, clock, metrics)
+    edge_load = providers.Singleton(EdgeLoad)
     workers = providers.Singleton(
         InboxWorkers,
         ingest_ports,
@@ -793,6 +795,8 @@ class Container(containers.DeclarativeContainer):
         breakers=breakers,
         hold_extension=providers.Factory(timedelta, seconds=settings.provided.inbox_visibility_sec),
         incidents=incidents,
+        edge=edge_load,
+        yield_sec=settings.provided.worker_yield_sec,
     )
     store_health = providers.Singleton(StoreHealth, clock)
     edge = providers.Singleton(
@@ -806,6 +810,7 @@ class Container(containers.DeclarativeContainer):
         tracing=providers.Callable(bool, settings.provided.otel_exporter_otlp_endpoint),
         store_health=store_health,
         activity=incidents.provided.saw,
+        load=edge_load,
     )
     readiness = providers.Singleton(
         Health,

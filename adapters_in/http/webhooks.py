@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from aiohttp import web
 from opentelemetry import propagate, trace
 
+from pulse.adapters_in.edge_load import EdgeLoad
 from pulse.adapters_in.http.middleware import JsonError, request_id_of
 from pulse.adapters_in.metrics import Metrics
 from pulse.adapters_in.sources.base import SourceRejected, WebhookRequest, WebhookSource
@@ -65,6 +66,8 @@ class WebhookEdge:
     store_health: StoreHealth | None = None
     activity: Callable[[str], None] | None = None
     """Told the source of each request stored (the silence alarm; memory only, never I/O)."""
+    load: EdgeLoad | None = None
+    """Counts the requests in the handler, so the workers can yield to a busy edge."""
 
     def public_url(self, request: web.Request) -> str:
         """The URL the sender signed: configured public base + raw path, else what we received."""
@@ -73,6 +76,15 @@ class WebhookEdge:
         return str(request.url)
 
     async def receive(self, request: web.Request) -> web.Response:
+        if self.load is None:
+            return await self._receive(request)
+        self.load.entered()
+        try:
+            return await self._receive(request)
+        finally:
+            self.load.left()
+
+    async def _receive(self, request: web.Request) -> web.Response:
         name = request.match_info["source"]
         source = self.sources.get(name)
         if source is None:
