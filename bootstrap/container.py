@@ -233,14 +233,18 @@ async def vendor_http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def alert_http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The alert webhook's own client: a slow receiver never holds the vendor APIs' pool."""
+async def alert_http(settings: Settings) -> AsyncIterator[httpx.AsyncClient | None]:
+    """The alert webhook's own client: a slow receiver never holds the vendor APIs' pool. None
+    without ALERT_WEBHOOK_URL: a client loads the CA bundle, a tenth of a second of cold start."""
+    if settings.alert_webhook_url is None:
+        yield None
+        return
     async with httpx.AsyncClient(timeout=settings.alert_timeout_sec) as client:
         yield client
 
 
-def alerts(settings: Settings, client: httpx.AsyncClient) -> WebhookAlerts | NoAlerts:
-    if settings.alert_webhook_url is None:
+def alerts(settings: Settings, client: httpx.AsyncClient | None) -> WebhookAlerts | NoAlerts:
+    if settings.alert_webhook_url is None or client is None:
         return NoAlerts()
     return WebhookAlerts(
         client,
