@@ -3,33 +3,44 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-# Requests inside the webhook handler at once from which the edge counts as busy. At a steady
-# 1,000 events/s a request waits about one group commit (a few in the handler at a time); a
-# client saturating the edge keeps one per connection waiting (32 in the benchmark).
-BUSY_AT = 8
-# A worker looks between batches, when the loop has just been its own and the requests that
-# waited are not in the handler yet: a busy moment this recent still counts.
-BUSY_HOLD_SEC = 0.1
+WINDOW_SEC = 0.25  # the request rate is counted over windows this long
 
 
 class EdgeLoad:
-    """Webhook requests being stored now (the loop's thread only: a plain counter)."""
+    """Webhook requests a second, counted on the loop's thread (plain numbers, no lock).
 
-    def __init__(self, busy_at: int = BUSY_AT, hold_sec: float = BUSY_HOLD_SEC) -> None:
-        self.in_flight = 0
-        self.busy_at = busy_at
-        self.hold_sec = hold_sec
-        self._busy_until = 0.0
+    Saturated means at least `busy_rps`: a rate, not the requests waiting in the handler,
+    because those rise at a steady load too whenever the loop is late for a moment, and
+    workers that yielded then would turn the moment into a backlog."""
+
+    def __init__(
+        self,
+        busy_rps: float,
+        window_sec: float = WINDOW_SEC,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.busy_rps = busy_rps
+        self.window_sec = window_sec
+        self._monotonic = monotonic
+        self._started = monotonic()
+        self._count = 0
+        self._last_rate = 0.0  # of the window before the current one
 
     def entered(self) -> None:
-        self.in_flight += 1
-        if self.in_flight >= self.busy_at:
-            self._busy_until = time.monotonic() + self.hold_sec
-
-    def left(self) -> None:
-        self.in_flight -= 1
+        now = self._monotonic()
+        if now - self._started >= self.window_sec:
+            self._last_rate = self._count / (now - self._started)
+            self._started, self._count = now, 0
+        self._count += 1
 
     @property
     def busy(self) -> bool:
-        return self.in_flight >= self.busy_at or time.monotonic() < self._busy_until
+        if self.busy_rps <= 0:
+            return False
+        elapsed = self._monotonic() - self._started
+        if elapsed >= 2 * self.window_sec:
+            return False  # no request for a whole window: idle whatever came before
+        current = self._count / elapsed if elapsed >= self.window_sec / 4 else 0.0
+        return max(current, self._last_rate if elapsed < self.window_sec else 0.0) >= self.busy_rps

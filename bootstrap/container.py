@@ -786,7 +786,7 @@ class Container(containers.DeclarativeContainer):
 
     # --- the daemon's parts (DESIGN §1): declared here, started and stopped by `Daemon` ----
     breakers = providers.Singleton(Breakers, clock, metrics)
-    edge_load = providers.Singleton(EdgeLoad)
+    edge_load = providers.Singleton(EdgeLoad, settings.provided.edge_busy_rps)
     workers = providers.Singleton(
         InboxWorkers,
         ingest_ports,

@@ -67,7 +67,7 @@ class WebhookEdge:
     activity: Callable[[str], None] | None = None
     """Told the source of each request stored (the silence alarm; memory only, never I/O)."""
     load: EdgeLoad | None = None
-    """Counts the requests in the handler, so the workers can yield to a busy edge."""
+    """Counts the requests, so the workers can yield to a saturated edge."""
 
     def public_url(self, request: web.Request) -> str:
         """The URL the sender signed: configured public base + raw path, else what we received."""
@@ -76,15 +76,8 @@ class WebhookEdge:
         return str(request.url)
 
     async def receive(self, request: web.Request) -> web.Response:
-        if self.load is None:
-            return await self._receive(request)
-        self.load.entered()
-        try:
-            return await self._receive(request)
-        finally:
-            self.load.left()
-
-    async def _receive(self, request: web.Request) -> web.Response:
+        if self.load is not None:
+            self.load.entered()
         name = request.match_info["source"]
         source = self.sources.get(name)
         if source is None:

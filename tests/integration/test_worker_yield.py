@@ -33,11 +33,20 @@ async def stores(
         yield stores
 
 
-def busy_edge() -> EdgeLoad:
-    load = EdgeLoad(busy_at=2, hold_sec=0)
-    load.entered()
-    load.entered()
-    return load
+class SaturatedEdge(EdgeLoad):
+    """An edge as busy as the test says."""
+
+    def __init__(self) -> None:
+        super().__init__(busy_rps=1)
+        self.saturated = True
+
+    @property
+    def busy(self) -> bool:
+        return self.saturated
+
+
+def busy_edge() -> SaturatedEdge:
+    return SaturatedEdge()
 
 
 def workers_for(stores: LocalStores, edge: EdgeLoad, yield_sec: float) -> InboxWorkers:
@@ -57,7 +66,7 @@ async def test_workers_take_nothing_while_the_edge_is_busy_and_everything_after(
     try:
         await asyncio.sleep(0.5)
         assert (await stores.inbox.stats()).depth == EVENTS
-        edge.left()  # below busy_at: the edge has room again
+        edge.saturated = False
         assert await eventually(stores.settled, within=5.0)
         assert len(await stores.counted()) == workers.acked == EVENTS
     finally:
