@@ -22,6 +22,7 @@ from pulse.ports.clock import Clock
 from pulse.ports.inbox import Inbox
 
 if TYPE_CHECKING:
+    from pulse.adapters_in.edge_load import EdgeLoad
     from pulse.adapters_in.incidents import IncidentMonitor
 
 log = logging.getLogger("pulse.worker")
@@ -35,6 +36,7 @@ MAX_ATTEMPTS = 5
 # Deliveries one worker holds for a sink that is down while the others count on; past it,
 # intake waits for that sink too (memory, and SQS's 120,000 in flight, stay bounded).
 MAX_HELD = 10_000
+YIELD_TICK_SEC = 0.02  # how often workers yielding to a busy edge look at it again
 
 
 @dataclass(slots=True)
@@ -78,6 +80,8 @@ class InboxWorkers:
         hold_extension: timedelta = HOLD_EXTENSION,
         incidents: IncidentMonitor | None = None,
         max_held: int = MAX_HELD,
+        edge: EdgeLoad | None = None,
+        yield_sec: float = 0.0,
     ) -> None:
         self.ports = ports
         self.config = config
@@ -92,6 +96,9 @@ class InboxWorkers:
         self.hold_extension = hold_extension
         self.incidents = incidents
         self.max_held = max_held
+        self.edge = edge
+        self.yield_sec = yield_sec
+        self._yielding_since: float | None = None  # shared: the backlog's age, not a worker's
         # each sink's breaker: one that is open holds its share, the others go on
         self.sinks = frozenset(lane.dependency for lane in ports.sink_lanes)
         self._tasks: list[asyncio.Task[None]] = []
@@ -154,6 +161,9 @@ class InboxWorkers:
                     holds.remove(hold)
                     holds += await self._busy_running(task, hold.deliveries, probing)
                 elif self._may_take(holds):
+                    await self._yield_to_edge()
+                    if self._stopping.is_set():
+                        break  # stopped while yielding: nothing was taken
                     holds += await self._take_and_run(task, frozenset())
                 elif (probe := self._take_probe()) is not None:
                     holds += await self._take_and_run(task, probe)  # no hold of ours waits on it
@@ -162,6 +172,22 @@ class InboxWorkers:
         finally:
             if holds:  # stopping: what is held goes back for another worker or a restart
                 await self._hand_back([d for hold in holds for d in hold.deliveries])
+
+    async def _yield_to_edge(self) -> None:
+        """While the edge is busy, take nothing: its requests get the loop and the cores, and the
+        inbox keeps what it stores. For at most `yield_sec` from the first yield until the
+        workers have caught up (a take that found less than a batch), so an edge that stays
+        busy delays counting by that much at most, then shares the process as before."""
+        if self.edge is None or self.yield_sec <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        while self.edge.busy and not self._stopping.is_set():
+            if self._yielding_since is None:
+                self._yielding_since = loop.time()
+            elif loop.time() - self._yielding_since >= self.yield_sec:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), YIELD_TICK_SEC)
 
     def _take_probe(self, among: frozenset[str] | None = None) -> frozenset[str] | None:
         breakers = [b for b in self.breakers.not_closed() if among is None or b.dependency in among]
@@ -196,6 +222,8 @@ class InboxWorkers:
             log.exception("inbox take failed")
             await asyncio.sleep(1)
             deliveries = []
+        if len(deliveries) < self.batch_size:
+            self._yielding_since = None  # caught up: the next busy spell may yield again
         if not deliveries:
             self.breakers.record({}, probed)  # nothing waits: nothing to hold back for
             return []

@@ -14,7 +14,8 @@ prints how long each took from its 202 to its row in the local sink (FactEvent, 
 Issue 15's figures, driven by wrk (Debian's `wrk`) with ALOWARE_AUTH=none: accept rate and p99
 (6 s, 32 connections, workers running), a 10 s burst and then every stored event counted, the
 paced lag, cold start (spawn → /readyz 200 against spawn → a bare app listening) and RSS; each
-a ratio against the bare handler in the same run.
+a ratio against the bare handler in the same run. `--rss-events 1000000` then keeps wrk on the
+daemon until that many events were stored, waits until each is a row, and prints its RSS.
 """
 
 from __future__ import annotations
@@ -626,6 +627,26 @@ async def burst(
     return run, stored, fact_count(data / "warehouse.sqlite") - rows_before
 
 
+async def soak(
+    daemon: Server, script: Path, connections: int, data: Path, events: int
+) -> tuple[int, float]:
+    """wrk in 30 s runs until `events` were stored in all, then wait until each is a row:
+    (events stored, the daemon's RSS in MB then)."""
+    first_id = 1_000_000_000
+    while (stored := await received_total(daemon.port)) < events:
+        await _wrk(daemon.url, script, first_id, 30, connections)
+        first_id += 100_000_000
+
+    async def caught_up() -> bool:
+        return await asyncio.to_thread(fact_count, data / "warehouse.sqlite") >= stored
+
+    await asyncio.sleep(1)  # the requests wrk cut off at its deadline finish storing
+    stored = await received_total(daemon.port)
+    with contextlib.suppress(SystemExit):
+        await wait_until(caught_up, 1200, "the soak to be counted")
+    return stored, rss_mb(daemon.proc.pid)
+
+
 def print_ratio(what: str, value: float, target: str, ok: bool) -> None:
     print(f"{what:<44}{value:>8.2f}   target {target:<10} {verdict(ok)}")
 
@@ -660,6 +681,8 @@ async def main_wrk(args: argparse.Namespace) -> int:
                     args.lag_seconds,
                 )
             rss = rss_mb(daemon.proc.pid)
+            if args.rss_events:
+                total, rss_after = await soak(daemon, script, c, data, args.rss_events)
         finally:
             await daemon.stop()
             await bare.stop()
@@ -681,6 +704,8 @@ async def main_wrk(args: argparse.Namespace) -> int:
     print(
         f"cold start: bare listening {bare_start:.2f} s, pulse /readyz 200 {daemon_start:.2f} s · pulse RSS {rss:.0f} MB"
     )
+    if args.rss_events:
+        print(f"RSS after {total:,} events stored and counted: {rss_after:.0f} MB")
     accept = pulse_accept.rate / bare_accept.rate
     print_ratio("accept rate, pulse / bare", accept, "≥ 0.60", accept >= TARGET_ACCEPT_RATIO)
     print_ratio(
@@ -703,6 +728,13 @@ async def main_wrk(args: argparse.Namespace) -> int:
     print_ratio(
         "cold start, pulse readyz / bare listen", start, "≤ 2.0", start <= TARGET_START_RATIO
     )
+    if args.rss_events:
+        print_ratio(
+            f"RSS after {total:,} events (MB)",
+            rss_after,
+            "< 150",
+            rss_after < TARGET_RSS_MB and total >= 1_000_000,
+        )
     return 0
 
 
@@ -717,6 +749,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--wrk", action="store_true", help="issue 15's four ratios, driven by wrk (Debian: wrk)"
+    )
+    parser.add_argument(
+        "--rss-events",
+        type=int,
+        default=0,
+        help="with --wrk: then drive the daemon until this many events (e.g. 1000000) and print its RSS",
     )
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)

@@ -20,6 +20,7 @@ from pulse.adapters_in.aws_lambda.edge import LambdaEdge
 from pulse.adapters_in.aws_lambda.worker import LambdaWorker
 from pulse.adapters_in.breakers import Breakers
 from pulse.adapters_in.cli.dataset import EachSinkDataset, NoDatasetNeeded
+from pulse.adapters_in.edge_load import EdgeLoad
 from pulse.adapters_in.housekeeping import Housekeeping
 from pulse.adapters_in.http.admin import auth as admin_auth
 from pulse.adapters_in.http.admin.api import AdminApi
@@ -296,14 +297,18 @@ async def vendor_http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def alert_http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The alert webhook's own client: a slow receiver never holds the vendor APIs' pool."""
+async def alert_http(settings: Settings) -> AsyncIterator[httpx.AsyncClient | None]:
+    """The alert webhook's own client: a slow receiver never holds the vendor APIs' pool. None
+    without ALERT_WEBHOOK_URL: a client loads the CA bundle, a tenth of a second of cold start."""
+    if settings.alert_webhook_url is None:
+        yield None
+        return
     async with httpx.AsyncClient(timeout=settings.alert_timeout_sec) as client:
         yield client
 
 
-def alerts(settings: Settings, client: httpx.AsyncClient) -> WebhookAlerts | NoAlerts:
-    if settings.alert_webhook_url is None:
+def alerts(settings: Settings, client: httpx.AsyncClient | None) -> WebhookAlerts | NoAlerts:
+    if settings.alert_webhook_url is None or client is None:
         return NoAlerts()
     return WebhookAlerts(
         client,
@@ -880,6 +885,7 @@ class Container(containers.DeclarativeContainer):
 
     # --- the daemon's parts (DESIGN §1): declared here, started and stopped by `Daemon` ----
     breakers = providers.Singleton(Breakers, clock, metrics)
+    edge_load = providers.Singleton(EdgeLoad, settings.provided.edge_busy_rps)
     workers = providers.Singleton(
         InboxWorkers,
         ingest_ports,
@@ -892,6 +898,8 @@ class Container(containers.DeclarativeContainer):
         breakers=breakers,
         hold_extension=providers.Factory(timedelta, seconds=settings.provided.inbox_visibility_sec),
         incidents=incidents,
+        edge=edge_load,
+        yield_sec=settings.provided.worker_yield_sec,
     )
     store_health = providers.Singleton(StoreHealth, clock)
     body_limit = providers.Callable(body_limit, settings.provided.body_limit_bytes, inbox)
@@ -909,7 +917,9 @@ class Container(containers.DeclarativeContainer):
     intake = providers.Singleton(
         replace, webhook_intake, store_health=store_health, activity=incidents.provided.saw
     )
-    edge = providers.Singleton(WebhookEdge, intake, settings.provided.public_base_url)
+    edge = providers.Singleton(
+        WebhookEdge, intake, settings.provided.public_base_url, load=edge_load
+    )
     # Lambda mode (DESIGN §9, INBOX=sqs): API Gateway into the same checks and inbox; the SQS
     # event source mapping's records through the same workers' batch logic and breakers
     lambda_edge = providers.Singleton(LambdaEdge, webhook_intake, settings.provided.public_base_url)

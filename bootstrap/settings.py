@@ -685,6 +685,10 @@ class Settings(
     """Inbox workers"""
     batch_size: int = Field(100, ge=1, le=1000)
     """Envelopes per batch"""
+    worker_yield_sec: float = Field(30, ge=0)
+    """Longest the workers hold back while the edge is saturated (its 202s first, counting catches up after); 0: never"""
+    edge_busy_rps: float = Field(1500, ge=0)
+    """Webhook requests a second from which the edge counts as saturated (WORKER_YIELD_SEC); 0: never"""
     drain_timeout_sec: float = Field(10, ge=0)
     """SIGTERM's whole budget: requests being stored, batches in progress, sink flush"""
     max_attempts: int = Field(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from pulse.adapters_in.edge_load import EdgeLoad
 from pulse.adapters_in.http.middleware import JsonError, request_id_of
 from pulse.adapters_in.intake import Refused, Webhook, WebhookIntake, accepted_body, public_url
 
@@ -14,12 +15,16 @@ from pulse.adapters_in.intake import Refused, Webhook, WebhookIntake, accepted_b
 class WebhookEdge:
     intake: WebhookIntake
     public_base_url: str | None = None
+    load: EdgeLoad | None = None
+    """Counts the requests, so the workers can yield to a saturated edge."""
 
     def public_url(self, request: web.Request) -> str:
         """The URL the sender signed: configured public base + raw path, else what we received."""
         return public_url(self.public_base_url, request.raw_path, str(request.url))
 
     async def receive(self, request: web.Request) -> web.Response:
+        if self.load is not None:
+            self.load.entered()
         name = request.match_info["source"]
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:

@@ -8,13 +8,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession, get_session
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import TYPE_CHECKING, Any
 
 from pulse.ports.secrets import Credential, SecretSource
+
+if TYPE_CHECKING:  # aiobotocore loads only when SECRETS_SOURCE=aws (cold start)
+    from aiobotocore.session import AioSession
 
 log = logging.getLogger("pulse.secrets")
 
@@ -41,6 +40,9 @@ async def secretsmanager_client(
 ) -> AsyncIterator[Any]:
     """One client for the process; credentials from the default chain (ECS task role, env)
     unless given."""
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
     config = AioConfig(connect_timeout=3, read_timeout=10, retries={"mode": "standard"})
     async with (session or get_session()).create_client(
         "secretsmanager",
@@ -131,6 +133,8 @@ class SecretsManagerSecrets:
     async def _version(
         self, credential: Credential, secret_id: str, stage: str
     ) -> dict[str, Any] | None:
+        from botocore.exceptions import BotoCoreError, ClientError  # loaded with the client
+
         try:
             answer: dict[str, Any] = await self._client.get_secret_value(
                 SecretId=secret_id, VersionStage=stage
