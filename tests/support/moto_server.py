@@ -28,12 +28,35 @@ _url: str | None = None
 _lock = threading.Lock()
 
 
+def _dynamodb_requests_atomic() -> None:
+    """DynamoDB applies each request atomically: a conditional write checks and writes as one.
+    moto's threaded server runs requests side by side with no lock, so under load two
+    conditional puts of one item could both pass (seen: two callers granted one Power BI slot
+    of the shared budget at the same instant). One lock around moto's DynamoDB handler gives
+    the server the documented behaviour; the clients under test are untouched. (SQS is not
+    locked: its receive long-polls inside the handler.)"""
+    from moto.dynamodb.responses import DynamoHandler
+
+    handle = DynamoHandler.call_action
+    if getattr(handle, "atomic", False):
+        return
+    requests = threading.Lock()
+
+    def call_action(self: DynamoHandler) -> Any:
+        with requests:
+            return handle(self)
+
+    call_action.atomic = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
 def moto_endpoint() -> str:
     """The session's moto server URL, started on first use (contract factories call this too)."""
     global _server, _url
     with _lock:
         if _url is None:
             logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+            _dynamodb_requests_atomic()
             _server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             _server.start()
             host, port = _server.get_host_and_port()
