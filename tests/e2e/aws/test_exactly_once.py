@@ -153,8 +153,10 @@ async def test_sigkill_mid_batch_then_restart_loses_nothing_and_repeats_only_pos
     window DESIGN §2 leaves open, closed on the read side by EventKey."""
     # Each event is posted once here (repeats are test 1's business), so no other copy can
     # race a slow batch; a lease shorter than the visibility timeout lets the killed batch be
-    # taken over at its first redelivery (test 3 is about waiting out a lease).
-    settings = {"INBOX_VISIBILITY_SEC": "3", "LEDGER_LEASE_SEC": "2", "BATCH_SIZE": "20"}
+    # taken over at its first redelivery (test 3 is about waiting out a lease). Both long
+    # enough that what the kill left is read before anyone may take it over: at 3 s and 2 s a
+    # loaded fresh clone read it after b had already redone the batch (DONE, not PENDING).
+    settings = {"INBOX_VISIBILITY_SEC": "10", "LEDGER_LEASE_SEC": "8", "BATCH_SIZE": "20"}
     note = tmp_path / "cut-batch.txt"
     # One worker, so the only batch in flight when it dies is the one it dies in.
     a = Replica("a", tmp_path / "a", stores, {**settings, "WORKERS": "1"})
