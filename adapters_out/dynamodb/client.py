@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pulse.adapters_out.aws_client import open_client
 from pulse.core.errors import PermanentError, TransientError
 
 if TYPE_CHECKING:  # aiobotocore loads only when this store is configured (cold start)
@@ -80,24 +81,19 @@ async def dynamodb_client(
     """Open one client for the process (a container Resource); credentials from the default
     chain (ECS task role, env) unless given. A shared `session` saves reloading the
     service model per client."""
-    from aiobotocore.config import AioConfig
-    from aiobotocore.session import get_session
-
-    config = AioConfig(
+    opened = open_client(
+        "dynamodb",
+        region,
+        endpoint_url,
+        access_key_id,
+        secret_access_key,
+        session,
         # We own retries (`call`), so a throttled claim is retried once, with our budget.
         retries={"total_max_attempts": 1, "mode": "standard"},
-        connect_timeout=3,
         read_timeout=10,
         max_pool_connections=max_pool_connections,
     )
-    async with (session or get_session()).create_client(
-        "dynamodb",
-        region_name=region,
-        endpoint_url=endpoint_url,
-        aws_access_key_id=access_key_id,
-        aws_secret_access_key=secret_access_key,
-        config=config,
-    ) as client:
+    async with opened as client:
         yield client
 
 

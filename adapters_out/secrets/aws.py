@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pulse.adapters_out.aws_client import open_client
 from pulse.ports.secrets import Credential, SecretSource
 
 if TYPE_CHECKING:  # aiobotocore loads only when SECRETS_SOURCE=aws (cold start)
@@ -40,18 +41,17 @@ async def secretsmanager_client(
 ) -> AsyncIterator[Any]:
     """One client for the process; credentials from the default chain (ECS task role, env)
     unless given."""
-    from aiobotocore.config import AioConfig
-    from aiobotocore.session import get_session
-
-    config = AioConfig(connect_timeout=3, read_timeout=10, retries={"mode": "standard"})
-    async with (session or get_session()).create_client(
+    opened = open_client(
         "secretsmanager",
-        region_name=region,
-        endpoint_url=endpoint_url,
-        aws_access_key_id=access_key_id,
-        aws_secret_access_key=secret_access_key,
-        config=config,
-    ) as client:
+        region,
+        endpoint_url,
+        access_key_id,
+        secret_access_key,
+        session,
+        read_timeout=10,
+        retries={"mode": "standard"},
+    )
+    async with opened as client:
         yield client
 
 

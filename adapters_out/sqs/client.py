@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pulse.adapters_out.aws_client import open_client
 from pulse.core.errors import PermanentError, TransientError
 
 if TYPE_CHECKING:  # aiobotocore loads only when this store is configured (cold start)
@@ -55,24 +56,19 @@ async def sqs_client(
     """Open one client for the process (a container Resource); credentials from the default
     chain (ECS task role, env) unless given. A shared `session` saves reloading the
     service model per client."""
-    from aiobotocore.config import AioConfig
-    from aiobotocore.session import get_session
-
-    config = AioConfig(
+    opened = open_client(
+        "sqs",
+        region,
+        endpoint_url,
+        access_key_id,
+        secret_access_key,
+        session,
         retries={"total_max_attempts": 1, "mode": "standard"},  # we own retries (`call`)
-        connect_timeout=3,
         # Long polls hold a request open up to MAX_WAIT_SEC; the read timeout must outlast it.
         read_timeout=30,
         max_pool_connections=max_pool_connections,
     )
-    async with (session or get_session()).create_client(
-        "sqs",
-        region_name=region,
-        endpoint_url=endpoint_url,
-        aws_access_key_id=access_key_id,
-        aws_secret_access_key=secret_access_key,
-        config=config,
-    ) as client:
+    async with opened as client:
         yield client
 
 
