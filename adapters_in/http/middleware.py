@@ -46,9 +46,21 @@ def request_id_of(request: web.Request) -> str:
 
 @web.middleware
 async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    return await answer(request, handler)
+
+
+async def answer(
+    request: web.Request,
+    handler: Handler,
+    metrics: Metrics | None = None,
+    route: str = "",
+) -> web.StreamResponse:
+    """The handler's response, or its refusal as a JSON error; the request id on both, and
+    one access-log line. `edge_middleware` for every route; called directly for a webhook,
+    it also counts and times the answer under `route` (as `measured` does for the others)."""
+    started = time.perf_counter()
     rid = request_id_from(request.headers.get("X-Request-Id"))
     request[REQUEST_ID] = rid
-    started = time.perf_counter()
     error = ""
     try:
         response = await handler(request)
@@ -74,12 +86,13 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         error = "handler crashed"
         response = error_response(500, "internal error; the request id is in the logs", rid)
     status = response.status
+    seconds = time.perf_counter() - started
     fields = {
         "request_id": rid,
         "method": request.method,
         "path": request.path,
         "status": status,
-        "ms": round((time.perf_counter() - started) * 1000, 2),
+        "ms": round(seconds * 1000, 2),
     }
     if error:
         fields["error"] = error
@@ -87,7 +100,14 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         log.warning("request", extra={"fields": fields})
     elif log.isEnabledFor(logging.INFO):
         log.info("request", extra={"fields": fields})
+    if metrics is not None:
+        count(metrics, route, request.method, status, seconds)
     return response
+
+
+def count(metrics: Metrics, route: str, method: str, status: int, seconds: float) -> None:
+    metrics.inc("http_requests_total", route=route, method=method, status=str(status))
+    metrics.observe("http_request_duration_seconds", seconds, route=route)
 
 
 def route_of(request: web.Request) -> str:
@@ -112,12 +132,6 @@ def measured(metrics: Metrics) -> Any:  # aiohttp's Middleware type is private
             status = exc.status
             raise
         finally:
-            route = route_of(request)
-            metrics.inc(
-                "http_requests_total", route=route, method=request.method, status=str(status)
-            )
-            metrics.observe(
-                "http_request_duration_seconds", time.perf_counter() - started, route=route
-            )
+            count(metrics, route_of(request), request.method, status, time.perf_counter() - started)
 
     return measure

@@ -9,6 +9,7 @@ same JSON error every other refusal gets, with a request id, and logs only the e
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -18,6 +19,11 @@ from pulse.adapters_in.http.middleware import error_response
 from pulse.adapters_in.intake import new_request_id
 
 log = logging.getLogger("pulse.http")
+
+FastPath = Callable[[web.Request], Awaitable[web.StreamResponse] | None]
+FAST_PATH: web.AppKey[FastPath] = web.AppKey("fast_path")
+"""Set on an app: asked first for each request, it answers it (an awaitable) or passes (None),
+and the router and middlewares take it."""
 
 
 class _JsonErrorHandler(web_protocol.RequestHandler):
@@ -65,4 +71,15 @@ class PulseRunner(web.AppRunner):
         # The app's own Server, built by aiohttp with every setting; only its per-connection
         # handler class changes (`_JsonErrorServer` adds no state).
         server.__class__ = _JsonErrorServer
+        fast = self.app.get(FAST_PATH)
+        if fast is not None:
+            server.request_handler = _first(fast, server.request_handler)
         return server
+
+
+def _first(fast: FastPath, handler: Callable[[Any], Awaitable[web.StreamResponse]]) -> Any:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        answering = fast(request)
+        return await (answering if answering is not None else handler(request))
+
+    return handle

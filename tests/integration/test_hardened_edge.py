@@ -40,6 +40,7 @@ class RunningEdge(RawHttp):
     aloware_secret: str
     hubspot_secret: str
     logs: list[str]
+    metrics: Metrics
 
     def bearer(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.aloware_secret}"}
@@ -87,7 +88,7 @@ async def running(tmp_path: Path) -> AsyncIterator[RunningEdge]:
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield RunningEdge(port, inbox, aloware_secret, hubspot_secret, logs)
+        yield RunningEdge(port, inbox, aloware_secret, hubspot_secret, logs, metrics)
     finally:
         await runner.cleanup()
         await inbox.close()
@@ -103,6 +104,43 @@ def assert_json_error(status: int, headers: dict[str, str], body: bytes, expecte
     assert error["code"] and error["message"]
     assert headers["server"] == "Pulse"
     return error
+
+
+async def test_a_webhook_is_answered_alike_on_the_fast_path_and_through_the_router(
+    running: RunningEdge,
+) -> None:
+    """`/webhooks/aloware` skips the router and the middleware chain (PulseRunner asks the
+    edge first); `/webhooks/alowar%65` is the same route reached through them: each answer,
+    refusal, stored envelope, log line and metric is the same either way."""
+    answers = []
+    for path in ("/webhooks/aloware", "/webhooks/alowar%65"):
+        status, headers, body = await running.post(
+            path, DISPOSED, {**running.bearer(), "X-Request-Id": f"req-{len(answers)}"}
+        )
+        assert status == 202, body
+        assert json.loads(body) == {"request_id": f"req-{len(answers)}"}
+        assert headers["x-request-id"] == f"req-{len(answers)}" and headers["server"] == "Pulse"
+        assert headers["content-type"] == "application/json"
+        answers.append(headers)
+        status, headers, body = await running.post(path, b"not json", running.bearer())
+        assert "not JSON" in assert_json_error(status, headers, body, 400)["message"]
+        status, headers, body = await running.post(path, DISPOSED, {"Authorization": "Bearer x"})
+        assert_json_error(status, headers, body, 401)
+    stored = await running.inbox.take(10, 0)
+    assert [d.envelope.request_id for d in stored] == ["req-0", "req-1"]
+    assert stored[0].envelope.headers == stored[1].envelope.headers
+    assert stored[0].envelope.body == stored[1].envelope.body == DISPOSED
+    route = {"route": "/webhooks/{source}", "method": "POST"}
+    for status in ("202", "400", "401"):
+        assert running.metrics.value("http_requests_total", **route, status=status) == 2
+    assert running.metrics.value("http_request_duration_seconds_count", route=route["route"]) == 6
+    assert running.metrics.value("webhooks_received_total", source="aloware") == 2
+    lines = [
+        line for line in running.logs if "pulse.http" in line and "'path': '/webhooks/" in line
+    ]
+    assert len(lines) == 6, lines
+    status, headers, body = await running.post("/webhooks/nobody", DISPOSED, running.bearer())
+    assert "unknown source" in assert_json_error(status, headers, body, 404)["message"]
 
 
 async def test_json_nested_deeper_than_the_parser_goes_is_a_400(running: RunningEdge) -> None:
