@@ -42,6 +42,7 @@ ERROR_CODES = {
     415: "unsupported_media_type",
     429: "too_many_requests",
     500: "internal_error",
+    502: "bad_gateway",
     503: "unavailable",
 }
 

@@ -5,7 +5,7 @@ histograms with `_bucket`/`_sum`/`_count`. A series not in `FAMILIES` cannot be 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,7 +17,9 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 PREFIX = "pulse_"
 # From 1 ms (the edge's p99 target is 20 ms) to a minute (a batch behind a throttled sink).
@@ -227,8 +229,51 @@ class Metrics:
         `scraped` family."""
         self._sources.append(fn)
 
-    def render(self) -> str:
-        return generate_latest(self.registry).decode()
+    def render(self, elsewhere: Sequence[str] = ()) -> str:
+        """The page; with `elsewhere` (the pages of this daemon's other edge processes), their
+        counters and histograms added in, so the page counts the whole daemon."""
+        if not elsewhere:
+            return generate_latest(self.registry).decode()
+        merged = CollectorRegistry(auto_describe=False)
+        merged.register(_Summed(self.registry, _recorded_samples(elsewhere)))
+        return generate_latest(merged).decode()
+
+
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def _recorded_samples(pages: Sequence[str]) -> dict[str, dict[SampleKey, float]]:
+    """Per family, the sum over `pages` of each counter and histogram sample."""
+    sums: dict[str, dict[SampleKey, float]] = {}
+    for page in pages:
+        for family in text_string_to_metric_families(page):
+            if family.type not in ("counter", "histogram"):
+                continue  # a gauge is a state of the process that holds it: not summed
+            samples = sums.setdefault(family.name, {})
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                samples[key] = samples.get(key, 0.0) + sample.value
+    return sums
+
+
+class _Summed(Collector):
+    """`registry`'s families with `more` added to their counter and histogram samples."""
+
+    def __init__(self, registry: CollectorRegistry, more: dict[str, dict[SampleKey, float]]):
+        self.registry = registry
+        self.more = more
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            extra = dict(self.more.get(family.name, {}))
+            if extra:
+                samples = []
+                for sample in family.samples:
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    samples.append(sample._replace(value=sample.value + extra.pop(key, 0.0)))
+                samples += [Sample(name, dict(labels), v) for (name, labels), v in extra.items()]
+                family.samples = samples
+            yield family
 
 
 class _Scraped(Collector):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import operator
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -93,6 +94,7 @@ from pulse.adapters_out.sqs.lambda_batch import LambdaBatch
 from pulse.adapters_out.static.crm import StaticCrmDirectory
 from pulse.adapters_out.static.roster import StaticRoster
 from pulse.bootstrap.daemon import Daemon
+from pulse.bootstrap.edge_processes import EdgeProcesses
 from pulse.bootstrap.settings import Settings
 from pulse.core import control
 from pulse.core.control import ControlConfig, ControlPorts
@@ -885,7 +887,14 @@ class Container(containers.DeclarativeContainer):
 
     # --- the daemon's parts (DESIGN §1): declared here, started and stopped by `Daemon` ----
     breakers = providers.Singleton(Breakers, clock, metrics)
-    edge_load = providers.Singleton(EdgeLoad, settings.provided.edge_busy_rps)
+    # With EDGE_PROCESSES > 1 each process sees its share of the requests, so its share of
+    # EDGE_BUSY_RPS marks the edge saturated.
+    edge_load = providers.Singleton(
+        EdgeLoad,
+        providers.Callable(
+            operator.truediv, settings.provided.edge_busy_rps, settings.provided.edge_processes
+        ),
+    )
     workers = providers.Singleton(
         InboxWorkers,
         ingest_ports,
@@ -920,6 +929,16 @@ class Container(containers.DeclarativeContainer):
     edge = providers.Singleton(
         WebhookEdge, intake, settings.provided.public_base_url, load=edge_load
     )
+    # an extra edge process's (EDGE_PROCESSES): the first process runs the silence alarm,
+    # told what the others stored (`edge_processes`)
+    child_edge = providers.Singleton(
+        WebhookEdge,
+        providers.Singleton(replace, webhook_intake, store_health=store_health),
+        settings.provided.public_base_url,
+    )
+    edge_processes = providers.Singleton(
+        EdgeProcesses, settings.provided.edge_processes, saw=incidents.provided.saw
+    )
     # Lambda mode (DESIGN §9, INBOX=sqs): API Gateway into the same checks and inbox; the SQS
     # event source mapping's records through the same workers' batch logic and breakers
     lambda_edge = providers.Singleton(LambdaEdge, webhook_intake, settings.provided.public_base_url)
@@ -932,6 +951,7 @@ class Container(containers.DeclarativeContainer):
         metrics,
         checks=providers.Callable(readiness_checks, inbox, store_health, workers),
         sinks=providers.Callable(sink_states, breakers, lanes),
+        elsewhere=edge_processes.provided.pages,
     )
     operator_status = providers.Singleton(OperatorStatus, job_board, breakers, inbox, incidents)
     admin_api = providers.Callable(
@@ -982,5 +1002,6 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         drain_timeout_sec=settings.provided.drain_timeout_sec,
         describe=providers.Callable(listening_fields, settings),
-        background=providers.List(incidents, alerts),
+        background=providers.List(incidents, alerts, edge_processes),
+        edge_processes=edge_processes,
     )

@@ -17,6 +17,7 @@ from pulse.adapters_in.housekeeping import Housekeeping
 from pulse.adapters_in.http.server import PulseRunner
 from pulse.adapters_in.scheduler import ControlScheduler
 from pulse.adapters_in.worker import DrainReport, InboxWorkers
+from pulse.bootstrap.edge_processes import EdgeProcesses
 from pulse.ports.clock import Clock
 from pulse.ports.directory import Roster
 from pulse.ports.sink import FactSink
@@ -56,6 +57,7 @@ class Daemon:
         drain_timeout_sec: float,
         describe: Mapping[str, Any] | None = None,
         background: Sequence[Background] = (),
+        edge_processes: EdgeProcesses | None = None,
     ) -> None:
         self.app = app
         self.workers = workers
@@ -67,6 +69,7 @@ class Daemon:
         self.drain_timeout_sec = drain_timeout_sec
         self.describe = dict(describe or {})
         self.background = tuple(background)
+        self.edge_processes = edge_processes
         self.stop_requested = asyncio.Event()
         self.started = asyncio.Event()  # set once every start step has run
         self.port: int | None = None
@@ -97,8 +100,15 @@ class Daemon:
             )
             await self._runner.setup()
             started.push_async_callback(self._runner.cleanup)
-            await web.TCPSite(self._runner, host, port).start()
+            several = self.edge_processes is not None and self.edge_processes.enabled
+            await web.TCPSite(self._runner, host, port, reuse_port=several or None).start()
             self.port = _bound_port(self._runner, port)
+        if self.edge_processes is not None and self.edge_processes.enabled:
+            extra = self.edge_processes
+            async with _step(f"{extra.extra} more edge processes"):
+                await web.UnixSite(self._runner, str(extra.prepare())).start()
+                await extra.start(host, self.port)
+                started.push_async_callback(extra.stop, 0)  # a no-op once stopped
         self.workers.start()
         started.push_async_callback(self.workers.drain, 0)  # a no-op once drained
         async with _step("the scheduler"):
@@ -131,6 +141,8 @@ class Daemon:
             return max(0.0, deadline - loop.time())
 
         log.info("stopping: no new requests; draining")
+        if self.edge_processes is not None and self.edge_processes.enabled:
+            await self.edge_processes.stop(left())  # each finishes what it is storing
         if self._runner is not None:
             await self._runner.cleanup()
         self.scheduler.shutdown()

@@ -6,10 +6,15 @@ import argparse
 import asyncio
 import inspect
 import io
+import logging
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from aiohttp import web
 
 from pulse.adapters_in.cli import backfill as cli_backfill
 from pulse.adapters_in.cli import console as cli_console
@@ -20,9 +25,12 @@ from pulse.adapters_in.cli import infra as cli_infra
 from pulse.adapters_in.cli import ingest as cli_ingest
 from pulse.adapters_in.cli import main as cli
 from pulse.adapters_in.cli import sign as cli_sign
+from pulse.adapters_in.http.edge_child import Forwarder, build_child_app, build_metrics_app
+from pulse.adapters_in.http.server import PulseRunner
 from pulse.adapters_out.sqlite.db import private_folder
 from pulse.bootstrap.container import Container
 from pulse.bootstrap.daemon import StartFailed
+from pulse.bootstrap.edge_processes import die_with_parent
 from pulse.bootstrap.logs import setup_logging
 from pulse.bootstrap.settings import (
     ENV_FILE_VARIABLE,
@@ -36,6 +44,8 @@ from pulse.bootstrap.telemetry import setup_tracing
 
 async def _run(container: Container, args: argparse.Namespace) -> int:
     try:
+        if args.command == "serve" and args.edge_child:
+            return await serve_edge_child(container, args)
         if args.command == "serve":
             return await serve(container, args)
         return await cli.dispatch(args)
@@ -63,6 +73,58 @@ async def serve(container: Container, args: argparse.Namespace) -> int:
     except StartFailed as exc:
         print(f"pulse: cannot start: {exc}", file=sys.stderr)
         return 2
+
+
+async def serve_edge_child(container: Container, args: argparse.Namespace) -> int:
+    """`pulse serve --edge-child DIR`: one of the extra edge processes the first one starts
+    (EDGE_PROCESSES): webhooks on the shared port, every other request passed to the first
+    process; SIGTERM stops listening and finishes the requests being stored."""
+    die_with_parent()
+    settings: Settings = container.settings()
+    run_dir = Path(args.edge_child)
+    try:
+        edge: Any = container.child_edge()
+        limit: Any = container.body_limit()
+        if inspect.isawaitable(edge):  # the inbox is an async resource
+            edge, limit = await edge, await limit
+    except Exception as exc:
+        print(
+            f"pulse: edge process {args.edge_index}: cannot start: {_reason(exc)}", file=sys.stderr
+        )
+        return 2
+    forwarder = Forwarder(str(run_dir / "pulse.sock"))
+    metrics = container.metrics()
+    app = build_child_app(edge, metrics, forwarder, limit)
+    runner = PulseRunner(app, access_log=None, shutdown_timeout=settings.drain_timeout_sec)
+    own = web.AppRunner(build_metrics_app(metrics), access_log=None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        own_socket = str(run_dir / f"edge-{args.edge_index}.sock")
+        await own.setup()
+        await web.UnixSite(own, own_socket).start()
+        await runner.setup()
+        await web.TCPSite(runner, args.host, args.port, reuse_port=True).start()
+        fields = {"edge_process": args.edge_index, "pid": os.getpid(), "socket": own_socket}
+        logging.getLogger("pulse.daemon").info("edge process listening", extra={"fields": fields})
+        await stop.wait()
+    finally:
+        await runner.cleanup()  # stops listening; the requests being stored finish
+        await own.cleanup()
+        await forwarder.close()
+    return 0
+
+
+def settings_for(args: argparse.Namespace, env_file: Path | None) -> Settings:
+    """The settings `args` runs with; `serve --processes N` overrides EDGE_PROCESSES."""
+    overrides = {}
+    if args.command == "serve" and args.processes is not None:
+        overrides["edge_processes"] = args.processes
+    if args.command == "serve" and env_file is not None:
+        os.environ[ENV_FILE_VARIABLE] = str(env_file)  # the edge processes read it too
+    return load_settings(env_file=env_file, read_only=reads_only(args), **overrides)
 
 
 def check_data_dir(settings: Settings) -> None:
@@ -142,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env_file = chosen_env_file(args.env_file)
         args.unknown_settings = unknown_settings(env_file, os.environ)
-        settings = load_settings(env_file=env_file, read_only=reads_only(args))
+        settings = settings_for(args, env_file)
     except SettingsError as exc:
         print("pulse: configuration error:", file=sys.stderr)
         for line in str(exc).splitlines():

@@ -689,6 +689,8 @@ class Settings(
     """Longest the workers hold back while the edge is saturated (its 202s first, counting catches up after); 0: never"""
     edge_busy_rps: float = Field(1500, ge=0)
     """Webhook requests a second from which the edge counts as saturated (WORKER_YIELD_SEC); 0: never"""
+    edge_processes: int = Field(1, ge=1, le=64)
+    """Processes answering webhooks on PORT (Linux SO_REUSEPORT): the first also runs the workers, scheduler and admin; the others pass it every other request"""
     drain_timeout_sec: float = Field(10, ge=0)
     """SIGTERM's whole budget: requests being stored, batches in progress, sink flush"""
     max_attempts: int = Field(

@@ -73,6 +73,20 @@ REPORT_COLUMNS = (
 )
 
 
+def _serve_parser(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument("--host", help="address to bind (default: HOST setting)")
+    serve.add_argument("--port", type=int, help="port to bind (default: PORT setting)")
+    serve.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="processes answering webhooks on the port (default: EDGE_PROCESSES setting)",
+    )
+    # an extra edge process, started by the first one (bootstrap/edge_processes.py)
+    serve.add_argument("--edge-child", metavar="DIR", help=argparse.SUPPRESS)
+    serve.add_argument("--edge-index", type=int, default=0, help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pulse",
@@ -87,9 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")  # none: print the help
 
-    serve = sub.add_parser("serve", help="run the daemon (webhooks, workers, scheduler)")
-    serve.add_argument("--host", help="address to bind (default: HOST setting)")
-    serve.add_argument("--port", type=int, help="port to bind (default: PORT setting)")
+    _serve_parser(sub.add_parser("serve", help="run the daemon (webhooks, workers, scheduler)"))
 
     report = sub.add_parser("report", help="daily agent × metric counts from the local sink")
     report.add_argument("--date", type=day, help="YYYY-MM-DD (default: today, business tz)")

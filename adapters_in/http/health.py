@@ -31,6 +31,8 @@ class Health:
     sinks: Callable[[], Mapping[str, str]] | None = None
     """Each sink's breaker state (`closed`, `open`, `half_open`): shown, never failing, since
     a sink that is down has its share held while the edge keeps storing."""
+    elsewhere: Callable[[], Awaitable[Sequence[str]]] | None = None
+    """The `/metrics` pages of the daemon's other edge processes (EDGE_PROCESSES), added in."""
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
@@ -56,7 +58,8 @@ class Health:
         return web.json_response(body, status=503 if failing else 200)
 
     async def metrics_text(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.metrics.render(), content_type="text/plain")
+        pages = await self.elsewhere() if self.elsewhere is not None else ()
+        return web.Response(text=self.metrics.render(pages), content_type="text/plain")
 
 
 INBOX_WEDGED_AFTER_SEC = 600

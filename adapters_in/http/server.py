@@ -9,6 +9,7 @@ same JSON error every other refusal gets, with a request id, and logs only the e
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -24,6 +25,9 @@ FastPath = Callable[[web.Request], Awaitable[web.StreamResponse] | None]
 FAST_PATH: web.AppKey[FastPath] = web.AppKey("fast_path")
 """Set on an app: asked first for each request, it answers it (an awaitable) or passes (None),
 and the router and middlewares take it."""
+PEER_HEADER = "X-Pulse-Peer"
+"""The caller's address, as an edge process that passed the request on saw it: believed only
+on a Unix socket (this daemon's own, in a folder only its user can open)."""
 
 
 class _JsonErrorHandler(web_protocol.RequestHandler):
@@ -71,15 +75,25 @@ class PulseRunner(web.AppRunner):
         # The app's own Server, built by aiohttp with every setting; only its per-connection
         # handler class changes (`_JsonErrorServer` adds no state).
         server.__class__ = _JsonErrorServer
-        fast = self.app.get(FAST_PATH)
-        if fast is not None:
-            server.request_handler = _first(fast, server.request_handler)
+        server.request_handler = _dispatch(self.app.get(FAST_PATH), server.request_handler)
         return server
 
 
-def _first(fast: FastPath, handler: Callable[[Any], Awaitable[web.StreamResponse]]) -> Any:
+def _dispatch(
+    fast: FastPath | None, handler: Callable[[Any], Awaitable[web.StreamResponse]]
+) -> Any:
     async def handle(request: web.Request) -> web.StreamResponse:
-        answering = fast(request)
-        return await (answering if answering is not None else handler(request))
+        if fast is not None and (answering := fast(request)) is not None:
+            return await answering
+        peer = request.headers.get(PEER_HEADER)
+        if peer is not None and _on_unix_socket(request):
+            request = request.clone(remote=peer)
+        return await handler(request)
 
     return handle
+
+
+def _on_unix_socket(request: web.BaseRequest) -> bool:
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    return sock is not None and sock.family == socket.AF_UNIX

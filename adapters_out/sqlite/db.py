@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import sqlite3
 import time
@@ -68,6 +69,8 @@ class Database:
         self.checkpoints = 0  # WAL truncations that succeeded
         private_folder(path.parent)
         private_file(path)
+        lock = path.with_name(path.name + ".lock")
+        self._lock_fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{path.stem}")
         self._closed = False
         self._conn: sqlite3.Connection = self._executor.submit(self._open, schema).result()
@@ -118,17 +121,30 @@ class Database:
         if not synced:
             conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            with self._writer_lock():
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
         finally:
             if not synced:
                 conn.execute("PRAGMA synchronous = FULL")
         self.commits += 1
+
+    @contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        """Writers of this file in other processes (the extra edge processes, a CLI) queue on
+        an flock of `<file>.lock` before they ask SQLite for its write lock: the kernel wakes
+        the next one when it is free, where SQLite's busy handler would poll it in sleeps of up
+        to 100 ms. Released by the kernel if the process dies."""
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def checkpoint(self, conn: sqlite3.Connection) -> bool:
         """Copy the WAL into the database and truncate it (call on the store's thread), so
@@ -153,3 +169,4 @@ class Database:
         # Jobs already queued (a group-commit flush) run before this one: the executor is FIFO.
         await asyncio.wrap_future(self._executor.submit(self._conn.close))
         self._executor.shutdown(wait=False)
+        os.close(self._lock_fd)
