@@ -567,10 +567,13 @@ async def start_bare_on(port: int) -> tuple[Server, float]:
         return Server("bare aiohttp 202", proc, port), time.perf_counter() - started
 
 
-async def start_daemon_ready(home: Path, log_level: str) -> tuple[Server, float]:
+async def start_daemon_ready(
+    home: Path, log_level: str, processes: int = 1
+) -> tuple[Server, float]:
     """Spawn `pulse serve` (ALOWARE_AUTH=none); seconds from spawn until /readyz answers 200."""
     started = time.perf_counter()
-    server = await start_daemon(home, "", log_level, {"ALOWARE_AUTH": "none"})
+    extra = {"ALOWARE_AUTH": "none", "EDGE_PROCESSES": str(processes)}
+    server = await start_daemon(home, "", log_level, extra)
     async with aiohttp.ClientSession() as session:
         while True:
             with contextlib.suppress(aiohttp.ClientError):
@@ -578,6 +581,10 @@ async def start_daemon_ready(home: Path, log_level: str) -> tuple[Server, float]
                     if response.status == 200:
                         return server, time.perf_counter() - started
             await asyncio.sleep(0.005)
+
+
+def edge_processes_listening(home: Path, count: int) -> bool:
+    return (home / "pulse.log").read_text(errors="replace").count("edge process listening") >= count
 
 
 def fact_count(warehouse: Path) -> int:
@@ -656,7 +663,13 @@ async def main_wrk(args: argparse.Namespace) -> int:
         home = Path(tmp)
         script = wrk_script(home)
         bare, bare_start = await start_bare_on(free_port())
-        daemon, daemon_start = await start_daemon_ready(home, args.log_level)
+        daemon, daemon_start = await start_daemon_ready(home, args.log_level, args.processes)
+        if args.processes > 1:  # the extra edge processes start after /readyz: wait for them
+            await wait_until(
+                lambda: asyncio.to_thread(edge_processes_listening, home, args.processes - 1),
+                START_TIMEOUT_SEC,
+                "the extra edge processes to listen",
+            )
         try:
             c = args.concurrency
             for server, first in ((bare, 100_000_000), (daemon, 200_000_000)):
@@ -688,6 +701,7 @@ async def main_wrk(args: argparse.Namespace) -> int:
             await bare.stop()
     print(
         f"wrk -t1 -c{c} · Aloware disposed sample · ALOWARE_AUTH=none · loopback · {os.cpu_count()} CPUs"
+        f" · EDGE_PROCESSES={args.processes}"
     )
     print(f"{'run':<28}{'req/s':>10}{'p99 ms':>10}{'errors':>8}{'CPU µs/req':>12}")
     for name, r in (
@@ -755,6 +769,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=0,
         help="with --wrk: then drive the daemon until this many events (e.g. 1000000) and print its RSS",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="with --wrk: the daemon's EDGE_PROCESSES (1)",
     )
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)

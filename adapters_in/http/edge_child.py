@@ -38,7 +38,8 @@ HOP_BY_HOP = frozenset(
         PEER_HEADER.lower(),  # only this process may say who the caller is
     }
 )
-FORWARD_TIMEOUT = ClientTimeout(total=120, sock_connect=5)
+# No total: a long admin call takes as long as it would on the first process directly.
+FORWARD_TIMEOUT = ClientTimeout(total=None, sock_connect=5)
 
 
 class Forwarder:
