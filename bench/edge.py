@@ -32,8 +32,10 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,9 +62,11 @@ async def _bare_receive(request: web.Request) -> web.Response:
     return web.json_response({"request_id": secrets.token_hex(16)}, status=202)
 
 
-async def _serve_bare(port: int = 0) -> None:
+async def _serve_bare(
+    port: int = 0, handler: Callable[[web.Request], Awaitable[web.Response]] = _bare_receive
+) -> None:
     app = web.Application()
-    app.router.add_post("/webhooks/{source}", _bare_receive)
+    app.router.add_post("/webhooks/{source}", handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
@@ -75,6 +79,59 @@ async def _serve_bare(port: int = 0) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await runner.cleanup()
+
+
+class _GroupCommit:
+    """The least an edge that stores before its 202 does: each body into one SQLite (WAL,
+    synchronous FULL) table, every request waiting then committed in one transaction on one
+    thread, like the embedded inbox; no checks, no log, no metrics."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = FULL")
+        self.db.execute("CREATE TABLE inbox (id INTEGER PRIMARY KEY, body BLOB, at REAL)")
+        self.thread = ThreadPoolExecutor(max_workers=1)
+        self.pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        self.lock = threading.Lock()
+        self.queued = False
+
+    async def receive(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        with self.lock:
+            self.pending.append((body, done))
+            start, self.queued = not self.queued, True
+        if start:
+            self.thread.submit(self._flush, loop)
+        await done
+        return web.json_response({"request_id": secrets.token_hex(16)}, status=202)
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self.lock:
+            batch, self.pending = self.pending, []
+        rows = ",".join("(?, ?)" for _ in batch)
+        now = time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute(f"INSERT INTO inbox (body, at) VALUES {rows}",
+                        [v for body, _ in batch for v in (body, now)])  # fmt: skip
+        self.db.execute("COMMIT")
+        loop.call_soon_threadsafe(_settle, [done for _, done in batch])
+        with self.lock:
+            self.queued = bool(self.pending)
+            if self.queued:
+                self.thread.submit(self._flush, loop)
+
+
+def _settle(futures: list[asyncio.Future[None]]) -> None:
+    for done in futures:
+        done.set_result(None)
+
+
+async def _serve_stored(port: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="pulse-bench-stored-") as tmp:
+        await _serve_bare(port, _GroupCommit(Path(tmp) / "inbox.sqlite").receive)
 
 
 # --- servers under test ------------------------------------------------------------------------
@@ -550,11 +607,11 @@ async def _wrk(url: str, script: Path, first_id: int, seconds: int, connections:
     return parse_wrk(out.decode())
 
 
-async def start_bare_on(port: int) -> tuple[Server, float]:
+async def start_bare_on(port: int, kind: str = "--bare-server") -> tuple[Server, float]:
     """Spawn the bare app on `port`; seconds from spawn until it accepts a connection."""
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--bare-server", "--port", str(port),
+        sys.executable, __file__, kind, "--port", str(port),
         stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     while True:
@@ -564,7 +621,8 @@ async def start_bare_on(port: int) -> tuple[Server, float]:
             await asyncio.sleep(0.005)
             continue
         writer.close()
-        return Server("bare aiohttp 202", proc, port), time.perf_counter() - started
+        name = "bare aiohttp 202" if kind == "--bare-server" else "aiohttp + group commit"
+        return Server(name, proc, port), time.perf_counter() - started
 
 
 async def start_daemon_ready(
@@ -676,6 +734,12 @@ async def main_wrk(args: argparse.Namespace) -> int:
                 await run_wrk(server, script, first, 1, 8)  # warm-up
             bare_accept = await run_wrk(bare, script, 300_000_000, ACCEPT_SECONDS, c)
             pulse_accept = await run_wrk(daemon, script, 400_000_000, ACCEPT_SECONDS, c)
+            stored_server, _ = await start_bare_on(free_port(), "--stored-server")
+            try:
+                await run_wrk(stored_server, script, 150_000_000, 1, 8)  # warm-up
+                floor = await run_wrk(stored_server, script, 350_000_000, ACCEPT_SECONDS, c)
+            finally:
+                await stored_server.stop()
             data = home / "data"
             await wait_until(
                 lambda: asyncio.to_thread(lambda: inbox_depth(data) == 0), 120, "the inbox to drain"
@@ -707,6 +771,7 @@ async def main_wrk(args: argparse.Namespace) -> int:
     for name, r in (
         ("bare accept 6 s", bare_accept),
         ("pulse accept 6 s", pulse_accept),
+        ("aiohttp + group commit 6 s", floor),
         ("bare burst 10 s", bare_burst),
         ("pulse burst 10 s", pulse_burst),
     ):
@@ -720,6 +785,10 @@ async def main_wrk(args: argparse.Namespace) -> int:
     )
     if args.rss_events:
         print(f"RSS after {total:,} events stored and counted: {rss_after:.0f} MB")
+    print(
+        f"the least an edge that stores first does (aiohttp + SQLite group commit, no checks, log"
+        f" or metrics): {floor.rate / bare_accept.rate:.2f}× bare"
+    )
     accept = pulse_accept.rate / bare_accept.rate
     print_ratio("accept rate, pulse / bare", accept, "≥ 0.60", accept >= TARGET_ACCEPT_RATIO)
     print_ratio(
@@ -777,6 +846,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --wrk: the daemon's EDGE_PROCESSES (1)",
     )
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--stored-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -785,6 +855,9 @@ if __name__ == "__main__":
     arguments = parse_args()
     if arguments.bare_server:
         asyncio.run(_serve_bare(arguments.port))
+        sys.exit(0)
+    if arguments.stored_server:
+        asyncio.run(_serve_stored(arguments.port))
         sys.exit(0)
     if arguments.wrk:
         sys.exit(asyncio.run(main_wrk(arguments)))

@@ -14,16 +14,34 @@ import json
 import logging
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from typing import TextIO
 
 FLUSH_SEC = 0.05
+FORMAT_CHUNK = 32  # lines formatted between two chances for the loop's thread to run
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._prefix = ""  # "YYYY-MM-DDTHH:MM:SS" of `_second`, UTC
+
+    def timestamp(self, created: float) -> str:
+        """ISO 8601 to the millisecond, UTC: a busy second's lines share one date formatting."""
+        second = int(created)
+        micro = round((created - second) * 1_000_000)  # as `datetime.fromtimestamp` rounds
+        if micro >= 1_000_000:
+            second, micro = second + 1, micro - 1_000_000
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{micro // 1000:03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self.timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -81,6 +99,10 @@ class BufferedJsonHandler(logging.Handler):
                     lines.append(self.format(record))
                 except Exception:
                     self.handleError(record)
+                if len(lines) % FORMAT_CHUNK == 0:
+                    # Let the loop's thread have the interpreter: formatting a busy second's
+                    # lines in one go held it for milliseconds, and a request waited that long.
+                    time.sleep(0)
             if lines:
                 try:
                     self.stream.write("\n".join(lines) + "\n")
