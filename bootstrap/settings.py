@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
+import functools
+import inspect
+import itertools
 import json
+import sys
 from collections.abc import Iterator, Mapping
 from datetime import UTC, time, timedelta
 from ipaddress import ip_network
@@ -91,9 +96,11 @@ def _refuse(problems: list[str]) -> None:
 
 
 class SettingsPart(BaseModel):
-    """A concern's settings; the docstring under a field is its meaning (.env.example, README)."""
+    """A concern's settings; the docstring under a field is its meaning (.env.example, README:
+    `setting_fields` reads it). Its schema is built when first validated: a part that is only
+    a base of `Settings` never is."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict(defer_build=True)
 
 
 class GoalSettings(SettingsPart):
@@ -666,7 +673,6 @@ class Settings(
         env_nested_delimiter="__",
         extra="ignore",
         case_sensitive=False,
-        use_attribute_docstrings=True,
     )
 
     # --- process ---
@@ -893,17 +899,54 @@ def _source_error_line(exc: SourceError) -> str:
 
 
 def setting_fields(
-    model: type[BaseModel] = Settings, prefix: str = ""
+    model: type[BaseModel] = Settings, prefix: str = "", *, meanings: bool = True
 ) -> Iterator[tuple[str, FieldInfo]]:
-    """Every variable Pulse reads, as written (HOST, POWERBI__TENANT_ID, …), with its field;
+    """Every variable Pulse reads, as written (HOST, POWERBI__TENANT_ID, …), with its field
+    (its meaning in `description`, unless `meanings=False`: then only what the model knows);
     a nested part (GOALS, POWERBI, FABRIC) gives its own fields, not itself."""
-    for name, info in model.model_fields.items():
+    fields = _documented(model) if meanings else model.model_fields
+    for name, info in fields.items():
         variable = f"{prefix}{name.upper()}"
         part = info.annotation
         if isinstance(part, type) and issubclass(part, BaseModel):
-            yield from setting_fields(part, f"{variable}__")
+            yield from setting_fields(part, f"{variable}__", meanings=meanings)
         else:
             yield variable, info
+
+
+@functools.cache
+def _documented(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """The model's fields, each with its meaning: `description=`, else the docstring under the
+    field in the class that declares it. Read from the source here, when a command or the
+    docs ask, not at import: pydantic's `use_attribute_docstrings` parses each model's
+    source as its class is made, a fifth of the daemon's cold start."""
+    for name, info in model.model_fields.items():
+        if info.description is None:
+            owner = next(c for c in model.__mro__ if name in vars(c).get("__annotations__", {}))
+            info.description = _attribute_docstrings(owner).get(name)
+    return model.model_fields
+
+
+@functools.cache
+def _attribute_docstrings(cls: type) -> dict[str, str]:
+    """`name: type = ...` followed by a string, in the class body itself: {name: string}."""
+    node = _classes_of(cls.__module__)[cls.__qualname__]
+    return {
+        field.target.id: inspect.cleandoc(doc.value.value)
+        for field, doc in itertools.pairwise(node.body)
+        if isinstance(field, ast.AnnAssign)
+        and isinstance(field.target, ast.Name)
+        and isinstance(doc, ast.Expr)
+        and isinstance(doc.value, ast.Constant)
+        and isinstance(doc.value.value, str)
+    }
+
+
+@functools.cache
+def _classes_of(module: str) -> dict[str, ast.ClassDef]:
+    """The classes a module defines at its top level, parsed from its source once."""
+    tree = ast.parse(inspect.getsource(sys.modules[module]))
+    return {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
 
 
 def _nested_parts() -> set[str]:
@@ -919,7 +962,7 @@ def unknown_settings(env_file: Path | None, environ: Mapping[str, str]) -> list[
     silently ignored and the default used): every key of the env file, and environment
     variables under a nested part's prefix or close to one of Pulse's names (not PATH)."""
     parts = _nested_parts()
-    fields = {name for name, _ in setting_fields()}
+    fields = {name for name, _ in setting_fields(meanings=False)}
     known = fields | parts | {ENV_FILE_VARIABLE}
     path = env_file or Path(".env")
     in_file = [k.upper() for k in dotenv_values(path)] if path.is_file() else []
