@@ -39,10 +39,7 @@ from pulse.adapters_in.sources.hubspot import HubSpotSource
 from pulse.adapters_in.worker import InboxWorkers
 from pulse.adapters_out.alerts.none import NoAlerts
 from pulse.adapters_out.clock import SystemClock
-from pulse.adapters_out.fabric.config import EventhouseConfig, EventstreamConfig
 from pulse.adapters_out.ledger_namespace import NamespacedLedger
-from pulse.adapters_out.powerbi.config import PowerBIConfig
-from pulse.adapters_out.powerbi.limiter import RealTime, Timebase
 from pulse.adapters_out.secrets.static import StaticSecrets
 from pulse.adapters_out.sqlite.control import (
     SqliteAuditLog,
@@ -82,9 +79,12 @@ if TYPE_CHECKING:  # each loads when its provider is first called: see `deferred
     from pulse.adapters_out.dynamodb.control import DynamoBudgetStore
     from pulse.adapters_out.entra.config import EntraConfig
     from pulse.adapters_out.entra.tokens import ServicePrincipalAuth
+    from pulse.adapters_out.fabric.config import EventhouseConfig, EventstreamConfig
     from pulse.adapters_out.fabric.eventhouse import EventhouseSink
     from pulse.adapters_out.fabric.eventstream import EventstreamSink
     from pulse.adapters_out.hubspot.crm import SearchLimits
+    from pulse.adapters_out.powerbi.config import PowerBIConfig
+    from pulse.adapters_out.powerbi.limiter import Timebase
     from pulse.adapters_out.powerbi.shared_budget import SharedBudget
     from pulse.adapters_out.powerbi.sink import PowerBISink
     from pulse.adapters_out.secrets.aws import SecretsManagerSecrets
@@ -544,6 +544,7 @@ def shared_budget(
 ) -> SharedBudget:
     """The dataset's budget across replicas. They share wall time; an emulated clock (tests)
     is shared by every process that is handed it, so it stands in for wall time there."""
+    from pulse.adapters_out.powerbi.limiter import RealTime
     from pulse.adapters_out.powerbi.shared_budget import SharedBudget
 
     now = time.time if isinstance(timebase, RealTime) else timebase.monotonic
@@ -651,7 +652,7 @@ class Container(containers.DeclarativeContainer):
 
     clock = providers.Singleton(SystemClock)
     # monotonic seconds and sleep, for the Power BI limiter and batcher (DESIGN §4 budgets)
-    timebase = providers.Singleton(RealTime)
+    timebase = providers.Singleton(deferred("pulse.adapters_out.powerbi.limiter:RealTime"))
     metrics = providers.Singleton(Metrics)
     aws = providers.Singleton(aws_session)
     secret_source = providers.Selector(

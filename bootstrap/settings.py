@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, time, timedelta
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,16 +32,16 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
-from pulse.adapters_out.entra.config import EntraConfig
-from pulse.adapters_out.fabric.config import EventhouseConfig, EventstreamConfig, SendPolicy
-from pulse.adapters_out.fabric.sas import parse_connection_string
-from pulse.adapters_out.powerbi.config import PowerBIConfig
-from pulse.adapters_out.powerbi.limiter import Budgets
 from pulse.bootstrap.secret_settings import SecretSourceSettings
 from pulse.core.errors import ValidationFailed
 from pulse.core.model import Goal, MetricID, ShiftRule
 from pulse.core.silence import parse_business_hours
 from pulse.ports.secrets import Credential
+
+if TYPE_CHECKING:  # a push sink's config modules load when it is configured (cold start)
+    from pulse.adapters_out.entra.config import EntraConfig
+    from pulse.adapters_out.fabric.config import EventhouseConfig, EventstreamConfig, SendPolicy
+    from pulse.adapters_out.powerbi.config import PowerBIConfig
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "<secret>"}
 
@@ -154,6 +154,8 @@ class EntraSettings(SettingsPart):
 
     def entra_config(self) -> EntraConfig:
         """The app as the adapters take it; call once the sink's rules hold."""
+        from pulse.adapters_out.entra.config import EntraConfig
+
         return EntraConfig(
             tenant_id=_text(self.tenant_id),
             client_id=_text(self.client_id),
@@ -227,6 +229,9 @@ class PowerBISettings(PushSinkSettings):
     def config(self) -> PowerBIConfig:
         """What the Power BI adapters take; SettingsError when SINK=powerbi's rules fail."""
         _refuse(self.problems())
+        from pulse.adapters_out.powerbi.config import PowerBIConfig
+        from pulse.adapters_out.powerbi.limiter import Budgets
+
         return PowerBIConfig(
             entra=self.entra_config(),
             workspace_id=_text(self.workspace_id),
@@ -308,6 +313,8 @@ class FabricSettings(PushSinkSettings):
                 "(the custom endpoint's Event Hub connection string)"
             )
         else:
+            from pulse.adapters_out.fabric.sas import parse_connection_string
+
             try:
                 parse_connection_string(self.eventstream_connection_string.get_secret_value())
             except ValueError as exc:
@@ -319,6 +326,8 @@ class FabricSettings(PushSinkSettings):
     def eventhouse_config(self) -> EventhouseConfig:
         """What the Eventhouse adapters take; SettingsError when its rules fail."""
         _refuse(self.eventhouse_problems())
+        from pulse.adapters_out.fabric.config import EventhouseConfig
+
         return EventhouseConfig(
             entra=self.entra_config(),
             query_uri=_text(self.query_uri),
@@ -334,6 +343,9 @@ class FabricSettings(PushSinkSettings):
     def eventstream_config(self) -> EventstreamConfig:
         """What the Eventstream adapters take; SettingsError when its rules fail."""
         _refuse(self.eventstream_problems())
+        from pulse.adapters_out.fabric.config import EventstreamConfig
+        from pulse.adapters_out.fabric.sas import parse_connection_string
+
         return EventstreamConfig(
             target=parse_connection_string(_text(self.eventstream_connection_string)),
             max_request_bytes=self.eventstream_max_request_bytes,
@@ -344,6 +356,8 @@ class FabricSettings(PushSinkSettings):
         )
 
     def _send_policy(self) -> SendPolicy:
+        from pulse.adapters_out.fabric.config import SendPolicy
+
         return SendPolicy(
             max_concurrency=self.max_concurrency,
             append_timeout_sec=self.append_timeout_sec,

@@ -15,7 +15,6 @@ from dependency_injector.wiring import Provide, inject
 
 from pulse.adapters_in.cli.outcome import failed, print_summary
 from pulse.adapters_in.cli.progress import progress_bar
-from pulse.adapters_in.http.admin import auth as admin_auth
 from pulse.core import control, history
 from pulse.core.control import Caller, ControlConfig, ControlPorts, Summary
 from pulse.core.dimensions import ShiftsDocument
@@ -167,6 +166,8 @@ async def admin_call(args: argparse.Namespace, settings: Any = Provide["settings
         print(f"pulse: {exc}", file=sys.stderr)
         return 2
     base = args.url or f"http://{settings.host}:{settings.port}"
+    from pulse.adapters_in.http.admin import auth as admin_auth
+
     headers = admin_auth.signed_headers(
         settings.admin_hmac_secret.get_secret_value(), args.method, args.path, body, time.time()
     )

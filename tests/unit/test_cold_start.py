@@ -12,25 +12,23 @@ import pytest
 
 from pulse.bootstrap.container import DEFERRED, imported
 
-ROOT = Path(__file__).parents[2]
-
-# Loaded by configurations other than the embedded defaults (or by the admin API, which is off
-# without ADMIN_HMAC_SECRET, or by a command other than serve).
+# Loaded by configurations other than the embedded defaults (or by the admin API and console,
+# off without ADMIN_HMAC_SECRET, or by a command other than serve); each a prefix.
 NOT_LOADED = (
     "httpx",
     "pulse.adapters_in.aws_lambda",
-    "pulse.adapters_in.http.admin.api",
-    "pulse.adapters_in.http.admin.payloads",
-    "pulse.adapters_in.http.console.routes",
+    "pulse.adapters_in.http.admin",
+    "pulse.adapters_in.http.console",
     "pulse.adapters_out.alerts.webhook",
-    "pulse.adapters_out.aloware.roster",
+    "pulse.adapters_out.aloware",
+    "pulse.adapters_out.aws_client",
     "pulse.adapters_out.aws_infra",
     "pulse.adapters_out.dynamodb",
-    "pulse.adapters_out.entra.tokens",
-    "pulse.adapters_out.fabric.eventhouse",
-    "pulse.adapters_out.fabric.eventstream",
-    "pulse.adapters_out.hubspot.crm",
-    "pulse.adapters_out.powerbi.sink",
+    "pulse.adapters_out.entra",
+    "pulse.adapters_out.fabric",
+    "pulse.adapters_out.hubspot",
+    "pulse.adapters_out.powerbi",
+    "pulse.adapters_out.push",
     "pulse.adapters_out.secrets.aws",
     "pulse.adapters_out.sqs",
 )
