@@ -205,7 +205,11 @@ def free_port() -> int:
 
 
 async def start_daemon(
-    home: Path, secret: str, log_level: str, extra_env: dict[str, str] | None = None
+    home: Path,
+    secret: str,
+    log_level: str,
+    extra_env: dict[str, str] | None = None,
+    poll_sec: float = 0.05,
 ) -> Server:
     port = free_port()  # chosen here, not read from the log: LOG_LEVEL may hide "listening"
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
@@ -242,7 +246,7 @@ async def start_daemon(
                 async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
                     if response.status == 200:
                         return server
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(poll_sec)
     proc.kill()
     raise SystemExit(f"pulse serve did not answer /healthz within {START_TIMEOUT_SEC:g} s")
 
@@ -631,7 +635,8 @@ async def start_daemon_ready(
     """Spawn `pulse serve` (ALOWARE_AUTH=none); seconds from spawn until /readyz answers 200."""
     started = time.perf_counter()
     extra = {"ALOWARE_AUTH": "none", "EDGE_PROCESSES": str(processes)}
-    server = await start_daemon(home, "", log_level, extra)
+    # polled every 5 ms, as the bare app's port is: a 50 ms poll would add up to 50 ms
+    server = await start_daemon(home, "", log_level, extra, poll_sec=0.005)
     async with aiohttp.ClientSession() as session:
         while True:
             with contextlib.suppress(aiohttp.ClientError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 import operator
@@ -12,21 +13,15 @@ from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 from dependency_injector import containers, providers
 
-from pulse.adapters_in.aws_lambda.edge import LambdaEdge
-from pulse.adapters_in.aws_lambda.worker import LambdaWorker
 from pulse.adapters_in.breakers import Breakers
 from pulse.adapters_in.cli.dataset import EachSinkDataset, NoDatasetNeeded
 from pulse.adapters_in.edge_load import EdgeLoad
 from pulse.adapters_in.housekeeping import Housekeeping
-from pulse.adapters_in.http.admin import auth as admin_auth
-from pulse.adapters_in.http.admin.api import AdminApi
 from pulse.adapters_in.http.app import build_app
-from pulse.adapters_in.http.console.routes import Console
 from pulse.adapters_in.http.health import (
     Health,
     OperatorStatus,
@@ -43,36 +38,9 @@ from pulse.adapters_in.scheduler import ControlScheduler, Job, JobBoard
 from pulse.adapters_in.sources.aloware import AlowareSource
 from pulse.adapters_in.sources.hubspot import HubSpotSource
 from pulse.adapters_in.worker import InboxWorkers
-from pulse.adapters_out.alerts.webhook import NoAlerts, WebhookAlerts
-from pulse.adapters_out.aloware.roster import AlowareRoster
-from pulse.adapters_out.aws_infra import create_infra
+from pulse.adapters_out.alerts.none import NoAlerts
 from pulse.adapters_out.clock import SystemClock
-from pulse.adapters_out.dynamodb.client import dynamodb_client
-from pulse.adapters_out.dynamodb.control import (
-    DynamoAuditLog,
-    DynamoBudgetStore,
-    DynamoJobLease,
-    DynamoNonceStore,
-    DynamoOwnerOverrides,
-    DynamoRowCounts,
-    DynamoVersionStore,
-)
-from pulse.adapters_out.dynamodb.incidents import DynamoIncidentStore
-from pulse.adapters_out.dynamodb.ledger import DynamoLedger
-from pulse.adapters_out.entra.config import EntraConfig
-from pulse.adapters_out.entra.tokens import ServicePrincipalAuth
-from pulse.adapters_out.fabric.config import EventhouseConfig, EventstreamConfig
-from pulse.adapters_out.fabric.eventhouse import EventhouseDataset, EventhouseSink
-from pulse.adapters_out.fabric.eventstream import EventstreamDataset, EventstreamSink
-from pulse.adapters_out.hubspot.crm import HubSpotCrm, SearchLimits
 from pulse.adapters_out.ledger_namespace import NamespacedLedger
-from pulse.adapters_out.powerbi.auth import ServicePrincipalAuth as PowerBIAuth
-from pulse.adapters_out.powerbi.config import PowerBIConfig
-from pulse.adapters_out.powerbi.dataset import PowerBIDatasetTool
-from pulse.adapters_out.powerbi.limiter import RealTime, Timebase
-from pulse.adapters_out.powerbi.shared_budget import SharedBudget
-from pulse.adapters_out.powerbi.sink import PowerBISink
-from pulse.adapters_out.secrets.aws import SecretsManagerSecrets, kept_fresh, secretsmanager_client
 from pulse.adapters_out.secrets.static import StaticSecrets
 from pulse.adapters_out.sqlite.control import (
     SqliteAuditLog,
@@ -87,10 +55,6 @@ from pulse.adapters_out.sqlite.inbox import SqliteDeadLetters, SqliteInbox
 from pulse.adapters_out.sqlite.incidents import SqliteIncidentStore
 from pulse.adapters_out.sqlite.ledger import SqliteLedger
 from pulse.adapters_out.sqlite.warehouse import SqliteWarehouse
-from pulse.adapters_out.sqs.client import SqsClient, sqs_client
-from pulse.adapters_out.sqs.dead_letters import SqsDeadLetters
-from pulse.adapters_out.sqs.inbox import SqsInbox
-from pulse.adapters_out.sqs.lambda_batch import LambdaBatch
 from pulse.adapters_out.static.crm import StaticCrmDirectory
 from pulse.adapters_out.static.roster import StaticRoster
 from pulse.bootstrap.daemon import Daemon
@@ -108,7 +72,70 @@ from pulse.core.rules import Policy
 from pulse.core.silence import from_shifts, parse_business_hours
 from pulse.ports.secrets import Credential, SecretSource
 
+if TYPE_CHECKING:  # each loads when its provider is first called: see `deferred`
+    import httpx
+
+    from pulse.adapters_in.http.admin.api import AdminApi
+    from pulse.adapters_in.http.console.routes import Console
+    from pulse.adapters_out.alerts.webhook import WebhookAlerts
+    from pulse.adapters_out.dynamodb.control import DynamoBudgetStore
+    from pulse.adapters_out.entra.config import EntraConfig
+    from pulse.adapters_out.entra.tokens import ServicePrincipalAuth
+    from pulse.adapters_out.fabric.config import EventhouseConfig, EventstreamConfig
+    from pulse.adapters_out.fabric.eventhouse import EventhouseSink
+    from pulse.adapters_out.fabric.eventstream import EventstreamSink
+    from pulse.adapters_out.hubspot.crm import SearchLimits
+    from pulse.adapters_out.powerbi.config import PowerBIConfig
+    from pulse.adapters_out.powerbi.limiter import Timebase
+    from pulse.adapters_out.powerbi.shared_budget import SharedBudget
+    from pulse.adapters_out.powerbi.sink import PowerBISink
+    from pulse.adapters_out.secrets.aws import SecretsManagerSecrets
+    from pulse.adapters_out.sqs.client import SqsClient
+    from pulse.adapters_out.sqs.inbox import SqsInbox
+
 T = TypeVar("T")
+
+DEFERRED: list[str] = []  # every target `deferred` was given (a test imports each)
+
+
+def deferred(target: str) -> Callable[..., Any]:
+    """`module:attribute` (a class, a function or `Class.method`), imported at the first call.
+    The adapters that the embedded defaults never build (DynamoDB, SQS, Power BI, Fabric,
+    Lambda, the vendor APIs, the admin API and console) are named so: `pulse serve` on those
+    defaults never loads their modules, nor httpx, which were a sixth of its cold start."""
+    DEFERRED.append(target)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return imported(target)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = target.partition(":")[2]
+    return call
+
+
+def deferred_object(target: str) -> providers.Callable[Any]:
+    """The class or function `module:attribute` itself, imported when the provider is called."""
+    DEFERRED.append(target)
+    return providers.Callable(imported, target)
+
+
+def imported(target: str) -> Any:
+    """`module:attribute`, the module imported now."""
+    module, _, attribute = target.partition(":")
+    found: Any = importlib.import_module(module)
+    for name in attribute.split("."):
+        found = getattr(found, name)
+    return found
+
+
+def dynamo_store(name: str) -> Callable[..., Any]:
+    """A control-plane store of the DynamoDB table (`DynamoAuditLog`, …), imported when built."""
+    return deferred(f"pulse.adapters_out.dynamodb.control:{name}")
+
+
+async def aws_client(opener: str, **options: Any) -> AsyncIterator[Any]:
+    """An AWS client from `opener` (a `deferred` async generator: DynamoDB's, SQS's)."""
+    async with asynccontextmanager(deferred(opener))(**options) as client:
+        yield client
 
 
 def _secret(value: Any) -> str | None:
@@ -147,6 +174,8 @@ async def sqlite_ledger(settings: Settings, clock: SystemClock) -> AsyncIterator
 async def sqs_inbox(
     settings: Settings, client: SqsClient, clock: SystemClock
 ) -> AsyncIterator[SqsInbox]:
+    from pulse.adapters_out.sqs.inbox import SqsInbox
+
     inbox = SqsInbox(
         client,
         settings.sqs_queue,
@@ -198,6 +227,8 @@ async def powerbi_sink(
 ) -> AsyncIterator[PowerBISink]:
     """The Power BI push sink (DESIGN §4), its table sizes kept in `row_counts`; with several
     replicas (`shared`), every PostRows also spends the dataset's one shared budget."""
+    from pulse.adapters_out.powerbi.sink import PowerBISink
+
     sink = PowerBISink.from_config(
         config,
         auth,
@@ -216,6 +247,8 @@ async def eventhouse_sink(
     config: EventhouseConfig, auth: ServicePrincipalAuth, drain_timeout_sec: float
 ) -> AsyncIterator[EventhouseSink]:
     """Fabric Eventhouse streaming ingestion (DESIGN §8)."""
+    from pulse.adapters_out.fabric.eventhouse import EventhouseSink
+
     sink = EventhouseSink.from_config(config, auth, drain_timeout_sec=drain_timeout_sec)
     try:
         yield sink
@@ -227,6 +260,8 @@ async def eventstream_sink(
     config: EventstreamConfig, drain_timeout_sec: float
 ) -> AsyncIterator[EventstreamSink]:
     """Fabric Eventstream custom endpoint, Event Hubs HTTPS (DESIGN §8)."""
+    from pulse.adapters_out.fabric.eventstream import EventstreamSink
+
     sink = EventstreamSink.from_config(config, drain_timeout_sec=drain_timeout_sec)
     try:
         yield sink
@@ -295,6 +330,8 @@ async def control_db(settings: Settings) -> AsyncIterator[Any]:
 
 async def vendor_http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """One client for the Aloware and HubSpot APIs: pooled connections, one timeout."""
+    import httpx
+
     async with httpx.AsyncClient(timeout=settings.vendor_timeout_sec) as client:
         yield client
 
@@ -305,6 +342,8 @@ async def alert_http(settings: Settings) -> AsyncIterator[httpx.AsyncClient | No
     if settings.alert_webhook_url is None:
         yield None
         return
+    import httpx
+
     async with httpx.AsyncClient(timeout=settings.alert_timeout_sec) as client:
         yield client
 
@@ -312,6 +351,8 @@ async def alert_http(settings: Settings) -> AsyncIterator[httpx.AsyncClient | No
 def alerts(settings: Settings, client: httpx.AsyncClient | None) -> WebhookAlerts | NoAlerts:
     if settings.alert_webhook_url is None or client is None:
         return NoAlerts()
+    from pulse.adapters_out.alerts.webhook import WebhookAlerts
+
     return WebhookAlerts(
         client,
         settings.alert_webhook_url.get_secret_value(),
@@ -362,6 +403,8 @@ def aws_infra(settings: Settings) -> Callable[[bool], Awaitable[list[str]]]:
         sqs = settings.inbox == "sqs"
         if not (dynamo or sqs):
             raise ValueError("nothing to create: set LEDGER=dynamodb and/or INBOX=sqs")
+        from pulse.adapters_out.aws_infra import create_infra
+
         return await create_infra(
             region=settings.aws_region,
             endpoint_url=settings.aws_endpoint_url,
@@ -437,6 +480,8 @@ def scheduled_jobs(*groups: list[Job]) -> list[Job]:
 
 
 def search_limits(settings: Settings) -> SearchLimits:
+    from pulse.adapters_out.hubspot.crm import SearchLimits
+
     return SearchLimits(interval_sec=1 / settings.hubspot_search_per_second)
 
 
@@ -456,6 +501,12 @@ def env_secrets(settings: Settings) -> StaticSecrets:
 
 async def aws_secrets(settings: Settings, session: Any) -> AsyncIterator[SecretsManagerSecrets]:
     """SECRETS_SOURCE=aws: read at start (a failure stops it), refreshed every SECRETS__TTL_SEC."""
+    from pulse.adapters_out.secrets.aws import (
+        SecretsManagerSecrets,
+        kept_fresh,
+        secretsmanager_client,
+    )
+
     client = asynccontextmanager(secretsmanager_client)(
         settings.aws_region, settings.aws_endpoint_url, session=session
     )
@@ -495,6 +546,9 @@ def shared_budget(
 ) -> SharedBudget:
     """The dataset's budget across replicas. They share wall time; an emulated clock (tests)
     is shared by every process that is handed it, so it stands in for wall time there."""
+    from pulse.adapters_out.powerbi.limiter import RealTime
+    from pulse.adapters_out.powerbi.shared_budget import SharedBudget
+
     now = time.time if isinstance(timebase, RealTime) else timebase.monotonic
     return SharedBudget(
         store,
@@ -526,6 +580,9 @@ def admin_api(
     Secrets Manager id)."""
     if not secrets.accepted(Credential.ADMIN_HMAC_SECRET):
         return None
+    from pulse.adapters_in.http.admin import auth as admin_auth
+    from pulse.adapters_in.http.admin.api import AdminApi
+
     return AdminApi(
         ports,
         config,
@@ -553,6 +610,8 @@ def console(
     cloud sink its grid is a link to the workspace the numbers land in."""
     if settings.admin_hmac_secret is None:
         return None
+    from pulse.adapters_in.http.console.routes import Console
+
     local = "local" in settings.sink_names
     return Console(
         settings.admin_hmac_secret.get_secret_value(),
@@ -595,7 +654,7 @@ class Container(containers.DeclarativeContainer):
 
     clock = providers.Singleton(SystemClock)
     # monotonic seconds and sleep, for the Power BI limiter and batcher (DESIGN §4 budgets)
-    timebase = providers.Singleton(RealTime)
+    timebase = providers.Singleton(deferred("pulse.adapters_out.powerbi.limiter:RealTime"))
     metrics = providers.Singleton(Metrics)
     aws = providers.Singleton(aws_session)
     secret_source = providers.Selector(
@@ -606,13 +665,15 @@ class Container(containers.DeclarativeContainer):
     sources = providers.Singleton(webhook_sources, settings, secret_source)
 
     dynamodb = providers.Resource(
-        dynamodb_client,
+        aws_client,
+        "pulse.adapters_out.dynamodb.client:dynamodb_client",
         region=settings.provided.aws_region,
         endpoint_url=settings.provided.aws_endpoint_url,
         session=aws,
     )
     sqs = providers.Resource(
-        sqs_client,
+        aws_client,
+        "pulse.adapters_out.sqs.client:sqs_client",
         region=settings.provided.aws_region,
         endpoint_url=settings.provided.aws_endpoint_url,
         session=aws,
@@ -625,13 +686,15 @@ class Container(containers.DeclarativeContainer):
     dead_letters = providers.Selector(
         settings.provided.inbox,
         sqlite=providers.Singleton(SqliteDeadLetters, inbox),
-        sqs=providers.Singleton(SqsDeadLetters, inbox),
+        sqs=providers.Singleton(
+            deferred("pulse.adapters_out.sqs.dead_letters:SqsDeadLetters"), inbox
+        ),
     )
     ledger = providers.Selector(
         settings.provided.ledger,
         sqlite=providers.Resource(sqlite_ledger, settings, clock),
         dynamodb=providers.Singleton(
-            DynamoLedger,
+            deferred("pulse.adapters_out.dynamodb.ledger:DynamoLedger"),
             dynamodb,
             settings.provided.dynamo_table,
             clock,
@@ -646,32 +709,47 @@ class Container(containers.DeclarativeContainer):
     audit_log = providers.Selector(
         settings.provided.ledger,
         sqlite=providers.Singleton(SqliteAuditLog, control_db, clock),
-        dynamodb=providers.Singleton(DynamoAuditLog, dynamodb, dynamo_control_table, clock),
+        dynamodb=providers.Singleton(
+            dynamo_store("DynamoAuditLog"), dynamodb, dynamo_control_table, clock
+        ),
     )
     versions = providers.Selector(
         settings.provided.ledger,
         sqlite=providers.Singleton(SqliteVersionStore, control_db, clock),
-        dynamodb=providers.Singleton(DynamoVersionStore, dynamodb, dynamo_control_table, clock),
+        dynamodb=providers.Singleton(
+            dynamo_store("DynamoVersionStore"), dynamodb, dynamo_control_table, clock
+        ),
     )
     nonces = providers.Selector(
         settings.provided.ledger,
         sqlite=providers.Singleton(SqliteNonceStore, control_db, clock),
-        dynamodb=providers.Singleton(DynamoNonceStore, dynamodb, dynamo_control_table, clock),
+        dynamodb=providers.Singleton(
+            dynamo_store("DynamoNonceStore"), dynamodb, dynamo_control_table, clock
+        ),
     )
     owner_overrides = providers.Selector(
         settings.provided.ledger,
         sqlite=providers.Singleton(SqliteOwnerOverrides, control_db, clock),
-        dynamodb=providers.Singleton(DynamoOwnerOverrides, dynamodb, dynamo_control_table, clock),
+        dynamodb=providers.Singleton(
+            dynamo_store("DynamoOwnerOverrides"), dynamodb, dynamo_control_table, clock
+        ),
     )
     job_leases = providers.Selector(
         settings.provided.ledger,
         sqlite=providers.Singleton(SqliteJobLease, control_db, clock),
-        dynamodb=providers.Singleton(DynamoJobLease, dynamodb, dynamo_control_table, clock),
+        dynamodb=providers.Singleton(
+            dynamo_store("DynamoJobLease"), dynamodb, dynamo_control_table, clock
+        ),
     )
     incident_store = providers.Selector(
         settings.provided.ledger,
         sqlite=providers.Singleton(SqliteIncidentStore, control_db),
-        dynamodb=providers.Singleton(DynamoIncidentStore, dynamodb, dynamo_control_table, clock),
+        dynamodb=providers.Singleton(
+            deferred("pulse.adapters_out.dynamodb.incidents:DynamoIncidentStore"),
+            dynamodb,
+            dynamo_control_table,
+            clock,
+        ),
     )
     alert_http = providers.Resource(alert_http, settings)
     alerts = providers.Singleton(alerts, settings, alert_http)
@@ -681,13 +759,16 @@ class Container(containers.DeclarativeContainer):
     # the Power BI sink's table sizes, beside the ledger (each a Resource: see `store_in`)
     sqlite_row_counts = providers.Resource(store_in, SqliteRowCounts, control_db, clock)
     dynamo_row_counts = providers.Resource(
-        store_in, DynamoRowCounts, dynamodb, dynamo_control_table, clock
+        store_in, dynamo_store("DynamoRowCounts"), dynamodb, dynamo_control_table, clock
     )
 
     # --- sinks (DESIGN §3, §4, §8) ----------------------------------------------------------
     powerbi_config = settings.provided.powerbi.config.call()
     powerbi_auth = providers.Resource(
-        entra_auth, PowerBIAuth, powerbi_config.provided.entra, secrets=secret_source
+        entra_auth,
+        deferred_object("pulse.adapters_out.powerbi.auth:ServicePrincipalAuth"),
+        powerbi_config.provided.entra,
+        secrets=secret_source,
     )
     powerbi = providers.Selector(
         settings.provided.ledger,
@@ -708,7 +789,9 @@ class Container(containers.DeclarativeContainer):
             settings.provided.drain_timeout_sec,
             providers.Singleton(
                 shared_budget,
-                providers.Singleton(DynamoBudgetStore, dynamodb, dynamo_control_table, clock),
+                providers.Singleton(
+                    dynamo_store("DynamoBudgetStore"), dynamodb, dynamo_control_table, clock
+                ),
                 job_leases,
                 powerbi_config,
                 timebase,
@@ -717,7 +800,9 @@ class Container(containers.DeclarativeContainer):
     )
     eventhouse_config = settings.provided.fabric.eventhouse_config.call()
     eventhouse_auth = providers.Resource(
-        entra_auth, ServicePrincipalAuth, eventhouse_config.provided.entra
+        entra_auth,
+        deferred_object("pulse.adapters_out.entra.tokens:ServicePrincipalAuth"),
+        eventhouse_config.provided.entra,
     )
     eventstream_config = settings.provided.fabric.eventstream_config.call()
     eventhouse = providers.Resource(
@@ -759,13 +844,18 @@ class Container(containers.DeclarativeContainer):
                 "the local warehouse (DATA_DIR/warehouse.sqlite) creates its tables itself",
             ).provider,
             "powerbi": providers.Singleton(
-                PowerBIDatasetTool, powerbi_config, powerbi_auth
+                deferred("pulse.adapters_out.powerbi.dataset:PowerBIDatasetTool"),
+                powerbi_config,
+                powerbi_auth,
             ).provider,
             "fabric-eventhouse": providers.Singleton(
-                EventhouseDataset, eventhouse_config, eventhouse_auth
+                deferred("pulse.adapters_out.fabric.eventhouse:EventhouseDataset"),
+                eventhouse_config,
+                eventhouse_auth,
             ).provider,
             "fabric-eventstream": providers.Singleton(
-                EventstreamDataset, eventstream_config
+                deferred("pulse.adapters_out.fabric.eventstream:EventstreamDataset"),
+                eventstream_config,
             ).provider,
         }
     )
@@ -780,7 +870,7 @@ class Container(containers.DeclarativeContainer):
             ring_group_id=settings.provided.ring_group_id,
         ),
         aloware=providers.Singleton(
-            AlowareRoster,
+            deferred("pulse.adapters_out.aloware.roster:AlowareRoster"),
             client=vendor_http,
             base_url=settings.provided.aloware_base_url,
             token=providers.Callable(outbound, secret_source, Credential.ALOWARE_API_TOKEN),
@@ -793,7 +883,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.crm,
         static=providers.Singleton(StaticCrmDirectory, file=settings.provided.crm_file),
         hubspot=providers.Singleton(
-            HubSpotCrm,
+            deferred("pulse.adapters_out.hubspot.crm:HubSpotCrm"),
             client=vendor_http,
             base_url=settings.provided.hubspot_base_url,
             token=providers.Callable(outbound, secret_source, Credential.HUBSPOT_ACCESS_TOKEN),
@@ -941,9 +1031,17 @@ class Container(containers.DeclarativeContainer):
     )
     # Lambda mode (DESIGN §9, INBOX=sqs): API Gateway into the same checks and inbox; the SQS
     # event source mapping's records through the same workers' batch logic and breakers
-    lambda_edge = providers.Singleton(LambdaEdge, webhook_intake, settings.provided.public_base_url)
+    lambda_edge = providers.Singleton(
+        deferred("pulse.adapters_in.aws_lambda.edge:LambdaEdge"),
+        webhook_intake,
+        settings.provided.public_base_url,
+    )
     lambda_worker = providers.Singleton(
-        LambdaWorker, workers, providers.Singleton(partial, LambdaBatch, inbox)
+        deferred("pulse.adapters_in.aws_lambda.worker:LambdaWorker"),
+        workers,
+        providers.Singleton(
+            partial, deferred("pulse.adapters_out.sqs.lambda_batch:LambdaBatch"), inbox
+        ),
     )
     readiness = providers.Singleton(
         Health,

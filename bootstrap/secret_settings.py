@@ -17,9 +17,8 @@ INBOUND = (
 
 
 class SecretsManagerIds(BaseModel):
-    """SECRETS__*: Secrets Manager ids (names or ARNs) per credential, and the cache's TTL."""
-
-    model_config = ConfigDict(use_attribute_docstrings=True)  # a docstring is a field's meaning
+    """SECRETS__*: Secrets Manager ids (names or ARNs) per credential, and the cache's TTL.
+    Here as in settings.py, the docstring under a field is its meaning (`setting_fields`)."""
 
     ttl_sec: float = Field(300, gt=0, description="How often Secrets Manager is re-read")
     previous_valid_sec: float = Field(
@@ -55,7 +54,7 @@ class SecretsManagerIds(BaseModel):
 class SecretSourceSettings(BaseModel):
     """SECRETS_SOURCE=env (values read once, `*_PREVIOUS` for a rotation) or aws."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)  # a docstring is a field's meaning
+    model_config = ConfigDict(defer_build=True)  # a base of `Settings`, never validated alone
 
     secrets_source: Literal["env", "aws"] = "env"
     """env: every secret from the environment; aws: from Secrets Manager, refreshed"""

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
+import functools
+import inspect
+import itertools
 import json
+import sys
 from collections.abc import Iterator, Mapping
 from datetime import UTC, time, timedelta
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,16 +32,16 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
-from pulse.adapters_out.entra.config import EntraConfig
-from pulse.adapters_out.fabric.config import EventhouseConfig, EventstreamConfig, SendPolicy
-from pulse.adapters_out.fabric.sas import parse_connection_string
-from pulse.adapters_out.powerbi.config import PowerBIConfig
-from pulse.adapters_out.powerbi.limiter import Budgets
 from pulse.bootstrap.secret_settings import SecretSourceSettings
 from pulse.core.errors import ValidationFailed
 from pulse.core.model import Goal, MetricID, ShiftRule
 from pulse.core.silence import parse_business_hours
 from pulse.ports.secrets import Credential
+
+if TYPE_CHECKING:  # a push sink's config modules load when it is configured (cold start)
+    from pulse.adapters_out.entra.config import EntraConfig
+    from pulse.adapters_out.fabric.config import EventhouseConfig, EventstreamConfig, SendPolicy
+    from pulse.adapters_out.powerbi.config import PowerBIConfig
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "<secret>"}
 
@@ -91,9 +96,11 @@ def _refuse(problems: list[str]) -> None:
 
 
 class SettingsPart(BaseModel):
-    """A concern's settings; the docstring under a field is its meaning (.env.example, README)."""
+    """A concern's settings; the docstring under a field is its meaning (.env.example, README:
+    `setting_fields` reads it). Its schema is built when first validated: a part that is only
+    a base of `Settings` never is."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict(defer_build=True)
 
 
 class GoalSettings(SettingsPart):
@@ -147,6 +154,8 @@ class EntraSettings(SettingsPart):
 
     def entra_config(self) -> EntraConfig:
         """The app as the adapters take it; call once the sink's rules hold."""
+        from pulse.adapters_out.entra.config import EntraConfig
+
         return EntraConfig(
             tenant_id=_text(self.tenant_id),
             client_id=_text(self.client_id),
@@ -220,6 +229,9 @@ class PowerBISettings(PushSinkSettings):
     def config(self) -> PowerBIConfig:
         """What the Power BI adapters take; SettingsError when SINK=powerbi's rules fail."""
         _refuse(self.problems())
+        from pulse.adapters_out.powerbi.config import PowerBIConfig
+        from pulse.adapters_out.powerbi.limiter import Budgets
+
         return PowerBIConfig(
             entra=self.entra_config(),
             workspace_id=_text(self.workspace_id),
@@ -301,6 +313,8 @@ class FabricSettings(PushSinkSettings):
                 "(the custom endpoint's Event Hub connection string)"
             )
         else:
+            from pulse.adapters_out.fabric.sas import parse_connection_string
+
             try:
                 parse_connection_string(self.eventstream_connection_string.get_secret_value())
             except ValueError as exc:
@@ -312,6 +326,8 @@ class FabricSettings(PushSinkSettings):
     def eventhouse_config(self) -> EventhouseConfig:
         """What the Eventhouse adapters take; SettingsError when its rules fail."""
         _refuse(self.eventhouse_problems())
+        from pulse.adapters_out.fabric.config import EventhouseConfig
+
         return EventhouseConfig(
             entra=self.entra_config(),
             query_uri=_text(self.query_uri),
@@ -327,6 +343,9 @@ class FabricSettings(PushSinkSettings):
     def eventstream_config(self) -> EventstreamConfig:
         """What the Eventstream adapters take; SettingsError when its rules fail."""
         _refuse(self.eventstream_problems())
+        from pulse.adapters_out.fabric.config import EventstreamConfig
+        from pulse.adapters_out.fabric.sas import parse_connection_string
+
         return EventstreamConfig(
             target=parse_connection_string(_text(self.eventstream_connection_string)),
             max_request_bytes=self.eventstream_max_request_bytes,
@@ -337,6 +356,8 @@ class FabricSettings(PushSinkSettings):
         )
 
     def _send_policy(self) -> SendPolicy:
+        from pulse.adapters_out.fabric.config import SendPolicy
+
         return SendPolicy(
             max_concurrency=self.max_concurrency,
             append_timeout_sec=self.append_timeout_sec,
@@ -666,7 +687,6 @@ class Settings(
         env_nested_delimiter="__",
         extra="ignore",
         case_sensitive=False,
-        use_attribute_docstrings=True,
     )
 
     # --- process ---
@@ -895,17 +915,54 @@ def _source_error_line(exc: SourceError) -> str:
 
 
 def setting_fields(
-    model: type[BaseModel] = Settings, prefix: str = ""
+    model: type[BaseModel] = Settings, prefix: str = "", *, meanings: bool = True
 ) -> Iterator[tuple[str, FieldInfo]]:
-    """Every variable Pulse reads, as written (HOST, POWERBI__TENANT_ID, …), with its field;
+    """Every variable Pulse reads, as written (HOST, POWERBI__TENANT_ID, …), with its field
+    (its meaning in `description`, unless `meanings=False`: then only what the model knows);
     a nested part (GOALS, POWERBI, FABRIC) gives its own fields, not itself."""
-    for name, info in model.model_fields.items():
+    fields = _documented(model) if meanings else model.model_fields
+    for name, info in fields.items():
         variable = f"{prefix}{name.upper()}"
         part = info.annotation
         if isinstance(part, type) and issubclass(part, BaseModel):
-            yield from setting_fields(part, f"{variable}__")
+            yield from setting_fields(part, f"{variable}__", meanings=meanings)
         else:
             yield variable, info
+
+
+@functools.cache
+def _documented(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """The model's fields, each with its meaning: `description=`, else the docstring under the
+    field in the class that declares it. Read from the source here, when a command or the
+    docs ask, not at import: pydantic's `use_attribute_docstrings` parses each model's
+    source as its class is made, a fifth of the daemon's cold start."""
+    for name, info in model.model_fields.items():
+        if info.description is None:
+            owner = next(c for c in model.__mro__ if name in vars(c).get("__annotations__", {}))
+            info.description = _attribute_docstrings(owner).get(name)
+    return model.model_fields
+
+
+@functools.cache
+def _attribute_docstrings(cls: type) -> dict[str, str]:
+    """`name: type = ...` followed by a string, in the class body itself: {name: string}."""
+    node = _classes_of(cls.__module__)[cls.__qualname__]
+    return {
+        field.target.id: inspect.cleandoc(doc.value.value)
+        for field, doc in itertools.pairwise(node.body)
+        if isinstance(field, ast.AnnAssign)
+        and isinstance(field.target, ast.Name)
+        and isinstance(doc, ast.Expr)
+        and isinstance(doc.value, ast.Constant)
+        and isinstance(doc.value.value, str)
+    }
+
+
+@functools.cache
+def _classes_of(module: str) -> dict[str, ast.ClassDef]:
+    """The classes a module defines at its top level, parsed from its source once."""
+    tree = ast.parse(inspect.getsource(sys.modules[module]))
+    return {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
 
 
 def _nested_parts() -> set[str]:
@@ -921,7 +978,7 @@ def unknown_settings(env_file: Path | None, environ: Mapping[str, str]) -> list[
     silently ignored and the default used): every key of the env file, and environment
     variables under a nested part's prefix or close to one of Pulse's names (not PATH)."""
     parts = _nested_parts()
-    fields = {name for name, _ in setting_fields()}
+    fields = {name for name, _ in setting_fields(meanings=False)}
     known = fields | parts | {ENV_FILE_VARIABLE}
     path = env_file or Path(".env")
     in_file = [k.upper() for k in dotenv_values(path)] if path.is_file() else []

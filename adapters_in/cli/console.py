@@ -10,7 +10,6 @@ from typing import Any
 from dependency_injector.wiring import Provide, inject
 
 from pulse.adapters_in.cli.sign import base_url
-from pulse.adapters_in.http.console import session as console_session
 from pulse.ports.clock import Clock
 
 COMMANDS = ("console-link",)
@@ -39,6 +38,8 @@ async def dispatch(
         print("pulse: the console is off: set ADMIN_HMAC_SECRET to turn it on", file=sys.stderr)
         return 2
     base = base_url(args.url, settings.public_base_url, settings.host, settings.port)
+    from pulse.adapters_in.http.console import session as console_session
+
     link = console_session.one_time_link(
         settings.admin_hmac_secret.get_secret_value(), base, clock.now()
     )

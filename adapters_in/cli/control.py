@@ -11,13 +11,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 from dependency_injector.wiring import Provide, inject
 
 from pulse.adapters_in.cli.outcome import failed, print_summary
 from pulse.adapters_in.cli.progress import progress_bar
-from pulse.adapters_in.http.admin import auth as admin_auth
-from pulse.adapters_in.http.admin.payloads import MetricsFile, ShiftsBody, parse
 from pulse.core import control, history
 from pulse.core.control import Caller, ControlConfig, ControlPorts, Summary
 from pulse.core.dimensions import ShiftsDocument
@@ -109,6 +106,8 @@ async def run_use_case(
         )
     if args.command == "shifts" and args.action == "rollback":
         return await history.rollback_shifts(args.to, ports, config, caller, dry_run=dry_run)
+    from pulse.adapters_in.http.admin.payloads import MetricsFile, ShiftsBody
+
     if args.command == "metrics":
         document = _parse_file(MetricsFile, args.file)
         return await control.apply_metrics(
@@ -147,6 +146,8 @@ def _read(path: Path) -> bytes:
 
 def _parse_file(model: type[Any], path: Path) -> Any:
     """The model from a JSON file; a problem names the file (not the API's `body`)."""
+    from pulse.adapters_in.http.admin.payloads import parse  # pydantic models: loaded when used
+
     raw = _read(path)
     try:
         return parse(model, raw)
@@ -165,10 +166,14 @@ async def admin_call(args: argparse.Namespace, settings: Any = Provide["settings
         print(f"pulse: {exc}", file=sys.stderr)
         return 2
     base = args.url or f"http://{settings.host}:{settings.port}"
+    from pulse.adapters_in.http.admin import auth as admin_auth
+
     headers = admin_auth.signed_headers(
         settings.admin_hmac_secret.get_secret_value(), args.method, args.path, body, time.time()
     )
     headers["Content-Type"] = "application/json"
+    import httpx  # only this command calls out (cold start of the others)
+
     async with httpx.AsyncClient(timeout=60) as client:
         try:
             response = await client.request(

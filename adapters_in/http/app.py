@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from pulse.adapters_in.http import openapi
-from pulse.adapters_in.http.admin.api import AdminApi
-from pulse.adapters_in.http.console.routes import Console
 from pulse.adapters_in.http.health import Health
 from pulse.adapters_in.http.middleware import edge_middleware, measured
 from pulse.adapters_in.http.server import FAST_PATH
 from pulse.adapters_in.http.webhooks import WebhookEdge
+
+if TYPE_CHECKING:  # built only with ADMIN_HMAC_SECRET: their modules load then (cold start)
+    from pulse.adapters_in.http.admin.api import AdminApi
+    from pulse.adapters_in.http.console.routes import Console
 
 
 def build_app(

@@ -131,18 +131,3 @@ class WebhookAlerts:
     def _backoff(self, attempt: int) -> float:
         cap = min(BACKOFF_CAP_SEC, self._backoff_base * 2**attempt)
         return random.uniform(cap / 2, cap)
-
-
-class NoAlerts:
-    """ALERT_WEBHOOK_URL unset: incidents are recorded and listed, nothing is sent."""
-
-    sent = failed = dropped = waiting = 0
-
-    def offer(self, transition: Transition) -> None:
-        return None
-
-    async def send_now(self, transition: Transition) -> bool:
-        return False
-
-    async def run(self) -> None:
-        await asyncio.Event().wait()

@@ -9,7 +9,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pulse.adapters_out.sqlite.db import Database
+from pulse.adapters_out.sqlite.db import Database, run_script
 from pulse.core.errors import SinkPermanentError, SinkTransientError
 from pulse.core.model import DimRow, FactEvent, Row
 from pulse.core.schema import BY_NAME, REFERENCES, TABLES, ColumnType, Orphan, Table
@@ -150,7 +150,7 @@ class SqliteWarehouse:
                             f"ALTER TABLE {_quote(table.name)} ADD COLUMN"
                             f" {_quote(column.name)} {SQL_TYPES[column.type]}"
                         )
-        conn.executescript(DAILY_METRIC_VIEW)  # views hold no data: always the current arithmetic
+        run_script(conn, DAILY_METRIC_VIEW)  # views hold no data: always the current arithmetic
 
     # --- Sink port ----------------------------------------------------------------------------
 
