@@ -26,12 +26,13 @@ from pulse.adapters_in.cli import ingest as cli_ingest
 from pulse.adapters_in.cli import main as cli
 from pulse.adapters_in.cli import sign as cli_sign
 from pulse.adapters_in.http.edge_child import Forwarder, build_child_app, build_metrics_app
+from pulse.adapters_in.http.middleware import write_access_lines_with
 from pulse.adapters_in.http.server import PulseRunner
 from pulse.adapters_out.sqlite.db import private_folder
 from pulse.bootstrap.container import Container
 from pulse.bootstrap.daemon import StartFailed
 from pulse.bootstrap.edge_processes import die_with_parent
-from pulse.bootstrap.logs import setup_logging
+from pulse.bootstrap.logs import access_lines, setup_logging
 from pulse.bootstrap.settings import (
     ENV_FILE_VARIABLE,
     Settings,
@@ -59,6 +60,7 @@ async def serve(container: Container, args: argparse.Namespace) -> int:
     """`pulse serve`: a start that fails prints one line naming the cause and exits 2; what
     had started is unwound (the daemon's steps, then the container's resources)."""
     settings: Settings = container.settings()
+    write_access_lines_with(access_lines())
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     try:
@@ -80,6 +82,7 @@ async def serve_edge_child(container: Container, args: argparse.Namespace) -> in
     (EDGE_PROCESSES): webhooks on the shared port, every other request passed to the first
     process; SIGTERM stops listening and finishes the requests being stored."""
     die_with_parent()
+    write_access_lines_with(access_lines())
     settings: Settings = container.settings()
     run_dir = Path(args.edge_child)
     try:

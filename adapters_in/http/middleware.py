@@ -40,6 +40,18 @@ class JsonError(web.HTTPException):
         self.code = code or ERROR_CODES.get(status, "error")
 
 
+AccessLine = Callable[[str, str, str, int, float], None]
+_access_line: AccessLine | None = None
+
+
+def write_access_lines_with(writer: AccessLine | None) -> None:
+    """Answered requests' lines (request id, method, path, status, ms) through `writer`, the
+    daemon's JSON-lines writer, rather than a log record each (refusals still are records,
+    at WARNING); None: records again."""
+    global _access_line
+    _access_line = writer
+
+
 def request_id_of(request: web.Request) -> str:
     return str(request.get(REQUEST_ID, ""))
 
@@ -87,19 +99,23 @@ async def answer(
         response = error_response(500, "internal error; the request id is in the logs", rid)
     status = response.status
     seconds = time.perf_counter() - started
-    fields = {
-        "request_id": rid,
-        "method": request.method,
-        "path": request.path,
-        "status": status,
-        "ms": round(seconds * 1000, 2),
-    }
-    if error:
-        fields["error"] = error
-    if status >= 400:
-        log.warning("request", extra={"fields": fields})
-    elif log.isEnabledFor(logging.INFO):
-        log.info("request", extra={"fields": fields})
+    ms = round(seconds * 1000, 2)
+    if status < 400 and _access_line is not None:
+        _access_line(rid, request.method, request.path, status, ms)
+    elif status >= 400 or log.isEnabledFor(logging.INFO):
+        fields = {
+            "request_id": rid,
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "ms": ms,
+        }
+        if error:
+            fields["error"] = error
+        if status >= 400:
+            log.warning("request", extra={"fields": fields})
+        else:
+            log.info("request", extra={"fields": fields})
     if metrics is not None:
         count(metrics, route, request.method, status, seconds)
     return response
