@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
-import operator
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -977,14 +976,9 @@ class Container(containers.DeclarativeContainer):
 
     # --- the daemon's parts (DESIGN §1): declared here, started and stopped by `Daemon` ----
     breakers = providers.Singleton(Breakers, clock, metrics)
-    # With EDGE_PROCESSES > 1 each process sees its share of the requests, so its share of
-    # EDGE_BUSY_RPS marks the edge saturated.
-    edge_load = providers.Singleton(
-        EdgeLoad,
-        providers.Callable(
-            operator.truediv, settings.provided.edge_busy_rps, settings.provided.edge_processes
-        ),
-    )
+    # With EDGE_PROCESSES > 1 it counts the first process's own requests: the workers share
+    # that process (and its interpreter lock) with them, not with the others'
+    edge_load = providers.Singleton(EdgeLoad, settings.provided.edge_busy_rps)
     workers = providers.Singleton(
         InboxWorkers,
         ingest_ports,
