@@ -43,7 +43,6 @@ class EdgeProcesses:
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
         self._received: dict[str, float] = {}
-        self.restarts = 0
 
     @property
     def enabled(self) -> bool:
@@ -84,7 +83,6 @@ class EdgeProcesses:
             await asyncio.sleep(RESTART_DELAY_SEC)
             if self._stopping:
                 return
-            self.restarts += 1
             await self._spawn(index)
 
     async def stop(self, budget_sec: float) -> None:
@@ -108,9 +106,6 @@ class EdgeProcesses:
                     await proc.wait()
         if self.run_dir is not None:
             shutil.rmtree(self.run_dir, ignore_errors=True)
-
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._procs.values() if p.returncode is None]
 
     async def pages(self) -> Sequence[str]:
         """Each running child's own `/metrics` page (one that does not answer is left out)."""
