@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -26,7 +27,9 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, UnixConnector
 
 log = logging.getLogger("pulse.daemon")
 
-RESTART_DELAY_SEC = 1.0
+RESTART_DELAY_SEC = 1.0  # after an exit; doubled for each exit soon after a start, up to
+RESTART_DELAY_MAX_SEC = 60.0
+STEADY_SEC = 60.0  # a child that ran this long exited "after a while": the delay starts over
 PAGE_TIMEOUT = ClientTimeout(total=2)
 ACTIVITY_SEC = 5.0
 RECEIVED = "pulse_webhooks_received_total"
@@ -34,10 +37,20 @@ PR_SET_PDEATHSIG = 1
 
 
 class EdgeProcesses:
-    def __init__(self, processes: int, saw: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        processes: int,
+        saw: Callable[[str], None] | None = None,
+        command: Sequence[str] = (sys.executable, "-m", "pulse.bootstrap.main", "serve"),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.extra = max(0, processes - 1)
         self.saw = saw
         """Told each source a child stored webhooks from (the silence alarm)."""
+        self.command = tuple(command)
+        self._clock = clock
+        self.delays: list[float] = []
+        """Each restart's wait, in order (what the log says too)."""
         self.run_dir: Path | None = None
         self._procs: dict[int, asyncio.subprocess.Process] = {}
         self._watchers: list[asyncio.Task[None]] = []
@@ -66,24 +79,31 @@ class EdgeProcesses:
     async def _spawn(self, index: int) -> None:
         # The same settings: the environment (PULSE_ENV_FILE names the file `pulse serve` read).
         self._procs[index] = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pulse.bootstrap.main", "serve",
-            "--host", self._host, "--port", str(self._port),
+            *self.command, "--host", self._host, "--port", str(self._port),
             "--edge-child", str(self.run_dir), "--edge-index", str(index),
         )  # fmt: skip
 
     async def _watch(self, index: int) -> None:
+        """Start the child again after it exits: a second later, twice as long again for each
+        exit soon after a start (a setting only it rejects, a full disk), up to a minute."""
+        delay = RESTART_DELAY_SEC
         while True:
+            started = self._clock()
             code = await self._procs[index].wait()
             if self._stopping:
                 return
+            if self._clock() - started >= STEADY_SEC:
+                delay = RESTART_DELAY_SEC
             log.warning(
                 "edge process exited; starting it again",
-                extra={"fields": {"edge_process": index, "exit_code": code}},
+                extra={"fields": {"edge_process": index, "exit_code": code, "in_sec": delay}},
             )
-            await asyncio.sleep(RESTART_DELAY_SEC)
+            self.delays.append(delay)
+            await asyncio.sleep(delay)
             if self._stopping:
                 return
             await self._spawn(index)
+            delay = min(delay * 2, RESTART_DELAY_MAX_SEC)
 
     async def stop(self, budget_sec: float) -> None:
         """SIGTERM to each (it stops listening and finishes the requests it is storing),

@@ -1,0 +1,58 @@
+"""An extra edge process that keeps exiting is started again less and less often (a setting
+only it rejects must not become a fork loop); one that ran a while is started again soon."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+
+import pytest
+
+from pulse.bootstrap import edge_processes
+from pulse.bootstrap.edge_processes import EdgeProcesses
+
+EXITS_AT_ONCE = (sys.executable, "-c", "import sys; sys.exit(3)")
+
+
+@pytest.fixture(autouse=True)
+def _short_delays(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(edge_processes, "RESTART_DELAY_SEC", 0.01)
+    monkeypatch.setattr(edge_processes, "RESTART_DELAY_MAX_SEC", 0.08)
+
+
+async def restarts_of(processes: EdgeProcesses, count: int) -> list[float]:
+    processes.prepare()
+    await processes.start("127.0.0.1", 0)
+    try:
+        for _ in range(500):
+            if len(processes.delays) >= count:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await processes.stop(5)
+    return processes.delays[:count]
+
+
+async def test_a_child_exiting_at_once_waits_twice_as_long_each_time_up_to_the_cap() -> None:
+    delays = await restarts_of(EdgeProcesses(2, command=EXITS_AT_ONCE), 6)
+    assert delays == [0.01, 0.02, 0.04, 0.08, 0.08, 0.08]
+
+
+async def test_a_child_that_ran_a_while_is_started_again_after_the_first_delay() -> None:
+    ticks = itertools.count(0, edge_processes.STEADY_SEC)  # each run lasts a minute
+    delays = await restarts_of(
+        EdgeProcesses(2, command=EXITS_AT_ONCE, clock=lambda: float(next(ticks))), 4
+    )
+    assert delays == [0.01, 0.01, 0.01, 0.01]
+
+
+async def test_stop_leaves_no_child_and_no_folder() -> None:
+    processes = EdgeProcesses(3, command=(sys.executable, "-c", "import time; time.sleep(60)"))
+    processes.prepare()
+    await processes.start("127.0.0.1", 0)
+    run_dir = processes.run_dir
+    assert run_dir is not None and run_dir.is_dir()
+    await processes.stop(5)
+    assert all(p.returncode is not None for p in processes._procs.values())
+    assert not run_dir.exists()
