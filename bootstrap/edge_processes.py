@@ -33,6 +33,7 @@ STEADY_SEC = 60.0  # a child that ran this long exited "after a while": the dela
 PAGE_TIMEOUT = ClientTimeout(total=2)
 ACTIVITY_SEC = 5.0
 RECEIVED = "pulse_webhooks_received_total"
+RUN_PREFIX = "pulse-edge-"
 PR_SET_PDEATHSIG = 1
 
 
@@ -62,8 +63,12 @@ class EdgeProcesses:
         return self.extra > 0
 
     def prepare(self) -> Path:
-        """The private folder of the sockets; the first process's own socket path in it."""
-        self.run_dir = Path(tempfile.mkdtemp(prefix="pulse-edge-"))
+        """The private folder of the sockets; the first process's own socket path in it.
+        Folders a first process killed with SIGKILL left behind (its pid file names a process
+        that is gone) are removed first."""
+        remove_orphans(Path(tempfile.gettempdir()))
+        self.run_dir = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
+        (self.run_dir / "pid").write_text(str(os.getpid()))
         return self.run_dir / "pulse.sock"
 
     def child_socket(self, index: int) -> Path:
@@ -157,6 +162,17 @@ class EdgeProcesses:
                 if value > self._received.get(source, 0.0):
                     self.saw(source)
             self._received = totals
+
+
+def remove_orphans(folder: Path) -> None:
+    for run_dir in folder.glob(f"{RUN_PREFIX}*"):
+        try:
+            pid = int((run_dir / "pid").read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(run_dir, ignore_errors=True)  # its first process is gone
+        except (OSError, ValueError):
+            pass  # another user's, being written, or not ours: left alone
 
 
 def _received(page: str) -> list[tuple[str, float]]:

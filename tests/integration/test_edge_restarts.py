@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +59,29 @@ async def test_stop_leaves_no_child_and_no_folder() -> None:
     await processes.stop(5)
     assert all(p.returncode is not None for p in processes._procs.values())
     assert not run_dir.exists()
+
+
+def test_a_folder_left_by_a_killed_first_process_is_removed_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path
+    monkeypatch.setattr(edge_processes.tempfile, "tempdir", str(folder))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, check=True, text=True)  # fmt: skip
+    orphan = folder / "pulse-edge-old"
+    orphan.mkdir()
+    (orphan / "pid").write_text(gone.stdout.strip())
+    alive = folder / "pulse-edge-alive"
+    alive.mkdir()
+    (alive / "pid").write_text(str(os.getpid()))
+    other = folder / "pulse-edge-nopid"
+    other.mkdir()
+
+    processes = EdgeProcesses(2)
+    socket = processes.prepare()
+
+    assert not orphan.exists()
+    assert alive.exists() and other.exists()  # a live first process's, and one not ours to judge
+    assert socket.parent.parent == folder and (socket.parent / "pid").read_text() == str(
+        os.getpid()
+    )
