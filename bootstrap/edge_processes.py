@@ -57,6 +57,8 @@ class EdgeProcesses:
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
         self._received: dict[str, float] = {}
+        self._latest: dict[int, tuple[int, str]] = {}  # edge index → (pid, its last page)
+        self._gone: list[str] = []  # the last pages of children that were started again
 
     @property
     def enabled(self) -> bool:
@@ -133,11 +135,24 @@ class EdgeProcesses:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     async def pages(self) -> Sequence[str]:
-        """Each running child's own `/metrics` page (one that does not answer is left out)."""
+        """Each child's own `/metrics` page, so the first process's page can add them in.
+
+        Counters must never go down on the summed page (Prometheus would read a reset and count
+        everything again): a child that does not answer is counted by its last page, and when
+        it was started again, that last page of the process that is gone stays counted beside
+        the new one's."""
         if not self.enabled or self.run_dir is None:
             return ()
+        for index, proc in self._procs.items():
+            last = self._latest.get(index)
+            if last is not None and last[0] != proc.pid:
+                self._gone.append(last[1])
+                del self._latest[index]
         found = await asyncio.gather(*(self._page(i) for i in self._procs))
-        return [page for page in found if page is not None]
+        for (index, proc), page in zip(self._procs.items(), found, strict=True):
+            if page is not None:
+                self._latest[index] = (proc.pid, page)
+        return [page for _, page in self._latest.values()] + self._gone
 
     async def _page(self, index: int) -> str | None:
         try:

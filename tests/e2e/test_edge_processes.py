@@ -90,23 +90,36 @@ def test_three_processes_store_each_webhook_once_and_answer_every_route(pulse: P
 
 def test_a_killed_edge_process_is_started_again_and_sigterm_stops_all(pulse: Pulse) -> None:
     daemon = start(pulse)
-    first = children(daemon)
-    os.kill(first[1][0], signal.SIGKILL)
-    wait_for(lambda: children(daemon)[1][0] != first[1][0], 20, "edge process 1 started again")
     headers = {
         "Authorization": f"Bearer {pulse.aloware_secret}",
         "Content-Type": "application/json",
     }
     for n in range(30):
         assert post(f"{daemon.url}/webhooks/aloware", webhook(800_000 + n), headers)[0] == 202
+    assert received(daemon) == 30
+    first = children(daemon)
+    assert own_received(first[1][1]) > 0  # what the one about to be killed stored …
+    os.kill(first[1][0], signal.SIGKILL)
+    wait_for(lambda: children(daemon)[1][0] != first[1][0], 20, "edge process 1 started again")
+    assert received(daemon) == 30  # … is still counted: the summed counter never goes down
+    for n in range(30, 60):
+        assert post(f"{daemon.url}/webhooks/aloware", webhook(800_000 + n), headers)[0] == 202
+    assert received(daemon) == 60
     assert "edge process exited; starting it again" in daemon.log()
-    wait_for(lambda: pulse.stored_keys()[0] == 30, 30, "every webhook counted")
+    wait_for(lambda: pulse.stored_keys()[0] == 60, 30, "every webhook counted")
     pids = [pid for pid, _ in children(daemon).values()]
     assert daemon.stop() == 0
     for pid in pids:  # stopped with the first, not left behind
         wait_for(lambda pid=pid: not _alive(pid), 10, f"edge process {pid} to exit")
     total, keys = pulse.stored_keys()
-    assert total == len(set(keys)) == 30
+    assert total == len(set(keys)) == 60
+
+
+def received(daemon: Daemon) -> float:
+    status, page = get(f"{daemon.url}/metrics")
+    found = RECEIVED.search(page)
+    assert status == 200 and found is not None
+    return float(found.group(1))
 
 
 def _alive(pid: int) -> bool:
