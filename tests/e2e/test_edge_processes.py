@@ -86,6 +86,7 @@ def test_three_processes_store_each_webhook_once_and_answer_every_route(pulse: P
             daemon.url + path, signed_headers(pulse.admin_secret, "GET", path, b"", time.time())
         )
         assert status == 200 and "jobs" in json.loads(body), body
+    assert daemon.stop() == 0  # and its sockets' folder goes with it
 
 
 def test_a_killed_edge_process_is_started_again_and_sigterm_stops_all(pulse: Pulse) -> None:
