@@ -113,7 +113,8 @@ class StoreHealth:
 
 @dataclass(frozen=True, slots=True)
 class Webhook:
-    """One request as its carrier delivered it; `headers` with lower-cased names."""
+    """One request as its carrier delivered it; `headers` answer lower-case names (aiohttp's
+    are case-insensitive, API Gateway's are lower-cased by the Lambda edge)."""
 
     source: str
     method: str

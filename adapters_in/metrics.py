@@ -235,15 +235,16 @@ class Metrics:
         if not elsewhere:
             return generate_latest(self.registry).decode()
         merged = CollectorRegistry(auto_describe=False)
-        merged.register(_Summed(self.registry, _recorded_samples(elsewhere)))
+        merged.register(_Summed(self.registry, summed_samples(elsewhere)))
         return generate_latest(merged).decode()
 
 
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
-def _recorded_samples(pages: Sequence[str]) -> dict[str, dict[SampleKey, float]]:
-    """Per family, the sum over `pages` of each counter and histogram sample."""
+def summed_samples(pages: Sequence[str]) -> dict[str, dict[SampleKey, float]]:
+    """Per family, the sum over `pages` (`/metrics` texts) of each counter and histogram
+    sample, keyed by sample name and sorted labels."""
     sums: dict[str, dict[SampleKey, float]] = {}
     for page in pages:
         for family in text_string_to_metric_families(page):

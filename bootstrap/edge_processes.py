@@ -25,6 +25,8 @@ from pathlib import Path
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, UnixConnector
 
+from pulse.adapters_in.metrics import summed_samples
+
 log = logging.getLogger("pulse.daemon")
 
 RESTART_DELAY_SEC = 1.0  # after an exit; doubled for each exit soon after a start, up to
@@ -169,10 +171,12 @@ class EdgeProcesses:
         """Tell `saw` each source a child stored a webhook from since the last look."""
         while self.enabled and self.saw is not None:
             await asyncio.sleep(ACTIVITY_SEC)
-            totals: dict[str, float] = {}
-            for page in await self.pages():
-                for source, value in _received(page):
-                    totals[source] = totals.get(source, 0.0) + value
+            totals = {
+                dict(labels)["source"]: value
+                for family in summed_samples(await self.pages()).values()
+                for (name, labels), value in family.items()
+                if name == RECEIVED
+            }
             for source, value in totals.items():
                 if value > self._received.get(source, 0.0):
                     self.saw(source)
@@ -188,15 +192,6 @@ def remove_orphans(folder: Path) -> None:
             shutil.rmtree(run_dir, ignore_errors=True)  # its first process is gone
         except (OSError, ValueError):
             pass  # another user's, being written, or not ours: left alone
-
-
-def _received(page: str) -> list[tuple[str, float]]:
-    found = []
-    for line in page.splitlines():
-        if line.startswith(RECEIVED + '{source="'):
-            labels, _, value = line.rpartition(" ")
-            found.append((labels[len(RECEIVED) + 9 : -2], float(value)))
-    return found
 
 
 def die_with_parent() -> None:

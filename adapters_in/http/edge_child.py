@@ -17,7 +17,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, UnixConnector, we
 from pulse.adapters_in.http.middleware import error_response
 from pulse.adapters_in.http.server import FAST_PATH, PEER_HEADER
 from pulse.adapters_in.http.webhooks import WebhookEdge
-from pulse.adapters_in.intake import new_request_id, request_id_from
+from pulse.adapters_in.intake import request_id_from
 from pulse.adapters_in.metrics import Metrics
 
 log = logging.getLogger("pulse.http")
@@ -75,21 +75,22 @@ class Forwarder:
                 kept = [(k, v) for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP]
                 return web.Response(status=answer.status, headers=kept, body=payload)
         except web.HTTPException as exc:  # the body was over the limit
-            rid = request_id_from(request.headers.get("X-Request-Id"))
-            return error_response(exc.status_code, exc.text or exc.reason, rid)
+            return error_response(exc.status_code, exc.text or exc.reason, _request_id(request))
         except (ClientError, OSError, TimeoutError) as exc:
-            rid = request_id_from(request.headers.get("X-Request-Id"))
+            rid = _request_id(request)
             log.warning(
                 "could not pass a request to the first process",
                 extra={"fields": {"request_id": rid, "path": request.path, "error": repr(exc)}},
             )
-            return error_response(
-                502, "the daemon's first process did not answer; retry", rid or new_request_id()
-            )
+            return error_response(502, "the daemon's first process did not answer; retry", rid)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _request_id(request: web.Request) -> str:
+    return request_id_from(request.headers.get("X-Request-Id"))
 
 
 def build_child_app(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pulse.adapters_in.metrics import Metrics
 from pulse.bootstrap import edge_processes
 from pulse.bootstrap.edge_processes import EdgeProcesses
 
@@ -85,3 +86,28 @@ def test_a_folder_left_by_a_killed_first_process_is_removed_at_the_next_start(
     assert socket.parent.parent == folder and (socket.parent / "pid").read_text() == str(
         os.getpid()
     )
+
+
+async def test_the_silence_alarm_hears_each_source_the_other_processes_stored_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(edge_processes, "ACTIVITY_SEC", 0.01)
+    rounds = []
+    for received in ({"aloware": 2}, {"aloware": 2}, {"aloware": 3, "hubspot": 1}):
+        page = Metrics()
+        for source, count in received.items():
+            page.inc("webhooks_received_total", count, source=source)
+        rounds.append([page.render()])
+    heard: list[list[str]] = []
+    processes = EdgeProcesses(2, saw=lambda source: heard[-1].append(source))
+
+    async def pages() -> list[str]:
+        heard.append([])
+        if not rounds:
+            raise asyncio.CancelledError
+        return rounds.pop(0)
+
+    monkeypatch.setattr(processes, "pages", pages)
+    with pytest.raises(asyncio.CancelledError):
+        await processes.run()
+    assert heard == [["aloware"], [], ["aloware", "hubspot"], []]
