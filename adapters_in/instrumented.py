@@ -9,15 +9,14 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from opentelemetry import trace
-
 from pulse.adapters_in.metrics import Metrics, Reading
+from pulse.adapters_in.tracing import LazyTracer
 from pulse.core.errors import SinkPermanentError
 from pulse.core.model import DimRow, FactEvent
 from pulse.ports.ledger import Claim, Ledger
 from pulse.ports.sink import Sink
 
-tracer = trace.get_tracer("pulse.ports")
+tracer = LazyTracer("pulse.ports")
 T = TypeVar("T")
 
 

@@ -12,17 +12,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from opentelemetry import propagate, trace
-
 from pulse.adapters_in.metrics import Metrics
 from pulse.adapters_in.sources.base import SourceRejected, WebhookRequest, WebhookSource
+from pulse.adapters_in.tracing import LazyTracer
 from pulse.core.errors import EnvelopeTooLarge
 from pulse.core.model import IngestEnvelope
 from pulse.ports.clock import Clock
 from pulse.ports.inbox import Inbox
 
 log = logging.getLogger("pulse.edge")
-tracer = trace.get_tracer("pulse.edge")
+tracer = LazyTracer("pulse.edge")
 
 STORE_FAILURE_HOLD = timedelta(seconds=30)
 SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -172,6 +171,8 @@ class WebhookIntake:
             raise Refused(exc.status, str(exc), exc.code) from None
         headers = {h: webhook.headers[h] for h in source.kept_headers if h in webhook.headers}
         if self.tracing:
+            from opentelemetry import propagate
+
             with tracer.start_as_current_span(
                 "webhook.store", attributes={"pulse.request_id": rid, "pulse.source": name}
             ):

@@ -10,10 +10,9 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from opentelemetry import propagate, trace
-
 from pulse.adapters_in.breakers import Breakers
 from pulse.adapters_in.metrics import Metrics
+from pulse.adapters_in.tracing import LazyTracer
 from pulse.core.errors import TransientError
 from pulse.core.incidents import signature_of
 from pulse.core.ingest import BatchOutcome, IngestConfig, IngestPorts, process_batch
@@ -22,11 +21,13 @@ from pulse.ports.clock import Clock
 from pulse.ports.inbox import Inbox
 
 if TYPE_CHECKING:
+    from opentelemetry import trace
+
     from pulse.adapters_in.edge_load import EdgeLoad
     from pulse.adapters_in.incidents import IncidentMonitor
 
 log = logging.getLogger("pulse.worker")
-tracer = trace.get_tracer("pulse.worker")
+tracer = LazyTracer("pulse.worker")
 
 CRASH_RETRY_DELAY = timedelta(seconds=5)
 HOLD_EXTENSION = timedelta(seconds=60)  # how long each extension keeps held deliveries hidden
@@ -426,7 +427,11 @@ class InboxWorkers:
 
 def _links(deliveries: list[Delivery]) -> list[trace.Link]:
     """Links from the batch span to each request's edge span (context carried in the envelope)."""
-    links = []
+    links: list[trace.Link] = []
+    if not any("traceparent" in delivery.envelope.headers for delivery in deliveries):
+        return links  # nothing traced: the API need not be loaded
+    from opentelemetry import propagate, trace
+
     for delivery in deliveries:
         if "traceparent" not in delivery.envelope.headers:
             continue

@@ -44,7 +44,7 @@ class EdgeProcesses:
         self,
         processes: int,
         saw: Callable[[str], None] | None = None,
-        command: Sequence[str] = (sys.executable, "-m", "pulse.bootstrap.main", "serve"),
+        command: Sequence[str] = (sys.executable, "-m", "pulse.bootstrap.launch", "serve"),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.extra = max(0, processes - 1)

@@ -32,10 +32,13 @@ class LambdaRuntime:
 
     @classmethod
     def from_environment(cls) -> LambdaRuntime:
-        from pulse.bootstrap.container import Container
-        from pulse.bootstrap.logs import setup_logging
-        from pulse.bootstrap.settings import SettingsError, load_settings, unknown_settings
-        from pulse.bootstrap.telemetry import setup_tracing
+        from pulse.bootstrap.launch import start_up_imports
+
+        with start_up_imports():  # as the daemon's: no collection while the program loads
+            from pulse.bootstrap.container import Container
+            from pulse.bootstrap.logs import setup_logging
+            from pulse.bootstrap.settings import SettingsError, load_settings, unknown_settings
+            from pulse.bootstrap.telemetry import setup_tracing
 
         settings = load_settings()
         if settings.inbox != "sqs":

@@ -12,19 +12,12 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from aiohttp import web
 
-from pulse.adapters_in.cli import backfill as cli_backfill
-from pulse.adapters_in.cli import console as cli_console
-from pulse.adapters_in.cli import control as cli_control
-from pulse.adapters_in.cli import dataset as cli_dataset
-from pulse.adapters_in.cli import incidents as cli_incidents
-from pulse.adapters_in.cli import infra as cli_infra
-from pulse.adapters_in.cli import ingest as cli_ingest
-from pulse.adapters_in.cli import main as cli
-from pulse.adapters_in.cli import sign as cli_sign
+from pulse.adapters_in.cli.arguments import base_parser, serve_only
 from pulse.adapters_in.http.edge_child import Forwarder, build_child_app, build_metrics_app
 from pulse.adapters_in.http.middleware import write_access_lines_with
 from pulse.adapters_in.http.server import PulseRunner
@@ -49,7 +42,9 @@ async def _run(container: Container, args: argparse.Namespace) -> int:
             return await serve_edge_child(container, args)
         if args.command == "serve":
             return await serve(container, args)
-        return await cli.dispatch(args)
+        cli, _ = _commands()
+        code: int = await cli.dispatch(args)
+        return code
     finally:
         closing = container.shutdown_resources()
         if closing is not None:  # None when the command opened no async resource (admin call)
@@ -159,17 +154,23 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-# The command modules whose functions take their dependencies injected (besides cli.main).
-COMMANDS = (
-    cli_control,
-    cli_backfill,
-    cli_dataset,
-    cli_infra,
-    cli_ingest,
-    cli_incidents,
-    cli_sign,
-    cli_console,
-)
+def _commands() -> tuple[ModuleType, tuple[ModuleType, ...]]:
+    """`cli.main` and the command modules whose functions take their dependencies injected:
+    imported by the commands other than `serve`, which needs none of them."""
+    from pulse.adapters_in.cli import (
+        backfill,
+        console,
+        control,
+        dataset,
+        incidents,
+        infra,
+        ingest,
+        sign,
+    )
+    from pulse.adapters_in.cli import main as cli
+
+    return cli, (control, backfill, dataset, infra, ingest, incidents, sign, console)
+
 
 # Commands that take no webhook and write nothing: they run without the webhook secrets.
 READ_ONLY = {("report", None), ("check", None), ("dead-letters", "list")}
@@ -211,8 +212,9 @@ def _tolerant_output() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _tolerant_output()
-    parser = cli.build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    parser = base_parser()[0] if serve_only(words) else _commands()[0].build_parser()
+    args = parser.parse_args(words)
     if args.command is None:
         parser.print_help()
         return 0
@@ -243,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     # and wiring (every function of nine modules inspected) is a tenth of its cold start.
     wired = args.command != "serve"
     if wired:
-        container.wire(modules=[cli, *COMMANDS])
+        cli, commands = _commands()
+        container.wire(modules=[cli, *commands])
     try:
         code = asyncio.run(_run(container, args))
         sys.stdout.flush()  # a closed pipe fails here, inside the try, not at exit

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from opentelemetry import trace
-
-if TYPE_CHECKING:  # the SDK loads only when traces are exported (cold start)
+if TYPE_CHECKING:  # the API and SDK load only when traces are exported (cold start)
     from opentelemetry.sdk.trace import TracerProvider
 
 
 def setup_tracing(endpoint: str | None, service_name: str = "pulse") -> TracerProvider | None:
     if not endpoint:
         return None
+    from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider

@@ -12,7 +12,6 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from importlib import metadata
 from typing import Any, Protocol
 
 from dependency_injector.wiring import Provide, inject
@@ -25,6 +24,7 @@ from pulse.adapters_in.cli import incidents as cli_incidents
 from pulse.adapters_in.cli import infra as cli_infra
 from pulse.adapters_in.cli import ingest as cli_ingest
 from pulse.adapters_in.cli import sign as cli_sign
+from pulse.adapters_in.cli.arguments import base_parser
 from pulse.core import dead_letters as letters
 from pulse.core.calendar import date_key
 from pulse.core.control import Caller
@@ -73,35 +73,8 @@ REPORT_COLUMNS = (
 )
 
 
-def _serve_parser(serve: argparse.ArgumentParser) -> None:
-    serve.add_argument("--host", help="address to bind (default: HOST setting)")
-    serve.add_argument("--port", type=int, help="port to bind (default: PORT setting)")
-    serve.add_argument(
-        "--processes",
-        type=int,
-        metavar="N",
-        help="processes answering webhooks on the port (default: EDGE_PROCESSES setting)",
-    )
-    # an extra edge process, started by the first one (bootstrap/edge_processes.py)
-    serve.add_argument("--edge-child", metavar="DIR", help=argparse.SUPPRESS)
-    serve.add_argument("--edge-index", type=int, default=0, help=argparse.SUPPRESS)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pulse",
-        description="Pulse: Aloware and HubSpot activity into a Power BI / Fabric star schema.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    parser.add_argument(
-        "--env-file",
-        metavar="PATH",
-        help="settings file (default: PULSE_ENV_FILE, else ./.env); a relative DATA_DIR in it"
-        " is relative to its folder",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")  # none: print the help
-
-    _serve_parser(sub.add_parser("serve", help="run the daemon (webhooks, workers, scheduler)"))
+    parser, sub = base_parser()
 
     report = sub.add_parser("report", help="daily agent × metric counts from the local sink")
     report.add_argument("--date", type=day, help="YYYY-MM-DD (default: today, business tz)")
@@ -356,13 +329,6 @@ def day(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text} is not a date (YYYY-MM-DD)") from None
-
-
-def _version() -> str:
-    try:
-        return metadata.version("pulse-etl")
-    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
 
 
 def instant(text: str) -> datetime:

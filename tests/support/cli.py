@@ -37,7 +37,7 @@ def pulse(
     args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pulse.bootstrap.main", *args],
+        [sys.executable, "-m", "pulse.bootstrap.launch", *args],
         cwd=cwd,
         env=dict(env) if env is not None else clean_env(),
         capture_output=True,

@@ -98,7 +98,7 @@ class Pulse:
         (self.home / "crm.json").write_text(json.dumps(crm))
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "pulse.bootstrap.main", *args]
+        return [sys.executable, "-m", "pulse.bootstrap.launch", *args]
 
     def serve(self, log_name: str) -> Daemon:
         log_path = self.home / log_name

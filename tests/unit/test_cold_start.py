@@ -1,8 +1,11 @@
 """`pulse serve` on the embedded defaults loads only what it runs (its cold start, issue 15):
-the adapters of other configurations, httpx and the admin routes load when they are built."""
+the adapters of other configurations, httpx and the admin routes load when they are built, the
+other commands' modules when they run, OpenTelemetry when traces are exported or the first
+span opens; and the program loads with the garbage collector off (`pulse.bootstrap.launch`)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -16,6 +19,15 @@ from pulse.bootstrap.container import DEFERRED, imported
 # off without ADMIN_HMAC_SECRET, or by a command other than serve); each a prefix.
 NOT_LOADED = (
     "httpx",
+    "opentelemetry",
+    "pulse.adapters_in.cli.backfill",
+    "pulse.adapters_in.cli.console",
+    "pulse.adapters_in.cli.control",
+    "pulse.adapters_in.cli.incidents",
+    "pulse.adapters_in.cli.infra",
+    "pulse.adapters_in.cli.ingest",
+    "pulse.adapters_in.cli.main",
+    "pulse.adapters_in.cli.sign",
     "pulse.adapters_in.aws_lambda",
     "pulse.adapters_in.http.admin",
     "pulse.adapters_in.http.console",
@@ -49,7 +61,7 @@ async def build():
     if closing is not None:
         await closing
 
-main.cli.build_parser().parse_args(["serve"])
+main.base_parser()[0].parse_args(["serve"])
 unknown_settings(None, {})
 asyncio.run(build())
 loaded = (m for m, module in sys.modules.items() if module is not None)  # None: a failed try
@@ -82,3 +94,61 @@ def test_serve_on_the_embedded_defaults_loads_no_other_configurations_modules(
 @pytest.mark.parametrize("target", DEFERRED)
 def test_every_deferred_adapter_can_be_found(target: str) -> None:
     assert callable(imported(target)), target
+
+
+# `pulse` (no command: its help) through the console script's module, counting collections while it loads.
+LAUNCH = """
+import gc, sys
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info))
+from pulse.bootstrap import launch
+code = launch.main([])  # no command: the help, and 0
+print(code, len(collections), gc.isenabled(), gc.get_freeze_count(), "pulse.bootstrap.main" in sys.modules)
+"""
+
+
+@pytest.mark.slow
+def test_the_program_loads_without_a_collection_and_what_it_built_is_frozen() -> None:
+    # Before: about 140 collections while `pulse.bootstrap.main` loaded (a tenth of the start).
+    out = subprocess.run(
+        [sys.executable, "-c", LAUNCH], capture_output=True, text=True, check=True
+    ).stdout.split("\n")[-2]
+    code, collections, enabled, frozen, loaded = out.split()
+    assert (code, enabled, loaded) == ("0", "True", "True")
+    assert int(collections) < 10  # the few after loading: printing the help
+    assert int(frozen) > 20_000  # the program's classes, functions and schemas
+
+
+def test_start_up_imports_turn_the_collector_back_on_even_when_an_import_fails() -> None:
+    from pulse.bootstrap.launch import start_up_imports
+
+    assert gc.isenabled()
+    with pytest.raises(ModuleNotFoundError), start_up_imports():
+        assert not gc.isenabled()
+        import pulse.no_such_module  # type: ignore[import-not-found]  # noqa: F401
+    assert gc.isenabled()
+    gc.unfreeze()  # what this test process had is collectable again
+
+
+@pytest.mark.parametrize(
+    ("argv", "light"),
+    [
+        (["serve"], True),
+        (["serve", "--port", "8081"], True),
+        (["--env-file", "x.env", "serve"], True),
+        (["--env-file=x.env", "serve", "--help"], True),
+        (["--help", "serve"], False),
+        (["--version"], False),
+        (["report"], False),
+        ([], False),
+    ],
+)
+def test_serve_is_parsed_by_the_light_parser_exactly_as_by_the_full_one(
+    argv: list[str], light: bool
+) -> None:
+    from pulse.adapters_in.cli.arguments import base_parser, serve_only
+    from pulse.adapters_in.cli.main import build_parser
+
+    assert serve_only(argv) is light
+    if light and "--help" not in argv:
+        assert base_parser()[0].parse_args(argv) == build_parser().parse_args(argv)
