@@ -7,15 +7,16 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
+from typing import TYPE_CHECKING, Any
 
 from pulse.adapters_in.metrics import Metrics
 from pulse.core.control import Caller, Summary
 from pulse.ports.clock import Clock
 from pulse.ports.control import JobLease
+
+if TYPE_CHECKING:  # apscheduler loads with the triggers (`ControlScheduler.load`)
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.triggers.cron import CronTrigger
 
 log = logging.getLogger("pulse.scheduler")
 
@@ -24,6 +25,8 @@ JobRunner = Callable[[Caller], Awaitable[Summary]]
 
 def cron_trigger(expression: str, zone: tzinfo) -> CronTrigger:
     """Five crontab fields, or six with seconds first (tests run every second)."""
+    from apscheduler.triggers.cron import CronTrigger
+
     fields = expression.split()
     if len(fields) == 6:
         second, minute, hour, day, month, dow = fields
@@ -110,8 +113,29 @@ class ControlScheduler:
         self.board = board
         self.replica = replica or uuid.uuid4().hex[:12]
         self._grace, self._ttl = misfire_grace, lease_ttl
-        self._triggers = {job.name: cron_trigger(job.cron, zone) for job in jobs}
-        self._scheduler = AsyncIOScheduler(timezone=zone)
+        self._loaded: tuple[dict[str, CronTrigger], AsyncIOScheduler] | None = None
+
+    def load(self) -> None:
+        """Import apscheduler and build each job's trigger: a crontab it cannot read raises
+        `ValueError` here. About 20 ms of imports, so the daemon calls this in a
+        thread once it listens; the other methods call it if it has not run."""
+        if self._loaded is None:
+            from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+            triggers = {name: cron_trigger(job.cron, self._zone) for name, job in self.jobs.items()}
+            self._loaded = triggers, AsyncIOScheduler(timezone=self._zone)
+
+    @property
+    def _triggers(self) -> dict[str, CronTrigger]:
+        self.load()
+        assert self._loaded is not None
+        return self._loaded[0]
+
+    @property
+    def _scheduler(self) -> AsyncIOScheduler:
+        self.load()
+        assert self._loaded is not None
+        return self._loaded[1]
 
     def start(self) -> None:
         """Call from inside the running loop (the daemon's)."""
@@ -128,7 +152,7 @@ class ControlScheduler:
         self._scheduler.start()
 
     def shutdown(self) -> None:
-        if self._scheduler.running:
+        if self._loaded is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
     async def fire(self, name: str) -> bool:

@@ -112,6 +112,10 @@ class Daemon:
         self.workers.start()
         started.push_async_callback(self.workers.drain, 0)  # a no-op once drained
         async with _step("the scheduler"):
+            # apscheduler and the triggers load in a thread while the edge already answers:
+            # storing webhooks (what /readyz reports) does not wait for the nightly jobs'
+            # library; a crontab it cannot read still stops the start here (exit 2).
+            await asyncio.to_thread(self.scheduler.load)
             self.scheduler.start()
             started.callback(self.scheduler.shutdown)
         # The roster refresh at start-up; replicas starting in the same minute run it once.

@@ -117,3 +117,15 @@ async def test_a_roster_api_refusing_at_start_is_one_line_and_exit_2(tmp_path: P
     assert "401" in line
     assert env["ALOWARE_API_TOKEN"] not in out + err  # the token is never echoed
     assert '"msg": "listening"' not in out + err  # it never listened
+
+
+async def test_a_crontab_the_scheduler_cannot_read_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    # Five fields (the settings check), but no 61st minute: apscheduler refuses it when the
+    # scheduler loads, after the port listens; the start still fails as one line.
+    env = serve_env(tmp_path, RECONCILE_CRON="61 2 * * *")
+    code, out, err = await serve_and_wait(tmp_path, env)
+    assert code == 2
+    line = the_one_line(err)
+    assert line.startswith("pulse: cannot start: the scheduler: "), line
+    assert "61" in line
+    assert '"msg": "listening"' not in out + err  # "listening" is logged once all has started

@@ -18,6 +18,7 @@ from pulse.bootstrap.container import DEFERRED, imported
 # Loaded by configurations other than the embedded defaults (or by the admin API and console,
 # off without ADMIN_HMAC_SECRET, or by a command other than serve); each a prefix.
 NOT_LOADED = (
+    "apscheduler",  # loaded in a thread once the daemon listens
     "httpx",
     "opentelemetry",
     "pulse.adapters_in.cli.backfill",
@@ -152,3 +153,29 @@ def test_serve_is_parsed_by_the_light_parser_exactly_as_by_the_full_one(
     assert serve_only(argv) is light
     if light and "--help" not in argv:
         assert base_parser()[0].parse_args(argv) == build_parser().parse_args(argv)
+
+
+def test_no_setting_defaults_to_a_builtin_factory() -> None:
+    # pydantic reads each default factory's signature; a builtin's (`list`, `dict`) is parsed
+    # from its text with tokenize, whose patterns compile on first use: 4-5 ms of every start.
+    from pydantic import BaseModel
+
+    from pulse.bootstrap.settings import Settings
+
+    def models(model: type[BaseModel]) -> list[type[BaseModel]]:
+        found = [model]
+        for field in model.model_fields.values():
+            for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    found += models(arg)
+        return found
+
+    builtin = [
+        f"{model.__name__}.{name}"
+        for model in models(Settings)
+        for name, field in model.model_fields.items()
+        if isinstance(field.default_factory, type)
+        or type(field.default_factory).__name__ == "builtin_function_or_method"
+    ]
+    assert builtin == []
+    assert len(models(Settings)) > 1  # the nested parts are looked at too

@@ -35,8 +35,13 @@ class FakeScheduler:
         self.fail = fail
         self.running = False
         self.runs: list[str] = []
+        self.loaded = False
+
+    def load(self) -> None:  # apscheduler's import, in a thread
+        self.loaded = True
 
     def start(self) -> None:
+        assert self.loaded, "started before it loaded"
         if self.fail:
             raise RuntimeError("the job store is locked")
         self.running = True
