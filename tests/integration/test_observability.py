@@ -101,9 +101,9 @@ async def running(tmp_path: Path, finished_spans: InMemorySpanExporter) -> Async
     task = asyncio.create_task(daemon.run("127.0.0.1", 0))
     try:
         deadline = time.monotonic() + START_TIMEOUT_SEC
-        while daemon.port is None:
+        while not daemon.started.is_set():  # listening, and every start step done
             assert not task.done(), task.result()
-            assert time.monotonic() < deadline, "the daemon did not start listening"
+            assert time.monotonic() < deadline, "the daemon did not start"
             await asyncio.sleep(0.02)
         finished_spans.clear()
         async with aiohttp.ClientSession() as http:

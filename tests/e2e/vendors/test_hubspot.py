@@ -99,11 +99,11 @@ async def serve(settings: Settings) -> AsyncIterator[str]:
     task = asyncio.create_task(daemon.run("127.0.0.1", 0))
     try:
         deadline = time.monotonic() + START_TIMEOUT_SEC
-        while daemon.port is None:
+        while not daemon.started.is_set():  # listening, and every start step done
             if task.done():
                 task.result()
-                raise AssertionError("the daemon returned before listening")
-            assert time.monotonic() < deadline, "the daemon did not start listening"
+                raise AssertionError("the daemon returned before it started")
+            assert time.monotonic() < deadline, "the daemon did not start"
             await asyncio.sleep(0.02)
         yield f"http://127.0.0.1:{daemon.port}"
         daemon.stop_requested.set()
