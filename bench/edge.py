@@ -13,9 +13,9 @@ prints how long each took from its 202 to its row in the local sink (FactEvent, 
 
 Issue 15's figures, driven by wrk (Debian's `wrk`) with ALOWARE_AUTH=none: accept rate and p99
 (6 s, 32 connections, workers running), a 10 s burst and then every stored event counted, the
-paced lag, cold start (spawn → /readyz 200 against spawn → a bare app listening: nine of each, in a
-venv of the runtime packages only, as the image, and in this one) and RSS; each
-a ratio against the bare handler in the same run. `--rss-events 1000000` then keeps wrk on the
+paced lag, cold start (spawn → /readyz 200 against spawn → a bare app listening: nine of each,
+in a venv of the runtime packages only, as the image, and in this one) and RSS; each a ratio
+against the bare handler in the same run. `--rss-events 1000000` then keeps wrk on the
 daemon until that many events were stored, waits until each is a row, and prints its RSS.
 """
 
