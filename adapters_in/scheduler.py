@@ -113,29 +113,34 @@ class ControlScheduler:
         self.board = board
         self.replica = replica or uuid.uuid4().hex[:12]
         self._grace, self._ttl = misfire_grace, lease_ttl
-        self._loaded: tuple[dict[str, CronTrigger], AsyncIOScheduler] | None = None
+        self._loaded: dict[str, CronTrigger] | None = None
+        self._apscheduler: AsyncIOScheduler | None = None
 
     def load(self) -> None:
         """Import apscheduler and build each job's trigger: a crontab it cannot read raises
-        `ValueError` here. About 20 ms of imports, so the daemon calls this in a
-        thread once it listens; the other methods call it if it has not run."""
+        `ValueError` here. About 20 ms of imports, so the daemon calls this in a thread once
+        it listens; the other methods call it if it has not run. The scheduler itself is made
+        on the loop's thread, where apscheduler looks for its event loop."""
         if self._loaded is None:
-            from apscheduler.schedulers.asyncio import AsyncIOScheduler
+            import apscheduler.schedulers.asyncio  # noqa: F401  # imported here, made in start
 
-            triggers = {name: cron_trigger(job.cron, self._zone) for name, job in self.jobs.items()}
-            self._loaded = triggers, AsyncIOScheduler(timezone=self._zone)
+            self._loaded = {
+                name: cron_trigger(job.cron, self._zone) for name, job in self.jobs.items()
+            }
 
     @property
     def _triggers(self) -> dict[str, CronTrigger]:
         self.load()
         assert self._loaded is not None
-        return self._loaded[0]
+        return self._loaded
 
     @property
     def _scheduler(self) -> AsyncIOScheduler:
-        self.load()
-        assert self._loaded is not None
-        return self._loaded[1]
+        if self._apscheduler is None:
+            from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+            self._apscheduler = AsyncIOScheduler(timezone=self._zone)
+        return self._apscheduler
 
     def start(self) -> None:
         """Call from inside the running loop (the daemon's)."""
@@ -152,7 +157,7 @@ class ControlScheduler:
         self._scheduler.start()
 
     def shutdown(self) -> None:
-        if self._loaded is not None and self._scheduler.running:
+        if self._apscheduler is not None and self._apscheduler.running:
             self._scheduler.shutdown(wait=False)
 
     async def fire(self, name: str) -> bool:
