@@ -252,9 +252,13 @@ def summed_samples(pages: Sequence[str]) -> dict[str, dict[SampleKey, float]]:
                 continue  # a gauge is a state of the process that holds it: not summed
             samples = sums.setdefault(family.name, {})
             for sample in family.samples:
-                key = (sample.name, tuple(sorted(sample.labels.items())))
+                key = _sample_key(sample)
                 samples[key] = samples.get(key, 0.0) + sample.value
     return sums
+
+
+def _sample_key(sample: Sample) -> SampleKey:
+    return sample.name, tuple(sorted(sample.labels.items()))
 
 
 class _Summed(Collector):
@@ -270,8 +274,8 @@ class _Summed(Collector):
             if extra:
                 samples = []
                 for sample in family.samples:
-                    key = (sample.name, tuple(sorted(sample.labels.items())))
-                    samples.append(sample._replace(value=sample.value + extra.pop(key, 0.0)))
+                    more = extra.pop(_sample_key(sample), 0.0)
+                    samples.append(sample._replace(value=sample.value + more))
                 samples += [Sample(name, dict(labels), v) for (name, labels), v in extra.items()]
                 family.samples = samples
             yield family

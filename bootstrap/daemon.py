@@ -100,10 +100,10 @@ class Daemon:
             )
             await self._runner.setup()
             started.push_async_callback(self._runner.cleanup)
-            several = self.edge_processes is not None and self.edge_processes.enabled
+            several = self._several_edges()
             await web.TCPSite(self._runner, host, port, reuse_port=several or None).start()
             self.port = _bound_port(self._runner, port)
-        if self.edge_processes is not None and self.edge_processes.enabled:
+        if self.edge_processes is not None and several:
             extra = self.edge_processes
             async with _step(f"{extra.extra} more edge processes"):
                 await web.UnixSite(self._runner, str(extra.prepare())).start()
@@ -145,7 +145,7 @@ class Daemon:
             return max(0.0, deadline - loop.time())
 
         log.info("stopping: no new requests; draining")
-        if self.edge_processes is not None and self.edge_processes.enabled:
+        if self.edge_processes is not None and self._several_edges():
             await self.edge_processes.stop(left())  # each finishes what it is storing
         if self._runner is not None:
             await self._runner.cleanup()
@@ -158,6 +158,10 @@ class Daemon:
             except Exception:
                 log.exception("sink drain failed", extra={"fields": {"sink": name}})
         return report
+
+    def _several_edges(self) -> bool:
+        """EDGE_PROCESSES > 1: the port is shared with the extra edge processes."""
+        return self.edge_processes is not None and self.edge_processes.enabled
 
     async def _cancel_tasks(self) -> None:
         for task in self._tasks:

@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # a push sink's config modules load when it is configured (co
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo", "<secret>"}
 
 
-def _none() -> list[Any]:
+def _empty_list() -> list[Any]:
     """An empty list default. Not the builtin `list`: pydantic reads a default factory's
     signature, and a builtin's is parsed from its text with tokenize (a few ms at start-up)."""
     return []
@@ -388,7 +388,7 @@ class SinkSettings(SettingsPart):
     sink: SinkName = "local"
     """Where the star schema goes: local (SQLite warehouse), powerbi, fabric-eventhouse or fabric-eventstream"""
     sinks: Annotated[list[SinkName], NoDecode, BeforeValidator(_as_list)] = Field(
-        default_factory=_none,
+        default_factory=_empty_list,
         description="Several sinks at once (powerbi,fabric-eventhouse): every fact goes to each; "
         "the first keeps the ledger keys SINK had. Unset: SINK",
     )
@@ -495,7 +495,8 @@ class DirectorySettings(SecretSourceSettings):
     """Who owns a HubSpot email or ticket: static (CRM_FILE) or hubspot (the CRM API)"""
     # static roster and CRM (embedded defaults)
     roster_agents: CommaList = Field(
-        default_factory=_none, description="Agent ids; empty and no file = count everyone (warned)"
+        default_factory=_empty_list,
+        description="Agent ids; empty and no file = count everyone (warned)",
     )
     roster_file: Path | None = None
     """JSON file of agents: a list of {id,name,email}, or Aloware's availability response"""
@@ -552,9 +553,11 @@ class AdminSettings(SecretSourceSettings):
     admin_hmac_secret: SecretStr | None = Field(
         None, description="Signs admin requests; unset: the /admin routes are off"
     )
-    admin_ip_allowlist: CommaList = Field(default_factory=_none, description="CIDRs; empty: any")
+    admin_ip_allowlist: CommaList = Field(
+        default_factory=_empty_list, description="CIDRs; empty: any"
+    )
     trusted_proxies: CommaList = Field(
-        default_factory=_none, description="CIDRs whose X-Forwarded-For is believed"
+        default_factory=_empty_list, description="CIDRs whose X-Forwarded-For is believed"
     )
 
     def admin_problems(self) -> list[str]:
@@ -749,7 +752,7 @@ class Settings(
     """IANA zone for business dates and shifts"""
     goals: GoalSettings = GoalSettings()
     shifts: Annotated[list[ShiftSettings], NoDecode, BeforeValidator(_as_json_list)] = Field(
-        default_factory=_none, description='JSON: [{"name", "start", "end", "days"}]'
+        default_factory=_empty_list, description='JSON: [{"name", "start", "end", "days"}]'
     )
 
     # --- AWS (issue: production stores) ---

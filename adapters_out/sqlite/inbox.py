@@ -62,7 +62,10 @@ _INSERT = (
 # retakes the GIL once, where `executemany` does so per row, and each retake contends with the
 # loop's thread (which releases it on every socket call). Seven shapes: all stay prepared.
 _WIDEST = 64
-_INSERT_ROWS = {n: _INSERT + ", (?, ?, ?, ?, ?, ?, ?)" * (n - 1) for n in (64, 32, 16, 8, 4, 2, 1)}
+_INSERT_ROWS = {
+    1 << k: _INSERT + ", (?, ?, ?, ?, ?, ?, ?)" * ((1 << k) - 1)
+    for k in range(_WIDEST.bit_length())
+}
 
 
 def insert_rows(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> None:
